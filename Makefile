@@ -1,0 +1,64 @@
+# keel — see README.md. Tool versions are pinned in tools/go.mod.
+
+GO       ?= go
+BIN      := $(CURDIR)/bin
+SQLC     := $(BIN)/sqlc
+GOOSE    := $(BIN)/goose
+GOFILES   = $(shell git ls-files --cached --others --exclude-standard '*.go')
+
+.PHONY: all generate check-generate lint test ci db demo bench tools clean
+
+all: generate lint test
+
+tools: $(SQLC) $(GOOSE)
+
+$(SQLC): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/sqlc github.com/sqlc-dev/sqlc/cmd/sqlc
+
+$(GOOSE): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/goose github.com/pressly/goose/v3/cmd/goose
+
+## generate: rebuild db/ from migrations/ and sql/ with the pinned sqlc
+generate: $(SQLC)
+	$(SQLC) generate
+
+## check-generate: fail when db/ differs from what sqlc generates
+check-generate: $(SQLC)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cp -r sqlc.yaml migrations sql "$$tmp"/ && \
+	(cd "$$tmp" && $(SQLC) generate) && \
+	if ! diff -ru "$$tmp/db" db; then \
+		echo "db/ is not what sqlc generates from migrations/ and sql/: run make generate" >&2; exit 1; \
+	fi
+	@echo "db/ matches sqlc's output"
+
+## lint: gofmt and go vet, for keel and bench/
+lint:
+	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:" $$out >&2; exit 1; fi
+	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
+
+## test: every test, with the race detector, against DATABASE_URL
+test:
+	$(GO) test -race -count=1 ./...
+
+## ci: everything CI checks
+ci: check-generate lint test
+
+## db: find or start a local PostgreSQL and print the DATABASE_URL to use
+db:
+	@bash scripts/postgres.sh
+
+## demo: apply keel's schema to DATABASE_URL (or a local server) and show it
+demo:
+	@url="$${DATABASE_URL:-$$(bash scripts/postgres.sh --url)}" && \
+	$(GO) run ./cmd/keel --database-url "$$url" migrate up && \
+	$(GO) run ./cmd/keel --database-url "$$url" migrate status && \
+	$(GO) run ./cmd/keel --database-url "$$url" schema
+
+## bench: run bench/ against DATABASE_URL and print the numbers
+bench:
+	cd bench && $(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 ./...
+
+clean:
+	rm -rf $(BIN)

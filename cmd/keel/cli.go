@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/migrations"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the command ran and failed: unreachable database, SQL error
+	exitUsage = 2 // the command line is wrong
+)
+
+const usage = `keel applies keel's migrations and inspects a keel database.
+
+Usage:
+  keel [--database-url URL] migrate up [--to VERSION]    apply pending migrations
+  keel [--database-url URL] migrate down [--to VERSION]  roll back one migration, or all above VERSION
+  keel [--database-url URL] migrate status               list migrations and whether each is applied
+  keel migrate sql                                       print the migrations' SQL, for other schema tools
+  keel [--database-url URL] schema                       list keel's tables and views with their comments
+  keel version                                           print keel's version
+
+The database comes from --database-url, or else from DATABASE_URL.
+`
+
+// usageError is a mistake in the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// cli holds what one invocation needs.
+type cli struct {
+	out, errOut io.Writer
+	getenv      func(string) string
+	databaseURL string
+}
+
+// run executes one command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	c := &cli{out: stdout, errOut: stderr, getenv: getenv}
+	err := c.dispatch(ctx, args)
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "keel: %s\n\n%s", ue.msg, usage)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "keel: %v\n", err)
+		return exitError
+	}
+}
+
+func (c *cli) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.databaseURL, "database-url", c.databaseURL, "PostgreSQL connection string (default: $DATABASE_URL)")
+	return fs
+}
+
+func (c *cli) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+func (c *cli) dispatch(ctx context.Context, args []string) error {
+	fs := c.flags("keel")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	args = fs.Args()
+	if len(args) == 0 {
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "migrate":
+		return c.migrate(ctx, args[1:])
+	case "schema":
+		return c.schema(ctx, args[1:])
+	case "version":
+		return c.version(args[1:])
+	case "help", "-h", "--help":
+		return flag.ErrHelp
+	default:
+		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+}
+
+// connect opens a pool on the chosen database and checks that it answers,
+// turning the usual failures into one readable line.
+func (c *cli) connect(ctx context.Context) (*pgxpool.Pool, error) {
+	url := c.databaseURL
+	if url == "" {
+		url = c.getenv("DATABASE_URL")
+	}
+	if url == "" {
+		return nil, usageError{"no database: pass --database-url or set DATABASE_URL"}
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("invalid database URL: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("invalid database URL: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot connect to %s:%d/%s: %s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, oneLine(err))
+	}
+	return pool, nil
+}
+
+func (c *cli) migrate(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError{"migrate needs a subcommand: up, down, status or sql"}
+	}
+	sub := args[0]
+	fs := c.flags("migrate " + sub)
+	to := fs.Int64("to", -1, "target version")
+	if err := c.parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("migrate %s: unexpected argument %q", sub, fs.Arg(0))}
+	}
+	switch sub {
+	case "sql":
+		return migrations.WriteSQL(c.out)
+	case "up", "down", "status":
+	default:
+		return usageError{fmt.Sprintf("unknown migrate subcommand %q", sub)}
+	}
+	if *to < -1 || (*to == 0 && sub == "up") {
+		return usageError{fmt.Sprintf("migrate %s: --to must be a migration version", sub)}
+	}
+	pool, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	m, err := migrations.New(pool, migrations.Config{})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	switch sub {
+	case "up":
+		var res []migrations.Result
+		if *to >= 0 {
+			res, err = m.UpTo(ctx, *to)
+		} else {
+			res, err = m.Up(ctx)
+		}
+		c.printResults(res)
+		if err == nil && len(res) == 0 {
+			fmt.Fprintln(c.out, "keel schema is up to date")
+		}
+		return err
+	case "down":
+		if *to >= 0 {
+			res, err := m.DownTo(ctx, *to)
+			c.printResults(res)
+			return err
+		}
+		res, err := m.Down(ctx)
+		if err != nil {
+			return err
+		}
+		c.printResults([]migrations.Result{res})
+		return nil
+	default:
+		return c.status(ctx, m)
+	}
+}
+
+func (c *cli) printResults(res []migrations.Result) {
+	for _, r := range res {
+		fmt.Fprintf(c.out, "%-4s %s (%s)\n", r.Direction, r.Name, r.Duration.Round(time.Millisecond))
+	}
+}
+
+func (c *cli) status(ctx context.Context, m *migrations.Migrator) error {
+	sts, err := m.Status(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "VERSION\tMIGRATION\tAPPLIED AT")
+	for _, s := range sts {
+		at := "pending"
+		if s.Applied {
+			at = s.AppliedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\n", s.Version, s.Name, at)
+	}
+	return w.Flush()
+}
+
+func (c *cli) schema(ctx context.Context, args []string) error {
+	fs := c.flags("schema")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	pool, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	q := db.New(pool)
+	ok, err := q.SchemaExists(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errors.New("no keel schema in this database: run keel migrate up")
+	}
+	rels, err := q.ListRelations(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tKIND\tCOMMENT")
+	for _, r := range rels {
+		fmt.Fprintf(w, "keel.%s\t%s\t%s\n", r.Name, r.Kind, firstLine(r.Comment))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "%d tables and views in schema keel\n", len(rels))
+	return nil
+}
+
+// oneLine folds pgx's multi-line connection errors (one line per address
+// tried) into one line, without repeats.
+func oneLine(err error) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, l := range strings.Split(err.Error(), "\n") {
+		l = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(l), ":"))
+		if l != "" && !seen[l] {
+			seen[l] = true
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, ": ")
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func (c *cli) version(args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Sprintf("version: unexpected argument %q", args[0])}
+	}
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	fmt.Fprintf(c.out, "keel %s %s\n", v, runtime.Version())
+	return nil
+}
