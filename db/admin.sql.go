@@ -69,3 +69,31 @@ func (q *Queries) ListDatabases(ctx context.Context, prefix string) ([]string, e
 	}
 	return items, nil
 }
+
+const notify = `-- name: Notify :exec
+SELECT pg_notify($1::text, $2::text)
+`
+
+type NotifyParams struct {
+	Channel string `json:"channel"`
+	Payload string `json:"payload"`
+}
+
+// Sends a notification; inside a transaction it is delivered on commit.
+func (q *Queries) Notify(ctx context.Context, arg NotifyParams) error {
+	_, err := q.db.Exec(ctx, notify, arg.Channel, arg.Payload)
+	return err
+}
+
+const tryAdvisoryXactLock = `-- name: TryAdvisoryXactLock :one
+SELECT pg_try_advisory_xact_lock($1::bigint)
+`
+
+// Takes the transaction-level advisory lock with that key if it is free;
+// it is released when the transaction ends.
+func (q *Queries) TryAdvisoryXactLock(ctx context.Context, key int64) (bool, error) {
+	row := q.db.QueryRow(ctx, tryAdvisoryXactLock, key)
+	var pg_try_advisory_xact_lock bool
+	err := row.Scan(&pg_try_advisory_xact_lock)
+	return pg_try_advisory_xact_lock, err
+}

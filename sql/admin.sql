@@ -15,3 +15,12 @@ SELECT datname::text AS name
 FROM pg_catalog.pg_database
 WHERE starts_with(datname, @prefix::text)
 ORDER BY datname;
+
+-- name: TryAdvisoryXactLock :one
+-- Takes the transaction-level advisory lock with that key if it is free;
+-- it is released when the transaction ends.
+SELECT pg_try_advisory_xact_lock(@key::bigint);
+
+-- name: Notify :exec
+-- Sends a notification; inside a transaction it is delivered on commit.
+SELECT pg_notify(@channel::text, @payload::text);

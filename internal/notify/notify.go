@@ -1,0 +1,300 @@
+// Package notify is keel's LISTEN/NOTIFY machinery, shared by every feature.
+//
+// A [Listener] holds one connection per process, LISTENs on every channel
+// that has a subscriber and fans notifications out to them. It reconnects
+// after a lost connection and then wakes every subscriber once, since
+// notifications sent while it was away are gone. Subscribers must still poll:
+// a wake-up is a hint, never the only path to work (PgBouncer in transaction
+// mode delivers none).
+//
+// A [Debouncer] decides when a writer should send a NOTIFY. A notifying
+// commit takes a database-wide lock, so writers that notify on every insert
+// serialise on it. The Debouncer lets one notification per channel through
+// per interval; a writer whose notification is held back gets a trailing one
+// sent for it once the interval ends, so the last insert of a burst still
+// wakes consumers promptly.
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/db"
+)
+
+// LISTEN and UNLISTEN take the channel as an identifier, which sqlc cannot
+// bind as a parameter; %s is filled with pgx.Identifier.Sanitize.
+const (
+	listenStmt   = "LISTEN %s"
+	unlistenStmt = "UNLISTEN %s"
+)
+
+// Reconnected is the payload a subscriber receives after the Listener lost
+// and re-made its connection: anything may have been missed.
+const Reconnected = "\x00reconnected"
+
+// Subscription receives the payloads of one channel. C is buffered; when a
+// subscriber falls behind, further payloads are dropped (it polls anyway).
+type Subscription struct {
+	C       <-chan string
+	c       chan string
+	channel string
+	l       *Listener
+}
+
+// Close stops the subscription. It is safe to call more than once.
+func (s *Subscription) Close() {
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	if subs := s.l.subs[s.channel]; subs != nil {
+		if _, ok := subs[s]; ok {
+			delete(subs, s)
+			if len(subs) == 0 {
+				delete(s.l.subs, s.channel)
+			}
+			s.l.poke()
+		}
+	}
+}
+
+// Listener holds the process's one LISTEN connection.
+type Listener struct {
+	pool   *pgxpool.Pool
+	logger *slog.Logger
+
+	mu        sync.Mutex
+	subs      map[string]map[*Subscription]struct{}
+	interrupt context.CancelFunc // cancels the current wait, so listens are re-synced
+}
+
+// NewListener returns a Listener on the pool. Run must be called for it to
+// receive anything.
+func NewListener(pool *pgxpool.Pool, logger *slog.Logger) *Listener {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Listener{pool: pool, logger: logger, subs: map[string]map[*Subscription]struct{}{}}
+}
+
+// Subscribe returns a subscription to channel with a buffer of size payloads.
+func (l *Listener) Subscribe(channel string, size int) *Subscription {
+	c := make(chan string, max(size, 1))
+	s := &Subscription{C: c, c: c, channel: channel, l: l}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.subs[channel] == nil {
+		l.subs[channel] = map[*Subscription]struct{}{}
+	}
+	l.subs[channel][s] = struct{}{}
+	l.poke()
+	return s
+}
+
+// poke makes Run re-sync its LISTENs. l.mu must be held.
+func (l *Listener) poke() {
+	if l.interrupt != nil {
+		l.interrupt()
+	}
+}
+
+// Run holds the connection until ctx ends, reconnecting with backoff.
+func (l *Listener) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := l.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		l.logger.WarnContext(ctx, "keel: listen connection lost; reconnecting", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+		l.broadcast(Reconnected)
+	}
+}
+
+// session runs one connection's life: LISTEN, wait, dispatch.
+func (l *Listener) session(ctx context.Context) error {
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection carries LISTEN state; never hand it back to the pool.
+	defer func() { _ = conn.Hijack().Close(context.WithoutCancel(ctx)) }()
+	listening := map[string]bool{}
+	for {
+		l.mu.Lock()
+		want := make(map[string]bool, len(l.subs))
+		for ch := range l.subs {
+			want[ch] = true
+		}
+		waitCtx, cancel := context.WithCancel(ctx)
+		l.interrupt = cancel
+		l.mu.Unlock()
+
+		if err := syncListens(ctx, conn.Conn(), listening, want); err != nil {
+			cancel()
+			return err
+		}
+		n, err := conn.Conn().WaitForNotification(waitCtx)
+		interrupted := waitCtx.Err() != nil
+		l.mu.Lock()
+		l.interrupt = nil
+		l.mu.Unlock()
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if interrupted && !conn.Conn().IsClosed() {
+				continue // interrupted to re-sync the LISTENs
+			}
+			return err
+		}
+		l.deliver(n.Channel, n.Payload)
+	}
+}
+
+func syncListens(ctx context.Context, conn *pgx.Conn, listening, want map[string]bool) error {
+	for ch := range want {
+		if !listening[ch] {
+			if _, err := conn.Exec(ctx, fmtIdent(listenStmt, ch)); err != nil {
+				return err
+			}
+			listening[ch] = true
+		}
+	}
+	for ch := range listening {
+		if !want[ch] {
+			if _, err := conn.Exec(ctx, fmtIdent(unlistenStmt, ch)); err != nil {
+				return err
+			}
+			delete(listening, ch)
+		}
+	}
+	return nil
+}
+
+func (l *Listener) deliver(channel, payload string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for s := range l.subs[channel] {
+		select {
+		case s.c <- payload:
+		default:
+		}
+	}
+}
+
+func (l *Listener) broadcast(payload string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, subs := range l.subs {
+		for s := range subs {
+			select {
+			case s.c <- payload:
+			default:
+			}
+		}
+	}
+}
+
+func fmtIdent(format, name string) string {
+	return fmt.Sprintf(format, pgx.Identifier{name}.Sanitize())
+}
+
+// ErrClosed is returned by a Debouncer's Notify after Close.
+var ErrClosed = errors.New("keel notify: debouncer closed")
+
+// Debouncer limits NOTIFYs to one per channel per interval for one process.
+type Debouncer struct {
+	pool     *pgxpool.Pool
+	interval time.Duration
+	logger   *slog.Logger
+
+	mu       sync.Mutex
+	last     map[string]time.Time
+	trailing map[string]string // channel → payload of a held-back notification
+	timers   map[string]*time.Timer
+	closed   bool
+}
+
+// NewDebouncer returns a Debouncer that sends held-back notifications through
+// the pool. An interval of 0 means 5ms.
+func NewDebouncer(pool *pgxpool.Pool, interval time.Duration, logger *slog.Logger) *Debouncer {
+	if interval <= 0 {
+		interval = 5 * time.Millisecond
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Debouncer{
+		pool: pool, interval: interval, logger: logger,
+		last: map[string]time.Time{}, trailing: map[string]string{}, timers: map[string]*time.Timer{},
+	}
+}
+
+// Notify sends a NOTIFY on channel through dbtx (so, in a transaction, it
+// fires on commit) unless one went out on that channel within the interval;
+// then a trailing notification is sent through the pool when the interval
+// ends, after the writer has most likely committed.
+func (d *Debouncer) Notify(ctx context.Context, dbtx db.DBTX, channel, payload string) error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	now := time.Now()
+	if last, ok := d.last[channel]; ok && now.Sub(last) < d.interval {
+		d.trailing[channel] = payload
+		if d.timers[channel] == nil {
+			d.timers[channel] = time.AfterFunc(d.interval-now.Sub(last)+d.interval, func() { d.flush(channel) })
+		}
+		d.mu.Unlock()
+		return nil
+	}
+	d.last[channel] = now
+	d.mu.Unlock()
+	return db.New(dbtx).Notify(ctx, db.NotifyParams{Channel: channel, Payload: payload})
+}
+
+func (d *Debouncer) flush(channel string) {
+	d.mu.Lock()
+	payload, ok := d.trailing[channel]
+	delete(d.trailing, channel)
+	delete(d.timers, channel)
+	if ok {
+		d.last[channel] = time.Now()
+	}
+	closed := d.closed
+	d.mu.Unlock()
+	if !ok || closed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := db.New(d.pool).Notify(ctx, db.NotifyParams{Channel: channel, Payload: payload}); err != nil {
+		d.logger.Warn("keel: trailing notify failed", "channel", channel, "error", err)
+	}
+}
+
+// Close stops pending trailing notifications.
+func (d *Debouncer) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	for ch, t := range d.timers {
+		t.Stop()
+		delete(d.timers, ch)
+	}
+}

@@ -1,0 +1,93 @@
+// Package periodic runs keel's singleton duties — promoting scheduled work,
+// rescuing stuck work, retention, cron ticks, sequencing — in any number of
+// processes at once, with one of them doing each pass.
+//
+// Each pass runs in its own transaction that first takes a transaction-level
+// advisory lock with the duty's key (pg_try_advisory_xact_lock). The process
+// that gets it does the work; the others skip that pass. No leader is elected
+// and no connection is held between passes, so a process that dies mid-pass
+// simply rolls back and releases the lock, and the next pass anywhere picks up.
+package periodic
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/db"
+)
+
+// Duty is one periodic job of work.
+type Duty struct {
+	// Name identifies the duty in logs.
+	Name string
+	// Key is the advisory lock key; every process must use the same key for
+	// the same duty, and different duties different keys.
+	Key int64
+	// Interval between passes. A tenth of it is added or taken at random each
+	// time, so processes started together drift apart.
+	Interval time.Duration
+	// Pass does the work inside tx, which already holds the lock. It returns
+	// true when there may be more to do at once (a full batch), and the next
+	// pass then runs without waiting.
+	Pass func(ctx context.Context, tx pgx.Tx) (more bool, err error)
+}
+
+// RunOnce runs one pass if no other process is running one. It reports
+// whether this process ran it and whether there is more to do.
+func RunOnce(ctx context.Context, pool *pgxpool.Pool, d Duty) (ran, more bool, err error) {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		ok, err := db.New(tx).TryAdvisoryXactLock(ctx, d.Key)
+		if err != nil || !ok {
+			return err
+		}
+		ran = true
+		more, err = d.Pass(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return false, false, fmt.Errorf("keel %s: %w", d.Name, err)
+	}
+	return ran, more, nil
+}
+
+// Run runs the duty every Interval until ctx ends. Errors are logged and the
+// duty goes on.
+func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	for {
+		_, more, err := RunOnce(ctx, pool, d)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			logger.WarnContext(ctx, "keel: periodic duty failed", "duty", d.Name, "error", err)
+		}
+		if more && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(d.Interval)):
+		}
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return time.Second
+	}
+	spread := int64(d / 10)
+	if spread == 0 {
+		return d
+	}
+	return d - time.Duration(spread) + time.Duration(rand.Int64N(2*spread+1))
+}
