@@ -3,3 +3,120 @@
 //   sqlc v1.31.1
 
 package db
+
+import (
+	"database/sql/driver"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// pending: waiting to be published (new, claimed or waiting to retry); delivered: published; dead: failed MaxAttempts times, waits for a person (keel outbox requeue).
+type KeelOutboxState string
+
+const (
+	KeelOutboxStatePending   KeelOutboxState = "pending"
+	KeelOutboxStateDelivered KeelOutboxState = "delivered"
+	KeelOutboxStateDead      KeelOutboxState = "dead"
+)
+
+func (e *KeelOutboxState) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = KeelOutboxState(s)
+	case string:
+		*e = KeelOutboxState(s)
+	default:
+		return fmt.Errorf("unsupported scan type for KeelOutboxState: %T", src)
+	}
+	return nil
+}
+
+type NullKeelOutboxState struct {
+	KeelOutboxState KeelOutboxState `json:"keel_outbox_state"`
+	Valid           bool            `json:"valid"` // Valid is true if KeelOutboxState is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullKeelOutboxState) Scan(value interface{}) error {
+	if value == nil {
+		ns.KeelOutboxState, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.KeelOutboxState.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullKeelOutboxState) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.KeelOutboxState), nil
+}
+
+func (e KeelOutboxState) Valid() bool {
+	switch e {
+	case KeelOutboxStatePending,
+		KeelOutboxStateDelivered,
+		KeelOutboxStateDead:
+		return true
+	}
+	return false
+}
+
+func AllKeelOutboxStateValues() []KeelOutboxState {
+	return []KeelOutboxState{
+		KeelOutboxStatePending,
+		KeelOutboxStateDelivered,
+		KeelOutboxStateDead,
+	}
+}
+
+// Consumer-side inbox: one row per message a consumer processed, written in the same transaction as the consumer's own writes, so a redelivered message is recognised and skipped.
+type KeelInbox struct {
+	// Name of the consumer (a message may be processed once by each consumer).
+	Consumer string `json:"consumer"`
+	// Id of the processed message.
+	MessageID string `json:"message_id"`
+	// When it was processed; rows older than the dedup window are deleted.
+	ProcessedAt time.Time `json:"processed_at"`
+}
+
+// Transactional outbox: messages written in the application's transaction, published at least once by outbox relays, in enqueue order per key.
+type KeelOutbox struct {
+	// Enqueue order; per-key order follows it.
+	Seq int64 `json:"seq"`
+	// Message id (UUIDv7 unless the application gave its own); enqueueing an id twice stores it once.
+	ID uuid.UUID `json:"id"`
+	// Destination the publisher sends the message to (a Kafka topic, a NATS subject, a URL name …).
+	Topic string `json:"topic"`
+	// Order key (an aggregate id, say): a message is not published while an earlier message with the same key is undelivered. NULL: no order.
+	Key *string `json:"key"`
+	// Message type, for consumers.
+	Type string `json:"type"`
+	// Message body, as the application gave it.
+	Payload []byte `json:"payload"`
+	// Message headers, a JSON object of strings.
+	Headers json.RawMessage `json:"headers"`
+	// pending, delivered or dead.
+	State KeelOutboxState `json:"state"`
+	// Publish attempts so far, counted when a relay claims the message.
+	Attempts int32 `json:"attempts"`
+	// Not published before this time: the not-before time, or the next retry after a failure.
+	AvailableAt time.Time `json:"available_at"`
+	// Lease of the relay publishing it now; once past, another relay may take the message again.
+	LockedUntil *time.Time `json:"locked_until"`
+	// Name of the relay that holds or last held the lease.
+	LockedBy *string `json:"locked_by"`
+	// When the message was enqueued.
+	CreatedAt time.Time `json:"created_at"`
+	// When the publisher accepted it.
+	DeliveredAt *time.Time `json:"delivered_at"`
+	// Error of the latest failed attempt.
+	LastError *string `json:"last_error"`
+	// Every failed attempt: [{"attempt": n, "at": time, "error": text}].
+	Errors json.RawMessage `json:"errors"`
+}

@@ -1,7 +1,67 @@
-// Package outbox will hold keel's transactional outbox, its relay and the
-// consumer-side inbox: messages written in the caller's transaction and
-// delivered at least once, in order per key, with retries and dead letters,
-// and processed exactly once in effect.
+// Package outbox is keel's transactional outbox, its relay, and the
+// consumer-side inbox.
 //
-// The package has no API yet; it arrives with its own migration and queries.
+// # Enqueue in your transaction
+//
+// An [Outbox] writes messages in the transaction you give it, next to your
+// own rows. They are published once that transaction commits, and never if
+// it rolls back:
+//
+//	box := outbox.New(pool, outbox.Config{})
+//	tx, _ := pool.Begin(ctx)
+//	// … your own writes with tx …
+//	box.Enqueue(ctx, tx, outbox.Message{Topic: "orders", Key: orderID, Type: "OrderPlaced", Payload: body})
+//	tx.Commit(ctx)
+//
+// Each message has an id (a UUIDv7 unless you give your own; enqueueing an
+// id twice stores it once), a topic, an optional order key, a type, a
+// payload, headers and an optional not-before time. Enqueue sends a NOTIFY
+// that fires on commit to wake relays at once, at most one per NotifyInterval
+// per process, since every notifying commit takes a database-wide lock.
+//
+// # Relay
+//
+// A [Relay] claims batches of committed messages with FOR UPDATE SKIP
+// LOCKED, hands them to your [Publisher] (Kafka, NATS, SQS, or the ready
+// HTTP publisher in package webhook) and records the outcomes, one statement
+// per batch. Run as many relays in as many processes as you like. What they
+// guarantee:
+//
+//   - At least once. A claim is a lease (RelayConfig.Lease); a message claimed
+//     by a relay that died is taken again when the lease runs out. A message
+//     may therefore be published more than once: consumers deduplicate by id,
+//     which is what the [Inbox] is for.
+//   - Per-key order. A message is not published while an earlier message with
+//     the same key is undelivered — claimed by a relay or waiting to retry.
+//     Messages without a key flow in parallel. A batch never holds two
+//     messages of one key. A dead message stops blocking its key (the later
+//     messages go on); requeueing it puts it back in line behind them.
+//   - Retries. A failed attempt is recorded in the row (last_error, and every
+//     attempt in errors) and retried after an exponential backoff with jitter
+//     ([DefaultBackoff]: about 1s, 2s, 4s … up to an hour). After MaxAttempts
+//     (default 10) the message is dead: state 'dead' in keel.outbox, for a
+//     person to look at and [Requeue].
+//   - Retention. Delivered messages are deleted after RelayConfig.Retention
+//     (default 24h) by whichever relay holds the retention lock; dead
+//     messages are kept.
+//
+// Relays wake on NOTIFY and also poll every PollInterval, so a lost
+// notification (a dropped connection, PgBouncer in transaction mode) only
+// delays delivery. Stopping a relay (cancelling Run's context) records what
+// was delivered and hands back what was not, without using an attempt.
+//
+// # Inbox
+//
+// On the consuming side, an [Inbox] records each message id a named consumer
+// processed in the same transaction as the consumer's own writes. A second
+// delivery of the id is recognised and skipped — also when both deliveries
+// race in parallel: the second waits for the first transaction and then sees
+// it. Records are kept for a dedup window (default 7 days).
+//
+// # Observing
+//
+// Relays log through log/slog and report to [Hooks]: each publication with
+// its latency from enqueue, each failure (and whether it was the last), and
+// the age of the oldest undelivered message. keel.outbox and keel.inbox
+// explain themselves in psql (\d+ keel.outbox).
 package outbox

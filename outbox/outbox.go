@@ -1,0 +1,122 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/notify"
+)
+
+// Channel is the LISTEN/NOTIFY channel on which enqueues wake relays.
+const Channel = "keel_outbox"
+
+// ErrNotFound is returned when no message has the given id.
+var ErrNotFound = errors.New("keel outbox: no such message")
+
+// ErrNotDead is returned by Requeue for a message that is not dead.
+var ErrNotDead = errors.New("keel outbox: message is not dead")
+
+// Config configures an Outbox. The zero value is ready to use.
+type Config struct {
+	// NotifyInterval is the shortest time between two wake-up notifications
+	// this process sends to relays; enqueues in between are covered by one
+	// trailing notification. A notifying commit takes a database-wide lock,
+	// so one per insert would serialise busy writers. Default: 5ms.
+	NotifyInterval time.Duration
+	// Logger receives warnings. Default: nothing is logged.
+	Logger *slog.Logger
+}
+
+// Outbox writes messages in the caller's transaction.
+type Outbox struct {
+	debounce *notify.Debouncer
+}
+
+// New returns an Outbox. The pool is used only to send trailing wake-up
+// notifications; messages are written through the DBTX given to Enqueue.
+// Close stops it.
+func New(pool *pgxpool.Pool, cfg Config) *Outbox {
+	return &Outbox{debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger)}
+}
+
+// Close stops pending wake-up notifications. Enqueue fails afterwards.
+func (o *Outbox) Close() { o.debounce.Close() }
+
+// Enqueue writes messages in tx, in order. They are published once tx
+// commits, and never if it rolls back. Every message is checked first: an
+// invalid one fails the call with an *InvalidMessageError and nothing is
+// written. Messages whose ID is already in the outbox are skipped; Enqueue
+// returns how many were new. IDs left zero are filled in on msgs.
+func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (int, error) {
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	p := db.OutboxEnqueueParams{
+		Ids:       make([]uuid.UUID, len(msgs)),
+		Topics:    make([]string, len(msgs)),
+		Keys:      make([]string, len(msgs)),
+		Types:     make([]string, len(msgs)),
+		Payloads:  make([][]byte, len(msgs)),
+		Headers:   make([]string, len(msgs)),
+		NotBefore: make([]time.Time, len(msgs)),
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		if err := validate(i, *m); err != nil {
+			return 0, err
+		}
+		h, err := encodeHeaders(m.Headers)
+		if err != nil {
+			return 0, &InvalidMessageError{i, err.Error()}
+		}
+		if m.ID == uuid.Nil {
+			if m.ID, err = uuid.NewV7(); err != nil {
+				return 0, fmt.Errorf("keel outbox: new id: %w", err)
+			}
+		}
+		p.Ids[i], p.Topics[i], p.Keys[i], p.Types[i], p.Payloads[i], p.Headers[i] = m.ID, m.Topic, m.Key, m.Type, m.Payload, h
+		p.NotBefore[i] = m.NotBefore
+		if m.NotBefore.IsZero() {
+			p.NotBefore[i] = time.Unix(0, 0)
+		}
+	}
+	n, err := db.New(tx).OutboxEnqueue(ctx, p)
+	if err != nil {
+		return 0, fmt.Errorf("keel outbox: enqueue: %w", err)
+	}
+	if n > 0 {
+		if err := o.debounce.Notify(ctx, tx, Channel, ""); err != nil {
+			return 0, fmt.Errorf("keel outbox: notify: %w", err)
+		}
+	}
+	return int(n), nil
+}
+
+// Requeue puts a dead message back in line with fresh attempts. It returns
+// ErrNotFound for an unknown id and ErrNotDead for a message that is not
+// dead.
+func Requeue(ctx context.Context, tx keel.DBTX, id uuid.UUID) error {
+	q := db.New(tx)
+	_, err := q.OutboxRequeue(ctx, db.OutboxRequeueParams{ID: id})
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("keel outbox: requeue: %w", err)
+	}
+	if _, err := q.OutboxGet(ctx, id); errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	} else if err != nil {
+		return fmt.Errorf("keel outbox: requeue: %w", err)
+	}
+	return fmt.Errorf("%w: %s", ErrNotDead, id)
+}

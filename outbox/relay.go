@@ -1,0 +1,341 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/periodic"
+)
+
+// Publisher sends messages to where they go: Kafka, NATS, SQS, a webhook.
+type Publisher interface {
+	// Publish sends a batch and returns one error per delivery, in the same
+	// order; nil means delivered. A batch never holds two messages with the
+	// same key, so a Publisher may send a batch's messages concurrently. A
+	// result of the wrong length fails the whole batch.
+	Publish(ctx context.Context, batch []Delivery) []error
+}
+
+// PublisherFunc publishes one message at a time, in batch order.
+type PublisherFunc func(ctx context.Context, d Delivery) error
+
+// Publish implements Publisher.
+func (f PublisherFunc) Publish(ctx context.Context, batch []Delivery) []error {
+	errs := make([]error, len(batch))
+	for i, d := range batch {
+		errs[i] = f(ctx, d)
+	}
+	return errs
+}
+
+// Hooks receive a relay's measurements; wire them to your metrics. Embed
+// NoHooks to implement only some.
+type Hooks interface {
+	// Published is called for each delivered message with the time from
+	// enqueue to the publisher's success.
+	Published(d Delivery, latency time.Duration)
+	// Failed is called for each failed attempt; dead reports that it was the
+	// last one.
+	Failed(d Delivery, err error, dead bool)
+	// Lag reports the age of the oldest undelivered message (0 when there is
+	// none), once per poll interval.
+	Lag(oldest time.Duration)
+}
+
+// NoHooks ignores every measurement.
+type NoHooks struct{}
+
+// Published implements Hooks.
+func (NoHooks) Published(Delivery, time.Duration) {}
+
+// Failed implements Hooks.
+func (NoHooks) Failed(Delivery, error, bool) {}
+
+// Lag implements Hooks.
+func (NoHooks) Lag(time.Duration) {}
+
+// RelayConfig configures a Relay. The zero value is ready to use.
+type RelayConfig struct {
+	// Name identifies the relay in leases and logs. Default: host-pid-random.
+	Name string
+	// BatchSize is how many messages one claim takes. Default: 500.
+	BatchSize int
+	// Lease is how long a claim lasts; a message claimed by a relay that died
+	// is taken again after it. Keep it well above the publisher's time for a
+	// batch. Default: 30s.
+	Lease time.Duration
+	// PollInterval is how often an idle relay looks for work when no
+	// notification wakes it. Default: 1s.
+	PollInterval time.Duration
+	// MaxAttempts is how many times a message is tried before it is dead.
+	// Default: 10.
+	MaxAttempts int
+	// Backoff gives the wait before attempt n+1 after attempt n failed.
+	// Default: DefaultBackoff.
+	Backoff func(attempt int) time.Duration
+	// Retention is how long delivered messages are kept before deletion.
+	// Negative keeps them forever. Default: 24h.
+	Retention time.Duration
+	// Logger receives the relay's logs. Default: nothing is logged.
+	Logger *slog.Logger
+	// Hooks receive measurements. Default: NoHooks.
+	Hooks Hooks
+}
+
+// DefaultBackoff waits about 1s after the first failure, doubling each time
+// up to an hour, with jitter: a random wait between half and all of that.
+func DefaultBackoff(attempt int) time.Duration {
+	d := time.Hour
+	if attempt < 13 {
+		d = min(time.Hour, time.Second<<max(attempt-1, 0))
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// retentionKey is the advisory lock key of the retention duty.
+const retentionKey int64 = 0x6b6f7574726574 // "koutret"
+
+// Relay publishes committed messages, at least once, in order per key. Any
+// number of relays may run against one database, in one process or many.
+type Relay struct {
+	pool *pgxpool.Pool
+	pub  Publisher
+	cfg  RelayConfig
+	log  *slog.Logger
+}
+
+// NewRelay returns a relay that hands messages to pub. Run starts it.
+func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error) {
+	if pool == nil || pub == nil {
+		return nil, errors.New("keel outbox: NewRelay needs a pool and a publisher")
+	}
+	if cfg.BatchSize < 0 || cfg.MaxAttempts < 0 || cfg.Lease < 0 || cfg.PollInterval < 0 {
+		return nil, errors.New("keel outbox: RelayConfig values must not be negative")
+	}
+	if cfg.Name == "" {
+		host, _ := os.Hostname()
+		cfg.Name = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.N(1<<16))
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 30 * time.Second
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 10
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = 24 * time.Hour
+	}
+	if cfg.Hooks == nil {
+		cfg.Hooks = NoHooks{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Relay{pool: pool, pub: pub, cfg: cfg, log: log.With("relay", cfg.Name)}, nil
+}
+
+// Run publishes until ctx ends, then returns nil. It wakes on enqueue
+// notifications and polls every PollInterval, and it deletes delivered
+// messages past Retention (one relay at a time does that).
+func (r *Relay) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	listener := notify.NewListener(r.pool, r.log)
+	wake := listener.Subscribe(Channel, 1)
+	defer wake.Close()
+	done := make(chan struct{}, 2)
+	go func() { _ = listener.Run(ctx); done <- struct{}{} }()
+	go func() {
+		if r.cfg.Retention > 0 {
+			periodic.Run(ctx, r.pool, periodic.Duty{
+				Name: "outbox retention", Key: retentionKey, Interval: time.Minute,
+				Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
+					n, err := DeleteDelivered(ctx, tx, time.Now().Add(-r.cfg.Retention))
+					return n == retentionBatch, err
+				},
+			}, r.log)
+		}
+		done <- struct{}{}
+	}()
+	defer func() { cancel(); <-done; <-done }()
+
+	lastLag := time.Time{}
+	for {
+		n, err := r.RunOnce(ctx, nil)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			r.log.WarnContext(ctx, "keel outbox: relay batch failed", "error", err)
+		}
+		if time.Since(lastLag) >= r.cfg.PollInterval {
+			lastLag = time.Now()
+			r.reportLag(ctx)
+		}
+		if err == nil && n == r.cfg.BatchSize {
+			continue // more waiting
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake.C:
+		case <-time.After(r.cfg.PollInterval):
+		}
+	}
+}
+
+func (r *Relay) reportLag(ctx context.Context) {
+	oldest, err := db.New(r.pool).OutboxOldestPending(ctx)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		r.cfg.Hooks.Lag(0)
+	case err == nil:
+		r.cfg.Hooks.Lag(max(time.Since(oldest), 0))
+	}
+}
+
+// RunOnce claims one batch, publishes it and records the outcome. It
+// returns how many messages it claimed. now moves the clock for claims and
+// retries (nil: the database's clock); tests use it to skip backoff waits.
+func (r *Relay) RunOnce(ctx context.Context, now *time.Time) (int, error) {
+	q := db.New(r.pool)
+	rows, err := q.OutboxClaim(ctx, db.OutboxClaimParams{
+		Now: now, LeaseMs: r.cfg.Lease.Milliseconds(), Relay: r.cfg.Name, BatchSize: int32(r.cfg.BatchSize),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("keel outbox: claim: %w", err)
+	}
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	batch := make([]Delivery, 0, len(rows))
+	seqs := make([]int64, 0, len(rows))
+	var bad []int64
+	var badErrs []error
+	for _, row := range rows {
+		h, err := decodeHeaders(row.Headers)
+		if err != nil {
+			bad, badErrs = append(bad, row.Seq), append(badErrs, err)
+			continue
+		}
+		d := Delivery{
+			Message:    Message{ID: row.ID, Topic: row.Topic, Type: row.Type, Payload: row.Payload, Headers: h},
+			Attempt:    int(row.Attempts),
+			EnqueuedAt: row.CreatedAt,
+		}
+		if row.Key != nil {
+			d.Key = *row.Key
+		}
+		batch = append(batch, d)
+		seqs = append(seqs, row.Seq)
+	}
+	errs := r.pub.Publish(ctx, batch)
+	if len(errs) != len(batch) {
+		err := fmt.Errorf("keel outbox: publisher returned %d results for %d messages", len(errs), len(batch))
+		errs = make([]error, len(batch))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	// Record outcomes even when ctx ended during publishing: a delivered
+	// message left unrecorded would be published again.
+	rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return len(rows), r.record(rec, ctx.Err() != nil, now, batch, seqs, errs, bad, badErrs)
+}
+
+func (r *Relay) record(ctx context.Context, stopping bool, now *time.Time, batch []Delivery, seqs []int64, errs []error, bad []int64, badErrs []error) error {
+	var ok, failed, released []int64
+	var failedErrs []error
+	var failedDeliveries []Delivery
+	published := time.Now()
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok = append(ok, seqs[i])
+			r.cfg.Hooks.Published(batch[i], published.Sub(batch[i].EnqueuedAt))
+		case stopping:
+			released = append(released, seqs[i])
+		default:
+			failed, failedErrs, failedDeliveries = append(failed, seqs[i]), append(failedErrs, err), append(failedDeliveries, batch[i])
+		}
+	}
+	failed, failedErrs = append(failed, bad...), append(failedErrs, badErrs...)
+	q := db.New(r.pool)
+	if len(ok) > 0 {
+		if _, err := q.OutboxMarkDelivered(ctx, db.OutboxMarkDeliveredParams{Now: now, Seqs: ok}); err != nil {
+			return fmt.Errorf("keel outbox: recording deliveries: %w", err)
+		}
+	}
+	if len(released) > 0 {
+		if err := q.OutboxRelease(ctx, db.OutboxReleaseParams{Seqs: released, Relay: r.cfg.Name}); err != nil {
+			return fmt.Errorf("keel outbox: releasing claims: %w", err)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	p := db.OutboxMarkFailedParams{
+		MaxAttempts: int32(r.cfg.MaxAttempts), Now: now, Seqs: failed,
+		Errors: make([]string, len(failed)), RetryMs: make([]int64, len(failed)),
+	}
+	for i, err := range failedErrs {
+		p.Errors[i] = err.Error()
+		attempt := 1
+		if i < len(failedDeliveries) {
+			attempt = failedDeliveries[i].Attempt
+		}
+		p.RetryMs[i] = r.cfg.Backoff(attempt).Milliseconds()
+	}
+	res, err := q.OutboxMarkFailed(ctx, p)
+	if err != nil {
+		return fmt.Errorf("keel outbox: recording failures: %w", err)
+	}
+	dead := make(map[int64]bool, len(res))
+	for _, row := range res {
+		dead[row.Seq] = row.State == db.KeelOutboxStateDead
+	}
+	for i, d := range failedDeliveries {
+		r.cfg.Hooks.Failed(d, failedErrs[i], dead[failed[i]])
+		if dead[failed[i]] {
+			r.log.WarnContext(ctx, "keel outbox: message is dead", "id", d.ID, "topic", d.Topic, "attempts", d.Attempt, "error", failedErrs[i])
+		}
+	}
+	return nil
+}
+
+// retentionBatch is how many delivered messages one retention statement
+// deletes, so a large backlog is removed in short transactions.
+const retentionBatch = 10000
+
+// DeleteDelivered deletes up to 10,000 messages delivered before the given
+// time and returns how many it deleted. Relays call it on their own every
+// minute; it is exported for operators and tests.
+func DeleteDelivered(ctx context.Context, tx keel.DBTX, before time.Time) (int, error) {
+	n, err := db.New(tx).OutboxDeleteDelivered(ctx, db.OutboxDeleteDeliveredParams{Before: before, BatchSize: retentionBatch})
+	if err != nil {
+		return 0, fmt.Errorf("keel outbox: retention: %w", err)
+	}
+	return int(n), nil
+}

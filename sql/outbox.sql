@@ -1,0 +1,115 @@
+-- name: OutboxEnqueue :execrows
+-- Inserts messages given as parallel arrays; an id already present is skipped.
+-- A not-before in the past (the Unix epoch for none) means now; now is the
+-- database clock unless the caller moves it.
+INSERT INTO keel.outbox (id, topic, key, type, payload, headers, available_at)
+SELECT u.id, u.topic, NULLIF(u.key, ''), u.type, u.payload, u.headers::jsonb, GREATEST(u.not_before, COALESCE(sqlc.narg(now)::timestamptz, now()))
+FROM (
+    SELECT
+        unnest(sqlc.arg(ids)::uuid[]) AS id,
+        unnest(sqlc.arg(topics)::text[]) AS topic,
+        unnest(sqlc.arg(keys)::text[]) AS key,
+        unnest(sqlc.arg(types)::text[]) AS type,
+        unnest(sqlc.arg(payloads)::bytea[]) AS payload,
+        unnest(sqlc.arg(headers)::text[]) AS headers,
+        unnest(sqlc.arg(not_before)::timestamptz[]) AS not_before
+) AS u
+ON CONFLICT (id) DO NOTHING;
+
+-- name: OutboxClaim :many
+-- Leases up to batch_size publishable messages to one relay: pending,
+-- available, not leased by a live relay, and first undelivered of their key.
+WITH candidates AS (
+    SELECT o.seq
+    FROM keel.outbox o
+    WHERE o.state = 'pending'
+      AND o.available_at <= COALESCE(sqlc.narg(now)::timestamptz, now())
+      AND (o.locked_until IS NULL OR o.locked_until < COALESCE(sqlc.narg(now)::timestamptz, now()))
+      AND (o.key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM keel.outbox e
+          WHERE e.key = o.key AND e.state = 'pending' AND e.seq < o.seq
+      ))
+    ORDER BY o.seq
+    LIMIT sqlc.arg(batch_size)::integer
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE keel.outbox o
+SET locked_until = COALESCE(sqlc.narg(now)::timestamptz, now()) + sqlc.arg(lease_ms)::bigint * interval '1 millisecond',
+    locked_by = sqlc.arg(relay)::text,
+    attempts = o.attempts + 1
+FROM candidates c
+WHERE o.seq = c.seq
+RETURNING o.seq, o.id, o.topic, o.key, o.type, o.payload, o.headers, o.attempts, o.created_at;
+
+-- name: OutboxMarkDelivered :execrows
+-- Records a batch of successful publications.
+UPDATE keel.outbox
+SET state = 'delivered', delivered_at = COALESCE(sqlc.narg(now)::timestamptz, now()), locked_until = NULL
+WHERE seq = ANY(sqlc.arg(seqs)::bigint[]) AND state = 'pending';
+
+-- name: OutboxMarkFailed :many
+-- Records a batch of failed attempts: back to pending with the next retry
+-- time, or dead once the message has used max_attempts attempts.
+UPDATE keel.outbox o
+SET state = (CASE WHEN o.attempts >= sqlc.arg(max_attempts)::integer THEN 'dead' ELSE 'pending' END)::keel.outbox_state,
+    available_at = COALESCE(sqlc.narg(now)::timestamptz, now()) + u.retry_ms * interval '1 millisecond',
+    locked_until = NULL,
+    last_error = u.error,
+    errors = o.errors || jsonb_build_array(jsonb_build_object('attempt', o.attempts, 'at', COALESCE(sqlc.narg(now)::timestamptz, now()), 'error', u.error))
+FROM (
+    SELECT unnest(sqlc.arg(seqs)::bigint[]) AS seq, unnest(sqlc.arg(errors)::text[]) AS error, unnest(sqlc.arg(retry_ms)::bigint[]) AS retry_ms
+) AS u
+WHERE o.seq = u.seq AND o.state = 'pending'
+RETURNING o.seq, o.state;
+
+-- name: OutboxDeleteDelivered :execrows
+-- Retention: deletes up to batch_size messages delivered before before.
+DELETE FROM keel.outbox
+WHERE seq IN (
+    SELECT seq FROM keel.outbox
+    WHERE state = 'delivered' AND delivered_at < sqlc.arg(before)::timestamptz
+    LIMIT sqlc.arg(batch_size)::integer
+);
+
+-- name: OutboxOldestPending :one
+-- The enqueue time of the oldest undelivered message, for the lag metric.
+SELECT created_at FROM keel.outbox WHERE state = 'pending' ORDER BY seq LIMIT 1;
+
+-- name: OutboxRequeue :one
+-- Puts a dead message back in line with fresh attempts.
+UPDATE keel.outbox
+SET state = 'pending', attempts = 0, available_at = COALESCE(sqlc.narg(now)::timestamptz, now()), locked_until = NULL, locked_by = NULL
+WHERE id = sqlc.arg(id) AND state = 'dead'
+RETURNING seq;
+
+-- name: OutboxGet :one
+SELECT * FROM keel.outbox WHERE id = sqlc.arg(id);
+
+-- name: OutboxListDead :many
+SELECT * FROM keel.outbox WHERE state = 'dead' ORDER BY seq LIMIT sqlc.arg(max_rows)::integer;
+
+-- name: InboxClaim :one
+-- Records that the consumer processes the message. Returns the row when this
+-- is the first time (or the earlier record is older than the dedup window);
+-- returns no row when the message was already processed. A concurrent claim
+-- of the same id waits for the first transaction and then sees it.
+INSERT INTO keel.inbox (consumer, message_id, processed_at)
+VALUES (sqlc.arg(consumer), sqlc.arg(message_id), COALESCE(sqlc.narg(now)::timestamptz, now()))
+ON CONFLICT (consumer, message_id) DO UPDATE
+SET processed_at = EXCLUDED.processed_at
+WHERE keel.inbox.processed_at < COALESCE(sqlc.narg(now)::timestamptz, now()) - sqlc.arg(dedup_window_ms)::bigint * interval '1 millisecond'
+RETURNING processed_at;
+
+-- name: InboxExpire :execrows
+-- Deletes up to batch_size seen-records older than before.
+DELETE FROM keel.inbox
+WHERE (consumer, message_id) IN (
+    SELECT consumer, message_id FROM keel.inbox WHERE processed_at < sqlc.arg(before)::timestamptz LIMIT sqlc.arg(batch_size)::integer
+);
+
+-- name: OutboxRelease :exec
+-- Hands back messages a stopping relay claimed but did not get to publish:
+-- the lease ends now and the attempt does not count.
+UPDATE keel.outbox
+SET locked_until = NULL, attempts = attempts - 1
+WHERE seq = ANY(sqlc.arg(seqs)::bigint[]) AND state = 'pending' AND locked_by = sqlc.arg(relay)::text;
