@@ -481,3 +481,45 @@ func TestHooks(t *testing.T) {
 		t.Errorf("hooks saw published=%d failed=%d dead=%d, want 1 1 1", h.published, h.failed, h.dead)
 	}
 }
+
+type lagHooks struct {
+	outbox.NoHooks
+	mu   sync.Mutex
+	lags []time.Duration
+}
+
+func (h *lagHooks) Lag(d time.Duration) {
+	h.mu.Lock()
+	h.lags = append(h.lags, d)
+	h.mu.Unlock()
+}
+
+func (h *lagHooks) last() (time.Duration, int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.lags) == 0 {
+		return 0, 0
+	}
+	return h.lags[len(h.lags)-1], len(h.lags)
+}
+
+// A running relay reports the age of the oldest undelivered message: above
+// zero while one waits, zero once everything is delivered.
+func TestLagHook(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	o := newOutbox(t, pool)
+	enqueue(t, pool, o, outbox.Message{Topic: "t", Payload: []byte{}, NotBefore: time.Now().Add(time.Hour)})
+	h := &lagHooks{}
+	r := newRelay(t, pool, &recorder{}, outbox.RelayConfig{PollInterval: 10 * time.Millisecond, Hooks: h})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	waitFor(t, 30*time.Second, func() bool { d, n := h.last(); return n > 0 && d > 0 })
+	if _, err := pool.Exec(ctx, "UPDATE keel.outbox SET available_at = now()"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool { d, n := h.last(); return n > 0 && d == 0 })
+	cancel()
+	<-done
+}
