@@ -180,9 +180,32 @@ func (r *Relay) Run(ctx context.Context) error {
 	}()
 	defer func() { cancel(); <-done; <-done }()
 
+	// A batch's outcome is recorded while the next batch is claimed and
+	// published. A claim that ran while an outcome was being recorded may
+	// have missed messages that recording unblocks (the next of a key), so
+	// the relay only sleeps after a claim that ran alone and came back short.
+	var pending *outcome
+	defer func() {
+		if pending != nil {
+			r.recordLogged(ctx, *pending)
+		}
+	}()
 	lastLag := time.Time{}
 	for {
-		n, err := r.RunOnce(ctx, nil)
+		overlapped := pending != nil
+		recorded := make(chan struct{})
+		go func(o *outcome) {
+			defer close(recorded)
+			if o != nil {
+				r.recordLogged(ctx, *o)
+			}
+		}(pending)
+		o, err := r.claimAndPublish(ctx, nil)
+		<-recorded
+		pending = nil
+		if o.claimed > 0 {
+			pending = &o
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -193,8 +216,8 @@ func (r *Relay) Run(ctx context.Context) error {
 			lastLag = time.Now()
 			r.reportLag(ctx)
 		}
-		if err == nil && n == r.cfg.BatchSize {
-			continue // more waiting
+		if err == nil && (o.claimed == r.cfg.BatchSize || overlapped || pending != nil) {
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -202,6 +225,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-wake.C:
 		case <-time.After(r.cfg.PollInterval):
 		}
+	}
+}
+
+func (r *Relay) recordLogged(ctx context.Context, o outcome) {
+	if err := r.record(o); err != nil {
+		r.log.WarnContext(ctx, "keel outbox: recording a batch failed; its messages go out again after the lease", "error", err)
 	}
 }
 
@@ -215,28 +244,47 @@ func (r *Relay) reportLag(ctx context.Context) {
 	}
 }
 
+// outcome is a published batch waiting to be recorded.
+type outcome struct {
+	claimed  int
+	stopping bool // the relay was stopping while it published
+	now      *time.Time
+	batch    []Delivery
+	seqs     []int64
+	errs     []error
+	bad      []int64 // claimed rows that could not be decoded
+	badErrs  []error
+}
+
 // RunOnce claims one batch, publishes it and records the outcome. It
 // returns how many messages it claimed. now moves the clock for claims and
 // retries (nil: the database's clock); tests use it to skip backoff waits.
 func (r *Relay) RunOnce(ctx context.Context, now *time.Time) (int, error) {
-	q := db.New(r.pool)
-	rows, err := q.OutboxClaim(ctx, db.OutboxClaimParams{
+	o, err := r.claimAndPublish(ctx, now)
+	if err != nil || o.claimed == 0 {
+		return o.claimed, err
+	}
+	return o.claimed, r.record(o)
+}
+
+func (r *Relay) claimAndPublish(ctx context.Context, now *time.Time) (outcome, error) {
+	rows, err := db.New(r.pool).OutboxClaim(ctx, db.OutboxClaimParams{
 		Now: now, LeaseMs: r.cfg.Lease.Milliseconds(), Relay: r.cfg.Name, BatchSize: int32(r.cfg.BatchSize),
 	})
 	if err != nil {
-		return 0, fmt.Errorf("keel outbox: claim: %w", err)
+		return outcome{}, fmt.Errorf("keel outbox: claim: %w", err)
+	}
+	o := outcome{
+		claimed: len(rows), now: now,
+		batch: make([]Delivery, 0, len(rows)), seqs: make([]int64, 0, len(rows)),
 	}
 	if len(rows) == 0 {
-		return 0, nil
+		return o, nil
 	}
-	batch := make([]Delivery, 0, len(rows))
-	seqs := make([]int64, 0, len(rows))
-	var bad []int64
-	var badErrs []error
 	for _, row := range rows {
 		h, err := decodeHeaders(row.Headers)
 		if err != nil {
-			bad, badErrs = append(bad, row.Seq), append(badErrs, err)
+			o.bad, o.badErrs = append(o.bad, row.Seq), append(o.badErrs, err)
 			continue
 		}
 		d := Delivery{
@@ -247,44 +295,45 @@ func (r *Relay) RunOnce(ctx context.Context, now *time.Time) (int, error) {
 		if row.Key != nil {
 			d.Key = *row.Key
 		}
-		batch = append(batch, d)
-		seqs = append(seqs, row.Seq)
+		o.batch = append(o.batch, d)
+		o.seqs = append(o.seqs, row.Seq)
 	}
-	errs := r.pub.Publish(ctx, batch)
-	if len(errs) != len(batch) {
-		err := fmt.Errorf("keel outbox: publisher returned %d results for %d messages", len(errs), len(batch))
-		errs = make([]error, len(batch))
-		for i := range errs {
-			errs[i] = err
+	o.errs = r.pub.Publish(ctx, o.batch)
+	if len(o.errs) != len(o.batch) {
+		err := fmt.Errorf("keel outbox: publisher returned %d results for %d messages", len(o.errs), len(o.batch))
+		o.errs = make([]error, len(o.batch))
+		for i := range o.errs {
+			o.errs[i] = err
 		}
 	}
-	// Record outcomes even when ctx ended during publishing: a delivered
-	// message left unrecorded would be published again.
-	rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	return len(rows), r.record(rec, ctx.Err() != nil, now, batch, seqs, errs, bad, badErrs)
+	o.stopping = ctx.Err() != nil
+	return o, nil
 }
 
-func (r *Relay) record(ctx context.Context, stopping bool, now *time.Time, batch []Delivery, seqs []int64, errs []error, bad []int64, badErrs []error) error {
+// record writes a batch's outcome. It runs to the end even while the relay
+// stops: a delivered message left unrecorded would be published again.
+func (r *Relay) record(o outcome) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var ok, failed, released []int64
 	var failedErrs []error
 	var failedDeliveries []Delivery
 	published := time.Now()
-	for i, err := range errs {
+	for i, err := range o.errs {
 		switch {
 		case err == nil:
-			ok = append(ok, seqs[i])
-			r.cfg.Hooks.Published(batch[i], published.Sub(batch[i].EnqueuedAt))
-		case stopping:
-			released = append(released, seqs[i])
+			ok = append(ok, o.seqs[i])
+			r.cfg.Hooks.Published(o.batch[i], published.Sub(o.batch[i].EnqueuedAt))
+		case o.stopping:
+			released = append(released, o.seqs[i])
 		default:
-			failed, failedErrs, failedDeliveries = append(failed, seqs[i]), append(failedErrs, err), append(failedDeliveries, batch[i])
+			failed, failedErrs, failedDeliveries = append(failed, o.seqs[i]), append(failedErrs, err), append(failedDeliveries, o.batch[i])
 		}
 	}
-	failed, failedErrs = append(failed, bad...), append(failedErrs, badErrs...)
+	failed, failedErrs = append(failed, o.bad...), append(failedErrs, o.badErrs...)
 	q := db.New(r.pool)
 	if len(ok) > 0 {
-		if _, err := q.OutboxMarkDelivered(ctx, db.OutboxMarkDeliveredParams{Now: now, Seqs: ok}); err != nil {
+		if _, err := q.OutboxMarkDelivered(ctx, db.OutboxMarkDeliveredParams{Now: o.now, Seqs: ok}); err != nil {
 			return fmt.Errorf("keel outbox: recording deliveries: %w", err)
 		}
 	}
@@ -297,7 +346,7 @@ func (r *Relay) record(ctx context.Context, stopping bool, now *time.Time, batch
 		return nil
 	}
 	p := db.OutboxMarkFailedParams{
-		MaxAttempts: int32(r.cfg.MaxAttempts), Now: now, Seqs: failed,
+		MaxAttempts: int32(r.cfg.MaxAttempts), Now: o.now, Seqs: failed,
 		Errors: make([]string, len(failed)), RetryMs: make([]int64, len(failed)),
 	}
 	for i, err := range failedErrs {
