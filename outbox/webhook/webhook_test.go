@@ -74,6 +74,8 @@ func TestPublish(t *testing.T) {
 		t.Errorf("300: got %v", errs[3])
 	}
 
+	mu.Lock()
+	defer mu.Unlock()
 	r := got["/ok"]
 	want := map[string]string{
 		"Content-Type":    "application/json",
@@ -105,9 +107,9 @@ func TestPublish(t *testing.T) {
 
 func TestUnsignedAndBadConfig(t *testing.T) {
 	t.Parallel()
-	var sig string
+	sigs := make(chan string, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sig = r.Header.Get("Keel-Signature")
+		sigs <- r.Header.Get("Keel-Signature")
 	}))
 	t.Cleanup(srv.Close)
 	pub, err := webhook.New(webhook.Config{URL: webhook.Fixed(srv.URL)})
@@ -115,7 +117,7 @@ func TestUnsignedAndBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	errs := pub.Publish(context.Background(), []outbox.Delivery{{Message: outbox.Message{ID: uuid.New(), Topic: "t", Payload: []byte{}}}})
-	if errs[0] != nil || sig != "" {
+	if sig := <-sigs; errs[0] != nil || sig != "" {
 		t.Errorf("without a secret: err %v, signature %q", errs[0], sig)
 	}
 	if _, err := webhook.New(webhook.Config{}); err == nil {
