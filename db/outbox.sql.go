@@ -244,12 +244,22 @@ func (q *Queries) OutboxGet(ctx context.Context, id uuid.UUID) (KeelOutbox, erro
 	return i, err
 }
 
-const outboxListDead = `-- name: OutboxListDead :many
-SELECT seq, id, topic, key, type, payload, headers, state, attempts, available_at, locked_until, locked_by, created_at, delivered_at, last_error, errors FROM keel.outbox WHERE state = 'dead' ORDER BY seq LIMIT $1::integer
+const outboxList = `-- name: OutboxList :many
+SELECT seq, id, topic, key, type, payload, headers, state, attempts, available_at, locked_until, locked_by, created_at, delivered_at, last_error, errors FROM keel.outbox
+WHERE $1::keel.outbox_state IS NULL OR state = $1::keel.outbox_state
+ORDER BY (CASE state WHEN 'dead' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END), seq
+LIMIT $2::integer
 `
 
-func (q *Queries) OutboxListDead(ctx context.Context, maxRows int32) ([]KeelOutbox, error) {
-	rows, err := q.db.Query(ctx, outboxListDead, maxRows)
+type OutboxListParams struct {
+	State   *KeelOutboxState `json:"state"`
+	MaxRows int32            `json:"max_rows"`
+}
+
+// Messages for people: dead letters first, then pending, then delivered,
+// each in enqueue order; optionally only one state.
+func (q *Queries) OutboxList(ctx context.Context, arg OutboxListParams) ([]KeelOutbox, error) {
+	rows, err := q.db.Query(ctx, outboxList, arg.State, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}

@@ -85,9 +85,6 @@ RETURNING seq;
 -- name: OutboxGet :one
 SELECT * FROM keel.outbox WHERE id = sqlc.arg(id);
 
--- name: OutboxListDead :many
-SELECT * FROM keel.outbox WHERE state = 'dead' ORDER BY seq LIMIT sqlc.arg(max_rows)::integer;
-
 -- name: InboxClaim :one
 -- Records that the consumer processes the message. Returns the row when this
 -- is the first time (or the earlier record is older than the dedup window);
@@ -113,3 +110,11 @@ WHERE (consumer, message_id) IN (
 UPDATE keel.outbox
 SET locked_until = NULL, attempts = attempts - 1
 WHERE seq = ANY(sqlc.arg(seqs)::bigint[]) AND state = 'pending' AND locked_by = sqlc.arg(relay)::text;
+
+-- name: OutboxList :many
+-- Messages for people: dead letters first, then pending, then delivered,
+-- each in enqueue order; optionally only one state.
+SELECT * FROM keel.outbox
+WHERE sqlc.narg(state)::keel.outbox_state IS NULL OR state = sqlc.narg(state)::keel.outbox_state
+ORDER BY (CASE state WHEN 'dead' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END), seq
+LIMIT sqlc.arg(max_rows)::integer;

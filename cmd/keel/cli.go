@@ -33,9 +33,14 @@ Usage:
   keel [--database-url URL] migrate status               list migrations and whether each is applied
   keel migrate sql                                       print the migrations' SQL, for other schema tools
   keel [--database-url URL] schema                       list keel's tables and views with their comments
+  keel outbox list [--state dead|pending|delivered] [--limit N]
+                                                         outbox messages, dead letters first
+  keel outbox show ID                                    one message with its attempts and errors
+  keel outbox requeue ID                                 put a dead message back in line
   keel version                                           print keel's version
 
 The database comes from --database-url, or else from DATABASE_URL.
+--json prints JSON instead of a table, for scripts.
 `
 
 // usageError is a mistake in the command line.
@@ -48,6 +53,7 @@ type cli struct {
 	out, errOut io.Writer
 	getenv      func(string) string
 	databaseURL string
+	jsonOut     bool
 }
 
 // run executes one command line and returns the process exit code.
@@ -74,6 +80,7 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.databaseURL, "database-url", c.databaseURL, "PostgreSQL connection string (default: $DATABASE_URL)")
+	fs.BoolVar(&c.jsonOut, "json", c.jsonOut, "print JSON instead of a table")
 	return fs
 }
 
@@ -101,6 +108,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.migrate(ctx, args[1:])
 	case "schema":
 		return c.schema(ctx, args[1:])
+	case "outbox":
+		return c.outbox(ctx, args[1:])
 	case "version":
 		return c.version(args[1:])
 	case "help", "-h", "--help":

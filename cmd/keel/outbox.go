@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/outbox"
+)
+
+// outboxMessage is how the CLI shows a message, in tables and JSON.
+type outboxMessage struct {
+	ID          uuid.UUID         `json:"id"`
+	Topic       string            `json:"topic"`
+	Key         string            `json:"key,omitempty"`
+	Type        string            `json:"type,omitempty"`
+	State       string            `json:"state"`
+	Attempts    int32             `json:"attempts"`
+	CreatedAt   time.Time         `json:"created_at"`
+	AvailableAt time.Time         `json:"available_at"`
+	DeliveredAt *time.Time        `json:"delivered_at,omitempty"`
+	LockedBy    string            `json:"locked_by,omitempty"`
+	LastError   string            `json:"last_error,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	Payload     string            `json:"payload,omitempty"`
+	Errors      json.RawMessage   `json:"errors,omitempty"`
+}
+
+func toOutboxMessage(r db.KeelOutbox, full bool) outboxMessage {
+	m := outboxMessage{
+		ID: r.ID, Topic: r.Topic, Type: r.Type, State: string(r.State), Attempts: r.Attempts,
+		CreatedAt: r.CreatedAt, AvailableAt: r.AvailableAt, DeliveredAt: r.DeliveredAt,
+	}
+	m.Key, m.LockedBy, m.LastError = deref(r.Key), deref(r.LockedBy), deref(r.LastError)
+	if full {
+		_ = json.Unmarshal(r.Headers, &m.Headers)
+		m.Payload = string(r.Payload)
+		m.Errors = r.Errors
+	}
+	return m
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func (c *cli) outbox(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usageError{"outbox needs a subcommand: list, show or requeue"}
+	}
+	sub := args[0]
+	fs := c.flags("outbox " + sub)
+	state := fs.String("state", "", "only messages in this state: dead, pending or delivered")
+	limit := fs.Int("limit", 50, "at most this many messages")
+	if err := c.parse(fs, args[1:]); err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		if fs.NArg() > 0 {
+			return usageError{fmt.Sprintf("outbox list: unexpected argument %q", fs.Arg(0))}
+		}
+		p := db.OutboxListParams{MaxRows: int32(*limit)}
+		if *state != "" {
+			s := db.KeelOutboxState(*state)
+			if !s.Valid() {
+				return usageError{fmt.Sprintf("outbox list: --state must be dead, pending or delivered, not %q", *state)}
+			}
+			p.State = &s
+		}
+		if *limit < 1 {
+			return usageError{"outbox list: --limit must be at least 1"}
+		}
+		return c.withDB(ctx, func(pool *pgxpool.Pool) error { return c.outboxList(ctx, db.New(pool), p) })
+	case "show", "requeue":
+		if fs.NArg() != 1 {
+			return usageError{fmt.Sprintf("outbox %s needs one message id", sub)}
+		}
+		id, err := uuid.Parse(fs.Arg(0))
+		if err != nil {
+			return usageError{fmt.Sprintf("outbox %s: %q is not a message id (a UUID)", sub, fs.Arg(0))}
+		}
+		return c.withDB(ctx, func(pool *pgxpool.Pool) error {
+			if sub == "requeue" {
+				if err := outbox.Requeue(ctx, pool, id); err != nil {
+					return err
+				}
+			}
+			return c.outboxShow(ctx, db.New(pool), id)
+		})
+	default:
+		return usageError{fmt.Sprintf("unknown outbox subcommand %q", sub)}
+	}
+}
+
+func (c *cli) outboxList(ctx context.Context, q *db.Queries, p db.OutboxListParams) error {
+	rows, err := q.OutboxList(ctx, p)
+	if err != nil {
+		return err
+	}
+	msgs := make([]outboxMessage, len(rows))
+	for i, r := range rows {
+		msgs[i] = toOutboxMessage(r, false)
+	}
+	return c.emit(msgs, []string{"ID", "STATE", "TOPIC", "KEY", "TYPE", "ATTEMPTS", "ENQUEUED", "LAST ERROR"}, func(row func(...string)) {
+		for _, m := range msgs {
+			row(m.ID.String(), m.State, m.Topic, m.Key, m.Type, strconv.Itoa(int(m.Attempts)), ago(m.CreatedAt), m.LastError)
+		}
+	})
+}
+
+func (c *cli) outboxShow(ctx context.Context, q *db.Queries, id uuid.UUID) error {
+	r, err := q.OutboxGet(ctx, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %s", outbox.ErrNotFound, id)
+	}
+	if err != nil {
+		return err
+	}
+	m := toOutboxMessage(r, true)
+	return c.emit(m, []string{"FIELD", "VALUE"}, func(row func(...string)) {
+		row("id", m.ID.String())
+		row("state", m.State)
+		row("topic", m.Topic)
+		row("key", m.Key)
+		row("type", m.Type)
+		row("attempts", strconv.Itoa(int(m.Attempts)))
+		row("enqueued", m.CreatedAt.UTC().Format(time.RFC3339Nano))
+		row("available", m.AvailableAt.UTC().Format(time.RFC3339Nano))
+		if m.DeliveredAt != nil {
+			row("delivered", m.DeliveredAt.UTC().Format(time.RFC3339Nano))
+		}
+		row("relay", m.LockedBy)
+		row("last error", m.LastError)
+		for k, v := range m.Headers {
+			row("header "+k, v)
+		}
+		row("payload", m.Payload)
+		var attempts []struct {
+			Attempt int       `json:"attempt"`
+			At      time.Time `json:"at"`
+			Error   string    `json:"error"`
+		}
+		_ = json.Unmarshal(m.Errors, &attempts)
+		for _, a := range attempts {
+			row(fmt.Sprintf("attempt %d", a.Attempt), a.At.UTC().Format(time.RFC3339)+"  "+a.Error)
+		}
+	})
+}
