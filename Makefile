@@ -56,9 +56,10 @@ demo:
 	$(GO) run ./cmd/keel --database-url "$$url" migrate status && \
 	$(GO) run ./cmd/keel --database-url "$$url" schema
 
-## bench: run bench/ against DATABASE_URL and print the numbers
+## bench: run every benchmark in bench/ against DATABASE_URL, print the
+## comparison table and write bench/RESULTS.md and bench/results.png
 bench:
-	cd bench && $(GO) test -run='^$$' -bench=. -benchtime=1x -count=1 ./...
+	cd bench && $(GO) run ./cmd/benchreport
 
 clean:
 	rm -rf $(BIN)
