@@ -8,9 +8,9 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // pending: waiting to be published (new, claimed or waiting to retry); delivered: published; dead: failed MaxAttempts times, waits for a person (keel outbox requeue).
@@ -82,7 +82,7 @@ type KeelInbox struct {
 	// Id of the processed message.
 	MessageID string `json:"message_id"`
 	// When it was processed; rows older than the dedup window are deleted.
-	ProcessedAt time.Time `json:"processed_at"`
+	ProcessedAt pgtype.Timestamptz `json:"processed_at"`
 }
 
 // Transactional outbox: messages written in the application's transaction, published at least once by outbox relays, in enqueue order per key.
@@ -106,15 +106,15 @@ type KeelOutbox struct {
 	// Publish attempts so far, counted when a relay claims the message.
 	Attempts int32 `json:"attempts"`
 	// Not published before this time: the not-before time, or the next retry after a failure.
-	AvailableAt time.Time `json:"available_at"`
+	AvailableAt pgtype.Timestamptz `json:"available_at"`
 	// Lease of the relay publishing it now; once past, another relay may take the message again.
-	LockedUntil *time.Time `json:"locked_until"`
+	LockedUntil pgtype.Timestamptz `json:"locked_until"`
 	// Name of the relay that holds or last held the lease.
 	LockedBy *string `json:"locked_by"`
 	// When the message was enqueued.
-	CreatedAt time.Time `json:"created_at"`
+	CreatedAt pgtype.Timestamptz `json:"created_at"`
 	// When the publisher accepted it.
-	DeliveredAt *time.Time `json:"delivered_at"`
+	DeliveredAt pgtype.Timestamptz `json:"delivered_at"`
 	// Error of the latest failed attempt.
 	LastError *string `json:"last_error"`
 	// Every failed attempt: [{"attempt": n, "at": time, "error": text}].

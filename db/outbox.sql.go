@@ -8,9 +8,9 @@ package db
 import (
 	"context"
 	"encoding/json"
-	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const inboxClaim = `-- name: InboxClaim :one
@@ -23,24 +23,24 @@ RETURNING processed_at
 `
 
 type InboxClaimParams struct {
-	Consumer      string     `json:"consumer"`
-	MessageID     string     `json:"message_id"`
-	Now           *time.Time `json:"now"`
-	DedupWindowMs int64      `json:"dedup_window_ms"`
+	Consumer      string             `json:"consumer"`
+	MessageID     string             `json:"message_id"`
+	Now           pgtype.Timestamptz `json:"now"`
+	DedupWindowMs int64              `json:"dedup_window_ms"`
 }
 
 // Records that the consumer processes the message. Returns the row when this
 // is the first time (or the earlier record is older than the dedup window);
 // returns no row when the message was already processed. A concurrent claim
 // of the same id waits for the first transaction and then sees it.
-func (q *Queries) InboxClaim(ctx context.Context, arg InboxClaimParams) (time.Time, error) {
+func (q *Queries) InboxClaim(ctx context.Context, arg InboxClaimParams) (pgtype.Timestamptz, error) {
 	row := q.db.QueryRow(ctx, inboxClaim,
 		arg.Consumer,
 		arg.MessageID,
 		arg.Now,
 		arg.DedupWindowMs,
 	)
-	var processed_at time.Time
+	var processed_at pgtype.Timestamptz
 	err := row.Scan(&processed_at)
 	return processed_at, err
 }
@@ -53,8 +53,8 @@ WHERE (consumer, message_id) IN (
 `
 
 type InboxExpireParams struct {
-	Before    time.Time `json:"before"`
-	BatchSize int32     `json:"batch_size"`
+	Before    pgtype.Timestamptz `json:"before"`
+	BatchSize int32              `json:"batch_size"`
 }
 
 // Deletes up to batch_size seen-records older than before.
@@ -91,22 +91,22 @@ RETURNING o.seq, o.id, o.topic, o.key, o.type, o.payload, o.headers, o.attempts,
 `
 
 type OutboxClaimParams struct {
-	Now       *time.Time `json:"now"`
-	LeaseMs   int64      `json:"lease_ms"`
-	Relay     string     `json:"relay"`
-	BatchSize int32      `json:"batch_size"`
+	Now       pgtype.Timestamptz `json:"now"`
+	LeaseMs   int64              `json:"lease_ms"`
+	Relay     string             `json:"relay"`
+	BatchSize int32              `json:"batch_size"`
 }
 
 type OutboxClaimRow struct {
-	Seq       int64           `json:"seq"`
-	ID        uuid.UUID       `json:"id"`
-	Topic     string          `json:"topic"`
-	Key       *string         `json:"key"`
-	Type      string          `json:"type"`
-	Payload   []byte          `json:"payload"`
-	Headers   json.RawMessage `json:"headers"`
-	Attempts  int32           `json:"attempts"`
-	CreatedAt time.Time       `json:"created_at"`
+	Seq       int64              `json:"seq"`
+	ID        uuid.UUID          `json:"id"`
+	Topic     string             `json:"topic"`
+	Key       *string            `json:"key"`
+	Type      string             `json:"type"`
+	Payload   []byte             `json:"payload"`
+	Headers   json.RawMessage    `json:"headers"`
+	Attempts  int32              `json:"attempts"`
+	CreatedAt pgtype.Timestamptz `json:"created_at"`
 }
 
 // Leases up to batch_size publishable messages to one relay: pending,
@@ -156,8 +156,8 @@ WHERE seq IN (
 `
 
 type OutboxDeleteDeliveredParams struct {
-	Before    time.Time `json:"before"`
-	BatchSize int32     `json:"batch_size"`
+	Before    pgtype.Timestamptz `json:"before"`
+	BatchSize int32              `json:"batch_size"`
 }
 
 // Retention: deletes up to batch_size messages delivered before before.
@@ -186,14 +186,14 @@ ON CONFLICT (id) DO NOTHING
 `
 
 type OutboxEnqueueParams struct {
-	Now       *time.Time  `json:"now"`
-	Ids       []uuid.UUID `json:"ids"`
-	Topics    []string    `json:"topics"`
-	Keys      []string    `json:"keys"`
-	Types     []string    `json:"types"`
-	Payloads  [][]byte    `json:"payloads"`
-	Headers   []string    `json:"headers"`
-	NotBefore []time.Time `json:"not_before"`
+	Now       pgtype.Timestamptz   `json:"now"`
+	Ids       []uuid.UUID          `json:"ids"`
+	Topics    []string             `json:"topics"`
+	Keys      []string             `json:"keys"`
+	Types     []string             `json:"types"`
+	Payloads  [][]byte             `json:"payloads"`
+	Headers   []string             `json:"headers"`
+	NotBefore []pgtype.Timestamptz `json:"not_before"`
 }
 
 // Inserts messages given as parallel arrays; an id already present is skipped.
@@ -302,8 +302,8 @@ WHERE seq = ANY($2::bigint[]) AND state = 'pending'
 `
 
 type OutboxMarkDeliveredParams struct {
-	Now  *time.Time `json:"now"`
-	Seqs []int64    `json:"seqs"`
+	Now  pgtype.Timestamptz `json:"now"`
+	Seqs []int64            `json:"seqs"`
 }
 
 // Records a batch of successful publications.
@@ -330,11 +330,11 @@ RETURNING o.seq, o.state
 `
 
 type OutboxMarkFailedParams struct {
-	MaxAttempts int32      `json:"max_attempts"`
-	Now         *time.Time `json:"now"`
-	Seqs        []int64    `json:"seqs"`
-	Errors      []string   `json:"errors"`
-	RetryMs     []int64    `json:"retry_ms"`
+	MaxAttempts int32              `json:"max_attempts"`
+	Now         pgtype.Timestamptz `json:"now"`
+	Seqs        []int64            `json:"seqs"`
+	Errors      []string           `json:"errors"`
+	RetryMs     []int64            `json:"retry_ms"`
 }
 
 type OutboxMarkFailedRow struct {
@@ -375,9 +375,9 @@ SELECT created_at FROM keel.outbox WHERE state = 'pending' ORDER BY seq LIMIT 1
 `
 
 // The enqueue time of the oldest undelivered message, for the lag metric.
-func (q *Queries) OutboxOldestPending(ctx context.Context) (time.Time, error) {
+func (q *Queries) OutboxOldestPending(ctx context.Context) (pgtype.Timestamptz, error) {
 	row := q.db.QueryRow(ctx, outboxOldestPending)
-	var created_at time.Time
+	var created_at pgtype.Timestamptz
 	err := row.Scan(&created_at)
 	return created_at, err
 }
@@ -408,8 +408,8 @@ RETURNING seq
 `
 
 type OutboxRequeueParams struct {
-	Now *time.Time `json:"now"`
-	ID  uuid.UUID  `json:"id"`
+	Now pgtype.Timestamptz `json:"now"`
+	ID  uuid.UUID          `json:"id"`
 }
 
 // Puts a dead message back in line with fresh attempts.

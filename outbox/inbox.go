@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel"
@@ -70,7 +71,7 @@ func (i *Inbox) claim(ctx context.Context, tx keel.DBTX, consumer, messageID str
 		return ErrInvalidInboxKey
 	}
 	_, err := db.New(tx).InboxClaim(ctx, db.InboxClaimParams{
-		Consumer: consumer, MessageID: messageID, Now: now, DedupWindowMs: i.cfg.DedupWindow.Milliseconds(),
+		Consumer: consumer, MessageID: messageID, Now: timestamp(now), DedupWindowMs: i.cfg.DedupWindow.Milliseconds(),
 	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -110,7 +111,7 @@ const expireKey int64 = 0x6b696e62657870 // "kinbexp"
 // Expire deletes up to 10,000 seen-records older than the dedup window (as
 // of now) and returns how many.
 func (i *Inbox) Expire(ctx context.Context, tx keel.DBTX, now time.Time) (int, error) {
-	n, err := db.New(tx).InboxExpire(ctx, db.InboxExpireParams{Before: now.Add(-i.cfg.DedupWindow), BatchSize: expireBatch})
+	n, err := db.New(tx).InboxExpire(ctx, db.InboxExpireParams{Before: pgtype.Timestamptz{Time: now.Add(-i.cfg.DedupWindow), Valid: true}, BatchSize: expireBatch})
 	if err != nil {
 		return 0, fmt.Errorf("keel inbox: expire: %w", err)
 	}

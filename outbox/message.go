@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Message is one message in the outbox.
@@ -73,6 +74,14 @@ func validate(i int, m Message) error {
 		}
 	}
 	return nil
+}
+
+// timestamp is a query's optional clock: nil means the database's now().
+func timestamp(t *time.Time) pgtype.Timestamptz {
+	if t == nil {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: *t, Valid: true}
 }
 
 func encodeHeaders(h map[string]string) (string, error) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel"
@@ -67,7 +68,7 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 		Types:     make([]string, len(msgs)),
 		Payloads:  make([][]byte, len(msgs)),
 		Headers:   make([]string, len(msgs)),
-		NotBefore: make([]time.Time, len(msgs)),
+		NotBefore: make([]pgtype.Timestamptz, len(msgs)),
 	}
 	for i := range msgs {
 		m := &msgs[i]
@@ -84,9 +85,9 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 			}
 		}
 		p.Ids[i], p.Topics[i], p.Keys[i], p.Types[i], p.Payloads[i], p.Headers[i] = m.ID, m.Topic, m.Key, m.Type, m.Payload, h
-		p.NotBefore[i] = m.NotBefore
+		p.NotBefore[i] = pgtype.Timestamptz{Time: m.NotBefore, Valid: true}
 		if m.NotBefore.IsZero() {
-			p.NotBefore[i] = time.Unix(0, 0)
+			p.NotBefore[i].Time = time.Unix(0, 0)
 		}
 	}
 	n, err := db.New(tx).OutboxEnqueue(ctx, p)

@@ -139,7 +139,7 @@ func TestRollbackNeverPublishedCommitPublished(t *testing.T) {
 	if d.Topic != "orders" || d.Key != "o-1" || d.Type != "OrderPlaced" || string(d.Payload) != `{"id":1}` || d.Headers["trace"] != "abc" || d.Attempt != 1 || d.ID == uuid.Nil {
 		t.Errorf("published %+v", d)
 	}
-	if row := state(t, pool, d.ID); row.State != db.KeelOutboxStateDelivered || row.DeliveredAt == nil {
+	if row := state(t, pool, d.ID); row.State != db.KeelOutboxStateDelivered || !row.DeliveredAt.Valid {
 		t.Errorf("row after delivery: state %s, delivered_at %v", row.State, row.DeliveredAt)
 	}
 	if n := count(t, pool, "true"); n != 1 {
@@ -337,7 +337,7 @@ func TestBackoffDeadLetterRequeue(t *testing.T) {
 	if row.State != db.KeelOutboxStatePending || row.Attempts != 1 || row.LastError == nil || *row.LastError != "attempt 1 refused" {
 		t.Fatalf("after one failure: %+v", row)
 	}
-	if wait := row.AvailableAt.Sub(base); wait < 59*time.Minute || wait > 61*time.Minute {
+	if wait := row.AvailableAt.Time.Sub(base); wait < 59*time.Minute || wait > 61*time.Minute {
 		t.Errorf("retry scheduled %s after the failure, want the backoff of 1h", wait)
 	}
 	drain(t, r, at(30*time.Minute)) // within the backoff: nothing to do
@@ -435,7 +435,7 @@ func TestStopDuringPublishHandsBack(t *testing.T) {
 	if row := state(t, pool, a.ID); row.State != db.KeelOutboxStateDelivered {
 		t.Errorf("message published before the stop: %s", row.State)
 	}
-	if row := state(t, pool, b.ID); row.State != db.KeelOutboxStatePending || row.Attempts != 0 || row.LockedUntil != nil {
+	if row := state(t, pool, b.ID); row.State != db.KeelOutboxStatePending || row.Attempts != 0 || row.LockedUntil.Valid {
 		t.Errorf("message interrupted by the stop: state %s, attempts %d, lease %v", row.State, row.Attempts, row.LockedUntil)
 	}
 }

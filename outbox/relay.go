@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel"
@@ -240,7 +241,7 @@ func (r *Relay) reportLag(ctx context.Context) {
 	case errors.Is(err, pgx.ErrNoRows):
 		r.cfg.Hooks.Lag(0)
 	case err == nil:
-		r.cfg.Hooks.Lag(max(time.Since(oldest), 0))
+		r.cfg.Hooks.Lag(max(time.Since(oldest.Time), 0))
 	}
 }
 
@@ -248,7 +249,7 @@ func (r *Relay) reportLag(ctx context.Context) {
 type outcome struct {
 	claimed  int
 	stopping bool // the relay was stopping while it published
-	now      *time.Time
+	now      pgtype.Timestamptz
 	batch    []Delivery
 	seqs     []int64
 	errs     []error
@@ -269,13 +270,13 @@ func (r *Relay) RunOnce(ctx context.Context, now *time.Time) (int, error) {
 
 func (r *Relay) claimAndPublish(ctx context.Context, now *time.Time) (outcome, error) {
 	rows, err := db.New(r.pool).OutboxClaim(ctx, db.OutboxClaimParams{
-		Now: now, LeaseMs: r.cfg.Lease.Milliseconds(), Relay: r.cfg.Name, BatchSize: int32(r.cfg.BatchSize),
+		Now: timestamp(now), LeaseMs: r.cfg.Lease.Milliseconds(), Relay: r.cfg.Name, BatchSize: int32(r.cfg.BatchSize),
 	})
 	if err != nil {
 		return outcome{}, fmt.Errorf("keel outbox: claim: %w", err)
 	}
 	o := outcome{
-		claimed: len(rows), now: now,
+		claimed: len(rows), now: timestamp(now),
 		batch: make([]Delivery, 0, len(rows)), seqs: make([]int64, 0, len(rows)),
 	}
 	if len(rows) == 0 {
@@ -290,7 +291,7 @@ func (r *Relay) claimAndPublish(ctx context.Context, now *time.Time) (outcome, e
 		d := Delivery{
 			Message:    Message{ID: row.ID, Topic: row.Topic, Type: row.Type, Payload: row.Payload, Headers: h},
 			Attempt:    int(row.Attempts),
-			EnqueuedAt: row.CreatedAt,
+			EnqueuedAt: row.CreatedAt.Time,
 		}
 		if row.Key != nil {
 			d.Key = *row.Key
@@ -382,7 +383,7 @@ const retentionBatch = 10000
 // time and returns how many it deleted. Relays call it on their own every
 // minute; it is exported for operators and tests.
 func DeleteDelivered(ctx context.Context, tx keel.DBTX, before time.Time) (int, error) {
-	n, err := db.New(tx).OutboxDeleteDelivered(ctx, db.OutboxDeleteDeliveredParams{Before: before, BatchSize: retentionBatch})
+	n, err := db.New(tx).OutboxDeleteDelivered(ctx, db.OutboxDeleteDeliveredParams{Before: pgtype.Timestamptz{Time: before, Valid: true}, BatchSize: retentionBatch})
 	if err != nil {
 		return 0, fmt.Errorf("keel outbox: retention: %w", err)
 	}

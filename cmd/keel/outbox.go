@@ -37,7 +37,10 @@ type outboxMessage struct {
 func toOutboxMessage(r db.KeelOutbox, full bool) outboxMessage {
 	m := outboxMessage{
 		ID: r.ID, Topic: r.Topic, Type: r.Type, State: string(r.State), Attempts: r.Attempts,
-		CreatedAt: r.CreatedAt, AvailableAt: r.AvailableAt, DeliveredAt: r.DeliveredAt,
+		CreatedAt: r.CreatedAt.Time, AvailableAt: r.AvailableAt.Time,
+	}
+	if r.DeliveredAt.Valid {
+		m.DeliveredAt = &r.DeliveredAt.Time
 	}
 	m.Key, m.LockedBy, m.LastError = deref(r.Key), deref(r.LockedBy), deref(r.LastError)
 	if full {
