@@ -285,11 +285,11 @@ func (q *Queries) DependencyOutputs(ctx context.Context, id int64) ([]Dependency
 
 const finishAttempt = `-- name: FinishAttempt :execrows
 UPDATE keel.jobs SET
-    state = $1,
+    state = $1::keel.job_state,
     run_at = COALESCE($2::timestamptz, run_at),
     attempt = attempt - $3::int,
     errors = CASE WHEN $4::jsonb IS NULL THEN errors ELSE errors || $4::jsonb END,
-    finalized_at = CASE WHEN $1 IN ('completed', 'cancelled', 'discarded')
+    finalized_at = CASE WHEN $1::keel.job_state IN ('completed', 'cancelled', 'discarded')
         THEN COALESCE($5::timestamptz, now()) END,
     owner = NULL,
     heartbeat_at = NULL

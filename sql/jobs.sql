@@ -80,11 +80,11 @@ WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'running';
 -- Ends a running attempt that did not complete: retryable, scheduled (a
 -- snooze, which gives the attempt back), cancelled or discarded.
 UPDATE keel.jobs SET
-    state = @state,
+    state = @state::keel.job_state,
     run_at = COALESCE(sqlc.narg('run_at')::timestamptz, run_at),
     attempt = attempt - @refund::int,
     errors = CASE WHEN sqlc.narg('error')::jsonb IS NULL THEN errors ELSE errors || sqlc.narg('error')::jsonb END,
-    finalized_at = CASE WHEN @state IN ('completed', 'cancelled', 'discarded')
+    finalized_at = CASE WHEN @state::keel.job_state IN ('completed', 'cancelled', 'discarded')
         THEN COALESCE(sqlc.narg('now')::timestamptz, now()) END,
     owner = NULL,
     heartbeat_at = NULL
