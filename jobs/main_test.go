@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel/internal/periodic"
 	"github.com/keelpg/keel/internal/testdb"
 )
 
@@ -147,4 +148,9 @@ func (c *counter) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.seen)
+}
+
+// runDuty runs one pass of a maintenance duty.
+func runDuty(ctx context.Context, c *Client, d periodic.Duty) (ran, more bool, err error) {
+	return periodic.RunOnce(ctx, c.pool, d)
 }
