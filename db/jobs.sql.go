@@ -205,6 +205,19 @@ func (q *Queries) CompleteJobs(ctx context.Context, arg CompleteJobsParams) (int
 	return result.RowsAffected(), nil
 }
 
+const countJobs = `-- name: CountJobs :one
+SELECT count(*) FROM keel.jobs
+WHERE $1::keel.job_state IS NULL OR state = $1::keel.job_state
+`
+
+// Counts the jobs in a state, or all jobs when state is NULL.
+func (q *Queries) CountJobs(ctx context.Context, state *KeelJobState) (int64, error) {
+	row := q.db.QueryRow(ctx, countJobs, state)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const countJobsByIDs = `-- name: CountJobsByIDs :one
 SELECT count(*) FROM keel.jobs WHERE id = ANY ($1::bigint[])
 `

@@ -130,3 +130,17 @@ func (c *Client) duplicateOf(ctx context.Context, id int64) error {
 	}
 	return &DuplicateError{UniqueKey: job.UniqueKey, ExistingID: holder}
 }
+
+// JobCount counts the jobs in a state; the empty state counts every job.
+func (c *Client) JobCount(ctx context.Context, state JobState) (int64, error) {
+	var s *db.KeelJobState
+	if state != "" {
+		dbState := db.KeelJobState(state)
+		s = &dbState
+	}
+	n, err := db.New(c.pool).CountJobs(ctx, s)
+	if err != nil {
+		return 0, fmt.Errorf("keel jobs: count %q: %w", state, err)
+	}
+	return n, nil
+}

@@ -83,8 +83,7 @@ func TestInsertRejectsBadInputWritingNothing(t *testing.T) {
 	if _, err := c.InsertMany(context.Background(), pool, []InsertManyParams{{Args: testArgs{}, Opts: &InsertOpts{UniqueKey: "k"}}}); !errors.Is(err, ErrInvalidOptions) {
 		t.Fatalf("InsertMany with a unique key: %v", err)
 	}
-	var n int
-	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM keel.jobs").Scan(&n); err != nil || n != 0 {
+	if n, err := countState(c, ""); err != nil || n != 0 {
 		t.Fatalf("%d jobs written (%v)", n, err)
 	}
 }

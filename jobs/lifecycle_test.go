@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keelpg/keel/db"
 )
 
 func TestProgressAndOutput(t *testing.T) {
@@ -65,7 +67,12 @@ func TestRetentionAtMovedClock(t *testing.T) {
 	}
 	ctx := context.Background()
 	done := insert(t, c, testArgs{}, nil)
-	if _, err := pool.Exec(ctx, "UPDATE keel.jobs SET state = 'completed', finalized_at = now() WHERE id = $1", done.ID); err != nil {
+	owner := "test"
+	q := db.New(pool)
+	if _, err := q.ClaimJobs(ctx, db.ClaimJobsParams{Now: ts(time.Now()), Owner: &owner, Queue: DefaultQueue, Max: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.CompleteJobs(ctx, db.CompleteJobsParams{Now: ts(time.Now()), Ids: []int64{done.ID}, Attempts: []int32{1}}); err != nil {
 		t.Fatal(err)
 	}
 	cancelled := insert(t, c, testArgs{}, nil)

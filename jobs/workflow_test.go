@@ -159,8 +159,7 @@ func TestWorkflowRejectsBadGraphsWritingNothing(t *testing.T) {
 			}
 		})
 	}
-	var n int
-	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM keel.jobs").Scan(&n); err != nil || n != 0 {
+	if n, err := countState(c, ""); err != nil || n != 0 {
 		t.Fatalf("%d jobs written (%v)", n, err)
 	}
 }

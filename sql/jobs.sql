@@ -240,3 +240,8 @@ FROM keel.jobs j
 JOIN keel.jobs d ON d.id = ANY (j.depends_on)
 WHERE j.id = @id
 ORDER BY d.id;
+
+-- name: CountJobs :one
+-- Counts the jobs in a state, or all jobs when state is NULL.
+SELECT count(*) FROM keel.jobs
+WHERE sqlc.narg('state')::keel.job_state IS NULL OR state = sqlc.narg('state')::keel.job_state;
