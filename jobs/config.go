@@ -27,8 +27,9 @@ type Config struct {
 	Metrics Metrics
 
 	// FetchCooldown is the least time between two claims of one queue while
-	// work keeps coming, so a busy queue claims in batches instead of one job
-	// per freed slot. Default 2ms.
+	// fewer than half its workers are free, so jobs that finish one by one
+	// are claimed in batches rather than one by one. With half the workers
+	// free a queue claims at once. Default 2ms.
 	FetchCooldown time.Duration
 	// FetchPollInterval is how often an idle queue looks for work without
 	// being notified (notifications are lost behind PgBouncer in transaction

@@ -53,7 +53,8 @@
 // (default: queue "default", 100 workers). A queue's fetcher claims as many
 // jobs as it has free workers (up to 1,000) in one statement, in (priority,
 // run_at, id) order, and starts a goroutine per job; while jobs keep coming
-// it claims again as workers free up, at most once per FetchCooldown (2ms).
+// it claims again as soon as half its workers are free, or once
+// FetchCooldown (2ms) has passed with fewer free.
 // Completions are queued and written in batches, one UPDATE per batch, by
 // one goroutine per client: under load the batches grow by themselves.
 //
