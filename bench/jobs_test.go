@@ -124,7 +124,62 @@ func riverDatabase(b *testing.B) *pgxpool.Pool {
 	return pool
 }
 
-// keelWorkers returns workers whose no-op handler calls onStart.
+// system is a job queue under test, on a database of its own.
+type system interface {
+	// insertMany inserts n no-op jobs in batches of insertBatch, one COPY each.
+	insertMany(ctx context.Context, n int) error
+	// insertOne inserts one no-op job in tx and returns its id.
+	insertOne(ctx context.Context, tx pgx.Tx, n int) (int64, error)
+	start(ctx context.Context) error
+	stop(ctx context.Context) error
+	completed(ctx context.Context) (int64, error)
+	pool() *pgxpool.Pool
+}
+
+// contender makes a system whose no-op handler calls onStart with the job's id.
+type contender struct {
+	name string
+	make func(b *testing.B, onStart func(id int64)) system
+}
+
+// The work-rate contenders. River's tuned settings are those of its own
+// benchmark; keel's tuned settings are the same.
+var (
+	keelDefaults = contender{"keel-defaults", func(b *testing.B, onStart func(int64)) system {
+		return newKeel(b, jobs.Config{Workers: keelWorkers(onStart)})
+	}}
+	// keel's defaults but River's default worker count, to show what the
+	// larger default buys.
+	keelDefaults100 = contender{"keel-defaults-100-workers", func(b *testing.B, onStart func(int64)) system {
+		return newKeel(b, jobs.Config{
+			Workers: keelWorkers(onStart),
+			Queues:  map[string]jobs.QueueConfig{jobs.DefaultQueue: {MaxWorkers: 100}},
+		})
+	}}
+	keelTuned = contender{"keel-tuned", func(b *testing.B, onStart func(int64)) system {
+		return newKeel(b, jobs.Config{
+			Workers:           keelWorkers(onStart),
+			Queues:            map[string]jobs.QueueConfig{jobs.DefaultQueue: {MaxWorkers: 2000}},
+			FetchCooldown:     2 * time.Millisecond,
+			FetchPollInterval: 20 * time.Millisecond,
+		})
+	}}
+	riverDefaults = contender{"river-defaults", func(b *testing.B, onStart func(int64)) system {
+		return newRiver(b, &river.Config{
+			Workers: riverWorkers(onStart),
+			Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 100}},
+		})
+	}}
+	riverTuned = contender{"river-tuned", func(b *testing.B, onStart func(int64)) system {
+		return newRiver(b, &river.Config{
+			Workers:           riverWorkers(onStart),
+			Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2000}},
+			FetchCooldown:     2 * time.Millisecond,
+			FetchPollInterval: 20 * time.Millisecond,
+		})
+	}}
+)
+
 func keelWorkers(onStart func(id int64)) *jobs.Workers {
 	w := jobs.NewWorkers()
 	jobs.AddWorker(w, func(ctx context.Context, j *jobs.Job[noopArgs]) error {
@@ -143,142 +198,144 @@ func riverWorkers(onStart func(id int64)) *river.Workers {
 	return w
 }
 
-// The configurations compared. River's tuned settings are those of its own
-// benchmark; keel's tuned settings raise the workers the same way.
-func keelConfig(tuned bool, w *jobs.Workers) jobs.Config {
-	cfg := jobs.Config{Workers: w, Logger: quiet}
-	if tuned {
-		cfg.Queues = map[string]jobs.QueueConfig{jobs.DefaultQueue: {MaxWorkers: 2000}}
-		cfg.FetchCooldown = 2 * time.Millisecond
-		cfg.FetchPollInterval = 20 * time.Millisecond
-	}
-	return cfg
+type keelSystem struct {
+	db *pgxpool.Pool
+	c  *jobs.Client
 }
 
-func riverConfig(tuned bool, w *river.Workers) *river.Config {
-	cfg := &river.Config{
-		Workers: w, Logger: quiet,
-		Queues: map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 100}},
-	}
-	if tuned {
-		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2000}}
-		cfg.FetchCooldown = 2 * time.Millisecond
-		cfg.FetchPollInterval = 20 * time.Millisecond
-	}
-	return cfg
-}
-
-func keelInsertMany(b *testing.B, c *jobs.Client, pool *pgxpool.Pool, n int) {
+func newKeel(b *testing.B, cfg jobs.Config) system {
 	b.Helper()
+	pool := keelDatabase(b)
+	cfg.Logger = quiet
+	c, err := jobs.NewClient(pool, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &keelSystem{db: pool, c: c}
+}
+
+func (k *keelSystem) pool() *pgxpool.Pool { return k.db }
+
+func (k *keelSystem) insertMany(ctx context.Context, n int) error {
 	params := make([]jobs.InsertManyParams, 0, insertBatch)
 	for i := 0; i < n; i += insertBatch {
 		params = params[:0]
 		for j := i; j < min(i+insertBatch, n); j++ {
 			params = append(params, jobs.InsertManyParams{Args: noopArgs{N: j}})
 		}
-		if _, err := c.InsertMany(context.Background(), pool, params); err != nil {
-			b.Fatal(err)
+		if _, err := k.c.InsertMany(ctx, k.db, params); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
-func riverInsertMany(b *testing.B, c *river.Client[pgx.Tx], n int) {
+func (k *keelSystem) insertOne(ctx context.Context, tx pgx.Tx, n int) (int64, error) {
+	row, err := k.c.Insert(ctx, tx, noopArgs{N: n}, nil)
+	if err != nil {
+		return 0, err
+	}
+	return row.ID, nil
+}
+
+func (k *keelSystem) start(ctx context.Context) error { return k.c.Start(ctx) }
+func (k *keelSystem) stop(ctx context.Context) error  { return k.c.Stop(ctx) }
+func (k *keelSystem) completed(ctx context.Context) (int64, error) {
+	return k.c.JobCount(ctx, jobs.StateCompleted)
+}
+
+type riverSystem struct {
+	db *pgxpool.Pool
+	c  *river.Client[pgx.Tx]
+}
+
+func newRiver(b *testing.B, cfg *river.Config) system {
 	b.Helper()
+	pool := riverDatabase(b)
+	cfg.Logger = quiet
+	c, err := river.NewClient(riverpgxv5.New(pool), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &riverSystem{db: pool, c: c}
+}
+
+func (r *riverSystem) pool() *pgxpool.Pool { return r.db }
+
+func (r *riverSystem) insertMany(ctx context.Context, n int) error {
 	params := make([]river.InsertManyParams, 0, insertBatch)
 	for i := 0; i < n; i += insertBatch {
 		params = params[:0]
 		for j := i; j < min(i+insertBatch, n); j++ {
 			params = append(params, river.InsertManyParams{Args: noopArgs{N: j}})
 		}
-		if _, err := c.InsertManyFast(context.Background(), params); err != nil {
-			b.Fatal(err)
+		if _, err := r.c.InsertManyFast(ctx, params); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+func (r *riverSystem) insertOne(ctx context.Context, tx pgx.Tx, n int) (int64, error) {
+	res, err := r.c.InsertTx(ctx, tx, noopArgs{N: n}, nil)
+	if err != nil {
+		return 0, err
+	}
+	return res.Job.ID, nil
+}
+
+func (r *riverSystem) start(ctx context.Context) error { return r.c.Start(ctx) }
+func (r *riverSystem) stop(ctx context.Context) error  { return r.c.Stop(ctx) }
+func (r *riverSystem) completed(ctx context.Context) (int64, error) {
+	n, err := riverpgxv5.New(r.db).GetExecutor().JobCountByState(ctx, &riverdriver.JobCountByStateParams{State: rivertype.JobStateCompleted})
+	return int64(n), err
 }
 
 // BenchmarkJobsInsert: (a) 50,000 jobs inserted in batches of 1,000, each
 // batch one COPY (keel InsertMany, River InsertManyFast).
 func BenchmarkJobsInsert(b *testing.B) {
-	b.Run("keel", func(b *testing.B) {
-		for range b.N {
-			pool := keelDatabase(b)
-			c, err := jobs.NewClient(pool, jobs.Config{Logger: quiet})
-			if err != nil {
-				b.Fatal(err)
+	for _, c := range []contender{
+		{"keel", func(b *testing.B, _ func(int64)) system { return newKeel(b, jobs.Config{}) }},
+		{"river", func(b *testing.B, _ func(int64)) system { return newRiver(b, &river.Config{}) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for range b.N {
+				sys := c.make(b, nil)
+				start := time.Now()
+				if err := sys.insertMany(context.Background(), insertJobs); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(insertJobs/time.Since(start).Seconds(), "jobs/s")
 			}
-			start := time.Now()
-			keelInsertMany(b, c, pool, insertJobs)
-			b.ReportMetric(insertJobs/time.Since(start).Seconds(), "jobs/s")
-		}
-	})
-	b.Run("river", func(b *testing.B) {
-		for range b.N {
-			pool := riverDatabase(b)
-			c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quiet})
-			if err != nil {
-				b.Fatal(err)
-			}
-			start := time.Now()
-			riverInsertMany(b, c, insertJobs)
-			b.ReportMetric(insertJobs/time.Since(start).Seconds(), "jobs/s")
-		}
-	})
+		})
+	}
 }
 
 // BenchmarkJobsWork: (b) 50,000 pre-inserted no-op jobs, from Start until
 // every row is completed in the database.
 func BenchmarkJobsWork(b *testing.B) {
-	for _, tuned := range []bool{false, true} {
-		name := map[bool]string{false: "defaults", true: "tuned"}[tuned]
-		b.Run("keel-"+name, func(b *testing.B) {
+	ctx := context.Background()
+	for _, c := range []contender{keelDefaults, keelDefaults100, riverDefaults, keelTuned, riverTuned} {
+		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
-				pool := keelDatabase(b)
 				var handled atomic.Int64
-				c, err := jobs.NewClient(pool, keelConfig(tuned, keelWorkers(func(int64) { handled.Add(1) })))
-				if err != nil {
+				sys := c.make(b, func(int64) { handled.Add(1) })
+				if err := sys.insertMany(ctx, workJobs); err != nil {
 					b.Fatal(err)
 				}
-				keelInsertMany(b, c, pool, workJobs)
 				start := time.Now()
-				if err := c.Start(context.Background()); err != nil {
+				if err := sys.start(ctx); err != nil {
 					b.Fatal(err)
 				}
 				waitAll(b, &handled, func() int64 {
-					n, err := c.JobCount(context.Background(), jobs.StateCompleted)
+					n, err := sys.completed(ctx)
 					if err != nil {
 						b.Fatal(err)
 					}
 					return n
 				})
 				b.ReportMetric(workJobs/time.Since(start).Seconds(), "jobs/s")
-				if err := c.Stop(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run("river-"+name, func(b *testing.B) {
-			for range b.N {
-				pool := riverDatabase(b)
-				var handled atomic.Int64
-				c, err := river.NewClient(riverpgxv5.New(pool), riverConfig(tuned, riverWorkers(func(int64) { handled.Add(1) })))
-				if err != nil {
-					b.Fatal(err)
-				}
-				riverInsertMany(b, c, workJobs)
-				exec := riverpgxv5.New(pool).GetExecutor()
-				start := time.Now()
-				if err := c.Start(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				waitAll(b, &handled, func() int64 {
-					n, err := exec.JobCountByState(context.Background(), &riverdriver.JobCountByStateParams{State: rivertype.JobStateCompleted})
-					if err != nil {
-						b.Fatal(err)
-					}
-					return int64(n)
-				})
-				b.ReportMetric(workJobs/time.Since(start).Seconds(), "jobs/s")
-				if err := c.Stop(context.Background()); err != nil {
+				if err := sys.stop(ctx); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -305,8 +362,8 @@ func waitAll(b *testing.B, handled *atomic.Int64, completed func() int64) {
 	}
 }
 
-// latencies records, per job id, when its transaction was about to commit
-// and when its handler started.
+// latencies records, per job id, when its transaction committed and when its
+// handler started.
 type latencies struct {
 	mu        sync.Mutex
 	committed map[int64]time.Time
@@ -350,78 +407,42 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(ms(ds[len(ds)*99/100]), "p99-ms")
 }
 
-// BenchmarkJobsLatency: (c) from just before COMMIT of a one-job transaction
-// to the start of its handler, one job every 10ms.
+// BenchmarkJobsLatency: (c) from the COMMIT of a one-job transaction (the
+// moment it was sent) to the start of the job's handler, one job every 10ms.
 func BenchmarkJobsLatency(b *testing.B) {
 	ctx := context.Background()
-	wait := func(b *testing.B, l *latencies) {
-		deadline := time.Now().Add(time.Minute)
-		for l.count() < latencyJobs {
-			if time.Now().After(deadline) {
-				b.Fatalf("%d of %d jobs started", l.count(), latencyJobs)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	b.Run("keel-defaults", func(b *testing.B) {
-		for range b.N {
-			pool := keelDatabase(b)
-			l := newLatencies()
-			c, err := jobs.NewClient(pool, keelConfig(false, keelWorkers(l.start)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := c.Start(ctx); err != nil {
-				b.Fatal(err)
-			}
-			for i := range latencyJobs {
-				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-					row, err := c.Insert(ctx, tx, noopArgs{N: i}, nil)
-					if err == nil {
-						l.commit(row.ID, time.Now())
-					}
-					return err
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
-				time.Sleep(latencyGap)
-			}
-			wait(b, l)
-			l.report(b)
-			if err := c.Stop(ctx); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	for _, tuned := range []bool{false, true} {
-		b.Run("river-"+map[bool]string{false: "defaults", true: "tuned"}[tuned], func(b *testing.B) {
+	for _, c := range []contender{keelDefaults, riverDefaults, riverTuned} {
+		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
-				pool := riverDatabase(b)
 				l := newLatencies()
-				c, err := river.NewClient(riverpgxv5.New(pool), riverConfig(tuned, riverWorkers(l.start)))
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := c.Start(ctx); err != nil {
+				sys := c.make(b, l.start)
+				if err := sys.start(ctx); err != nil {
 					b.Fatal(err)
 				}
 				for i := range latencyJobs {
-					err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-						res, err := c.InsertTx(ctx, tx, noopArgs{N: i}, nil)
-						if err == nil {
-							l.commit(res.Job.ID, time.Now())
-						}
-						return err
-					})
+					tx, err := sys.pool().Begin(ctx)
 					if err != nil {
+						b.Fatal(err)
+					}
+					id, err := sys.insertOne(ctx, tx, i)
+					if err != nil {
+						b.Fatal(err)
+					}
+					l.commit(id, time.Now())
+					if err := tx.Commit(ctx); err != nil {
 						b.Fatal(err)
 					}
 					time.Sleep(latencyGap)
 				}
-				wait(b, l)
+				deadline := time.Now().Add(time.Minute)
+				for l.count() < latencyJobs {
+					if time.Now().After(deadline) {
+						b.Fatalf("%d of %d jobs started", l.count(), latencyJobs)
+					}
+					time.Sleep(time.Millisecond)
+				}
 				l.report(b)
-				if err := c.Stop(ctx); err != nil {
+				if err := sys.stop(ctx); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -430,56 +451,42 @@ func BenchmarkJobsLatency(b *testing.B) {
 }
 
 // BenchmarkJobsNotifyInserters: 8 goroutines each inserting 300 jobs, one
-// job per transaction, in keel with a NOTIFY per insert, with the default
-// debounce (one per queue per 5ms), and with practically no NOTIFY (one per
-// hour), and in River as it comes.
+// job per transaction: keel with a NOTIFY per insert, with the default
+// debounce (one per queue per 5ms) and with practically no NOTIFY (one per
+// hour), and River as it comes.
 func BenchmarkJobsNotifyInserters(b *testing.B) {
 	ctx := context.Background()
-	run := func(b *testing.B, insert func(ctx context.Context, tx pgx.Tx, n int) error, pool *pgxpool.Pool) {
-		var wg sync.WaitGroup
-		start := time.Now()
-		for g := range inserters {
-			wg.Go(func() {
-				for i := range insertsEach {
-					if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return insert(ctx, tx, g*insertsEach+i) }); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		b.ReportMetric(inserters*insertsEach/time.Since(start).Seconds(), "inserts/s")
+	keelNotifying := func(interval time.Duration) func(*testing.B, func(int64)) system {
+		return func(b *testing.B, _ func(int64)) system { return newKeel(b, jobs.Config{NotifyInterval: interval}) }
 	}
-	for _, tc := range []struct {
-		name     string
-		interval time.Duration
-	}{{"keel-notify-every-insert", time.Nanosecond}, {"keel-debounced", 0}, {"keel-no-notify", time.Hour}} {
-		b.Run(tc.name, func(b *testing.B) {
+	for _, c := range []contender{
+		{"keel-notify-every-insert", keelNotifying(time.Nanosecond)},
+		{"keel-debounced", keelNotifying(0)},
+		{"keel-no-notify", keelNotifying(time.Hour)},
+		{"river", func(b *testing.B, _ func(int64)) system { return newRiver(b, &river.Config{}) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
-				pool := keelDatabase(b)
-				c, err := jobs.NewClient(pool, jobs.Config{Logger: quiet, NotifyInterval: tc.interval})
-				if err != nil {
-					b.Fatal(err)
+				sys := c.make(b, nil)
+				var wg sync.WaitGroup
+				start := time.Now()
+				for g := range inserters {
+					wg.Go(func() {
+						for i := range insertsEach {
+							err := pgx.BeginFunc(ctx, sys.pool(), func(tx pgx.Tx) error {
+								_, err := sys.insertOne(ctx, tx, g*insertsEach+i)
+								return err
+							})
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
 				}
-				run(b, func(ctx context.Context, tx pgx.Tx, n int) error {
-					_, err := c.Insert(ctx, tx, noopArgs{N: n}, nil)
-					return err
-				}, pool)
+				wg.Wait()
+				b.ReportMetric(inserters*insertsEach/time.Since(start).Seconds(), "inserts/s")
 			}
 		})
 	}
-	b.Run("river", func(b *testing.B) {
-		for range b.N {
-			pool := riverDatabase(b)
-			c, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Logger: quiet})
-			if err != nil {
-				b.Fatal(err)
-			}
-			run(b, func(ctx context.Context, tx pgx.Tx, n int) error {
-				_, err := c.InsertTx(ctx, tx, noopArgs{N: n}, nil)
-				return err
-			}, pool)
-		}
-	})
 }

@@ -47,11 +47,12 @@ func (c *Client) Cancel(ctx context.Context, id int64) (*JobRow, error) {
 	return rowFromDB(&row)
 }
 
-// Retry makes a job that is not running available to run at once — a
-// discarded, cancelled or completed job, or one waiting to be retried. A job
-// that used all its attempts gets one more. It returns ErrNotFound when no
-// job has the id, and a *DuplicateError when another job now holds its
-// unique key.
+// Retry makes a job available to run at once — a discarded, cancelled or
+// completed job, or one waiting to be retried or scheduled. A job that used
+// all its attempts gets one more. A running job, or one pending on its
+// dependencies, is returned as it is. Retry returns ErrNotFound when no job
+// has the id, and a *DuplicateError when another job now holds its unique
+// key.
 func (c *Client) Retry(ctx context.Context, id int64) (*JobRow, error) {
 	row, err := db.New(c.pool).RetryJob(ctx, db.RetryJobParams{Now: ts(c.now()), ID: id})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -59,7 +60,7 @@ func (c *Client) Retry(ctx context.Context, id int64) (*JobRow, error) {
 		if getErr != nil {
 			return nil, getErr
 		}
-		return existing, nil // running: it is being retried already
+		return existing, nil // running or pending: left alone
 	}
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.ConstraintName == uniqueIndex {
 		return nil, c.duplicateOf(ctx, id)

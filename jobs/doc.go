@@ -50,7 +50,7 @@
 // # Working
 //
 // A client works the queues in Config.Queues, each with its own MaxWorkers
-// (default: queue "default", 100 workers). A queue's fetcher claims as many
+// (default: queue "default", 500 workers). A queue's fetcher claims as many
 // jobs as it has free workers (up to 1,000) in one statement, in (priority,
 // run_at, id) order, and starts a goroutine per job; while jobs keep coming
 // it claims again as soon as half its workers are free, or once
