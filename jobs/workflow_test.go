@@ -168,10 +168,10 @@ func TestDependsOnExistingJobs(t *testing.T) {
 	t.Parallel()
 	pool, _ := newPool(t, 8)
 	w := NewWorkers()
-	ran := &journal{}
+	release := make(chan struct{})
 	AddWorker(w, func(ctx context.Context, j *Job[stepArgs]) error {
-		ran.add(j.Args.Name)
 		if j.Args.Fail {
+			<-release
 			return errors.New("fails for good")
 		}
 		return nil
@@ -182,6 +182,10 @@ func TestDependsOnExistingJobs(t *testing.T) {
 	if cleanup.State != StatePending {
 		t.Fatalf("dependent inserted as %s", cleanup.State)
 	}
+	if row, err := c.Retry(context.Background(), cleanup.ID); err != nil || row.State != StatePending {
+		t.Fatalf("retry of a pending job: %v, %v; want it left pending", row, err)
+	}
+	close(release)
 	waitState(t, c, first.ID, StateDiscarded)
 	waitState(t, c, cleanup.ID, StateCompleted)
 }
