@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -53,8 +52,6 @@ type noopArgs struct {
 }
 
 func (noopArgs) Kind() string { return "noop" }
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // newDatabase creates an empty database on DATABASE_URL, dropped when the
 // benchmark ends, and returns a pool on it.
@@ -142,21 +139,27 @@ type contender struct {
 	make func(b *testing.B, onStart func(id int64)) system
 }
 
-// The work-rate contenders. River's tuned settings are those of its own
-// benchmark; keel's tuned settings are the same.
-var (
-	keelDefaults = contender{"keel-defaults", func(b *testing.B, onStart func(int64)) system {
+// keelDefaults is keel as a user gets it without settings.
+func keelDefaults() contender {
+	return contender{"keel-defaults", func(b *testing.B, onStart func(int64)) system {
 		return newKeel(b, jobs.Config{Workers: keelWorkers(onStart)})
 	}}
-	// keel's defaults but River's default worker count, to show what the
-	// larger default buys.
-	keelDefaults100 = contender{"keel-defaults-100-workers", func(b *testing.B, onStart func(int64)) system {
+}
+
+// keelDefaults100 is keel's defaults with River's default worker count, to
+// show what keel's larger default buys.
+func keelDefaults100() contender {
+	return contender{"keel-defaults-100-workers", func(b *testing.B, onStart func(int64)) system {
 		return newKeel(b, jobs.Config{
 			Workers: keelWorkers(onStart),
 			Queues:  map[string]jobs.QueueConfig{jobs.DefaultQueue: {MaxWorkers: 100}},
 		})
 	}}
-	keelTuned = contender{"keel-tuned", func(b *testing.B, onStart func(int64)) system {
+}
+
+// keelTuned takes the settings of River's own benchmark, as riverTuned does.
+func keelTuned() contender {
+	return contender{"keel-tuned", func(b *testing.B, onStart func(int64)) system {
 		return newKeel(b, jobs.Config{
 			Workers:           keelWorkers(onStart),
 			Queues:            map[string]jobs.QueueConfig{jobs.DefaultQueue: {MaxWorkers: 2000}},
@@ -164,13 +167,22 @@ var (
 			FetchPollInterval: 20 * time.Millisecond,
 		})
 	}}
-	riverDefaults = contender{"river-defaults", func(b *testing.B, onStart func(int64)) system {
+}
+
+// riverDefaults is River with the worker count of its documentation and
+// otherwise its defaults (FetchCooldown 100ms, FetchPollInterval 1s).
+func riverDefaults() contender {
+	return contender{"river-defaults", func(b *testing.B, onStart func(int64)) system {
 		return newRiver(b, &river.Config{
 			Workers: riverWorkers(onStart),
 			Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 100}},
 		})
 	}}
-	riverTuned = contender{"river-tuned", func(b *testing.B, onStart func(int64)) system {
+}
+
+// riverTuned is River with the settings of its own benchmark.
+func riverTuned() contender {
+	return contender{"river-tuned", func(b *testing.B, onStart func(int64)) system {
 		return newRiver(b, &river.Config{
 			Workers:           riverWorkers(onStart),
 			Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2000}},
@@ -178,7 +190,7 @@ var (
 			FetchPollInterval: 20 * time.Millisecond,
 		})
 	}}
-)
+}
 
 func keelWorkers(onStart func(id int64)) *jobs.Workers {
 	w := jobs.NewWorkers()
@@ -206,7 +218,7 @@ type keelSystem struct {
 func newKeel(b *testing.B, cfg jobs.Config) system {
 	b.Helper()
 	pool := keelDatabase(b)
-	cfg.Logger = quiet
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	c, err := jobs.NewClient(pool, cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -252,7 +264,7 @@ type riverSystem struct {
 func newRiver(b *testing.B, cfg *river.Config) system {
 	b.Helper()
 	pool := riverDatabase(b)
-	cfg.Logger = quiet
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	c, err := river.NewClient(riverpgxv5.New(pool), cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -315,7 +327,7 @@ func BenchmarkJobsInsert(b *testing.B) {
 // every row is completed in the database.
 func BenchmarkJobsWork(b *testing.B) {
 	ctx := context.Background()
-	for _, c := range []contender{keelDefaults, keelDefaults100, riverDefaults, keelTuned, riverTuned} {
+	for _, c := range []contender{keelDefaults(), keelDefaults100(), riverDefaults(), keelTuned(), riverTuned()} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
 				var handled atomic.Int64
@@ -411,7 +423,7 @@ func (l *latencies) report(b *testing.B) {
 // moment it was sent) to the start of the job's handler, one job every 10ms.
 func BenchmarkJobsLatency(b *testing.B) {
 	ctx := context.Background()
-	for _, c := range []contender{keelDefaults, riverDefaults, riverTuned} {
+	for _, c := range []contender{keelDefaults(), riverDefaults(), riverTuned()} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
 				l := newLatencies()
