@@ -141,7 +141,7 @@ type contender struct {
 
 // keelDefaults is keel as a user gets it without settings.
 func keelDefaults() contender {
-	return contender{"keel-defaults", func(b *testing.B, onStart func(int64)) system {
+	return contender{"keel/defaults", func(b *testing.B, onStart func(int64)) system {
 		return newKeel(b, jobs.Config{Workers: keelWorkers(onStart)})
 	}}
 }
@@ -149,7 +149,7 @@ func keelDefaults() contender {
 // keelDefaults100 is keel's defaults with River's default worker count, to
 // show what keel's larger default buys.
 func keelDefaults100() contender {
-	return contender{"keel-defaults-100-workers", func(b *testing.B, onStart func(int64)) system {
+	return contender{"keel/defaults-100-workers", func(b *testing.B, onStart func(int64)) system {
 		return newKeel(b, jobs.Config{
 			Workers: keelWorkers(onStart),
 			Queues:  map[string]jobs.QueueConfig{jobs.DefaultQueue: {MaxWorkers: 100}},
@@ -159,7 +159,7 @@ func keelDefaults100() contender {
 
 // keelTuned takes the settings of River's own benchmark, as riverTuned does.
 func keelTuned() contender {
-	return contender{"keel-tuned", func(b *testing.B, onStart func(int64)) system {
+	return contender{"keel/tuned", func(b *testing.B, onStart func(int64)) system {
 		return newKeel(b, jobs.Config{
 			Workers:           keelWorkers(onStart),
 			Queues:            map[string]jobs.QueueConfig{jobs.DefaultQueue: {MaxWorkers: 2000}},
@@ -172,7 +172,7 @@ func keelTuned() contender {
 // riverDefaults is River with the worker count of its documentation and
 // otherwise its defaults (FetchCooldown 100ms, FetchPollInterval 1s).
 func riverDefaults() contender {
-	return contender{"river-defaults", func(b *testing.B, onStart func(int64)) system {
+	return contender{"river/defaults", func(b *testing.B, onStart func(int64)) system {
 		return newRiver(b, &river.Config{
 			Workers: riverWorkers(onStart),
 			Queues:  map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 100}},
@@ -182,7 +182,7 @@ func riverDefaults() contender {
 
 // riverTuned is River with the settings of its own benchmark.
 func riverTuned() contender {
-	return contender{"river-tuned", func(b *testing.B, onStart func(int64)) system {
+	return contender{"river/tuned", func(b *testing.B, onStart func(int64)) system {
 		return newRiver(b, &river.Config{
 			Workers:           riverWorkers(onStart),
 			Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: 2000}},
@@ -423,7 +423,13 @@ func (l *latencies) report(b *testing.B) {
 // moment it was sent) to the start of the job's handler, one job every 10ms.
 func BenchmarkJobsLatency(b *testing.B) {
 	ctx := context.Background()
-	for _, c := range []contender{keelDefaults(), riverDefaults(), riverTuned()} {
+	// Named system/case for benchreport: keel's defaults against River's
+	// defaults, and River tuned as a peer variant of the same case.
+	for _, c := range []contender{
+		{"keel/light-load", keelDefaults().make},
+		{"river/light-load", riverDefaults().make},
+		{"river/light-load/tuned", riverTuned().make},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
 				l := newLatencies()
@@ -472,10 +478,10 @@ func BenchmarkJobsNotifyInserters(b *testing.B) {
 		return func(b *testing.B, _ func(int64)) system { return newKeel(b, jobs.Config{NotifyInterval: interval}) }
 	}
 	for _, c := range []contender{
-		{"keel-notify-every-insert", keelNotifying(time.Nanosecond)},
-		{"keel-debounced", keelNotifying(0)},
-		{"keel-no-notify", keelNotifying(time.Hour)},
-		{"river", func(b *testing.B, _ func(int64)) system { return newRiver(b, &river.Config{}) }},
+		{"keel/8-inserters-notify-every-insert", keelNotifying(time.Nanosecond)},
+		{"keel/8-inserters", keelNotifying(0)},
+		{"keel/8-inserters-no-notify", keelNotifying(time.Hour)},
+		{"river/8-inserters", func(b *testing.B, _ func(int64)) system { return newRiver(b, &river.Config{}) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
