@@ -13,6 +13,145 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+// When a job with dependencies runs once they are all final. success: every dependency completed (else the job is cancelled); failure: at least one was cancelled or discarded; always: whatever they ended as.
+type KeelJobRunWhen string
+
+const (
+	KeelJobRunWhenSuccess KeelJobRunWhen = "success"
+	KeelJobRunWhenFailure KeelJobRunWhen = "failure"
+	KeelJobRunWhenAlways  KeelJobRunWhen = "always"
+)
+
+func (e *KeelJobRunWhen) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = KeelJobRunWhen(s)
+	case string:
+		*e = KeelJobRunWhen(s)
+	default:
+		return fmt.Errorf("unsupported scan type for KeelJobRunWhen: %T", src)
+	}
+	return nil
+}
+
+type NullKeelJobRunWhen struct {
+	KeelJobRunWhen KeelJobRunWhen `json:"keel_job_run_when"`
+	Valid          bool           `json:"valid"` // Valid is true if KeelJobRunWhen is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullKeelJobRunWhen) Scan(value interface{}) error {
+	if value == nil {
+		ns.KeelJobRunWhen, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.KeelJobRunWhen.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullKeelJobRunWhen) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.KeelJobRunWhen), nil
+}
+
+func (e KeelJobRunWhen) Valid() bool {
+	switch e {
+	case KeelJobRunWhenSuccess,
+		KeelJobRunWhenFailure,
+		KeelJobRunWhenAlways:
+		return true
+	}
+	return false
+}
+
+func AllKeelJobRunWhenValues() []KeelJobRunWhen {
+	return []KeelJobRunWhen{
+		KeelJobRunWhenSuccess,
+		KeelJobRunWhenFailure,
+		KeelJobRunWhenAlways,
+	}
+}
+
+// Where a job is in its life. pending: waits for its dependencies; scheduled: waits for run_at; available: ready to be claimed; running: claimed by a worker (owner); retryable: failed, runs again at run_at; completed, cancelled, discarded (the dead letter, attempts exhausted): final.
+type KeelJobState string
+
+const (
+	KeelJobStatePending   KeelJobState = "pending"
+	KeelJobStateScheduled KeelJobState = "scheduled"
+	KeelJobStateAvailable KeelJobState = "available"
+	KeelJobStateRunning   KeelJobState = "running"
+	KeelJobStateRetryable KeelJobState = "retryable"
+	KeelJobStateCompleted KeelJobState = "completed"
+	KeelJobStateCancelled KeelJobState = "cancelled"
+	KeelJobStateDiscarded KeelJobState = "discarded"
+)
+
+func (e *KeelJobState) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = KeelJobState(s)
+	case string:
+		*e = KeelJobState(s)
+	default:
+		return fmt.Errorf("unsupported scan type for KeelJobState: %T", src)
+	}
+	return nil
+}
+
+type NullKeelJobState struct {
+	KeelJobState KeelJobState `json:"keel_job_state"`
+	Valid        bool         `json:"valid"` // Valid is true if KeelJobState is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullKeelJobState) Scan(value interface{}) error {
+	if value == nil {
+		ns.KeelJobState, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.KeelJobState.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullKeelJobState) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.KeelJobState), nil
+}
+
+func (e KeelJobState) Valid() bool {
+	switch e {
+	case KeelJobStatePending,
+		KeelJobStateScheduled,
+		KeelJobStateAvailable,
+		KeelJobStateRunning,
+		KeelJobStateRetryable,
+		KeelJobStateCompleted,
+		KeelJobStateCancelled,
+		KeelJobStateDiscarded:
+		return true
+	}
+	return false
+}
+
+func AllKeelJobStateValues() []KeelJobState {
+	return []KeelJobState{
+		KeelJobStatePending,
+		KeelJobStateScheduled,
+		KeelJobStateAvailable,
+		KeelJobStateRunning,
+		KeelJobStateRetryable,
+		KeelJobStateCompleted,
+		KeelJobStateCancelled,
+		KeelJobStateDiscarded,
+	}
+}
+
 // pending: waiting to be published (new, claimed or waiting to retry); delivered: published; dead: failed MaxAttempts times, waits for a person (keel outbox requeue).
 type KeelOutboxState string
 
@@ -83,6 +222,82 @@ type KeelInbox struct {
 	MessageID string `json:"message_id"`
 	// When it was processed; rows older than the dedup window are deleted.
 	ProcessedAt pgtype.Timestamptz `json:"processed_at"`
+}
+
+// Durable background jobs (package jobs). A row is one job; workers claim available rows with FOR UPDATE SKIP LOCKED in (priority, run_at, id) order.
+type KeelJob struct {
+	// Job id, handed out at insert.
+	ID int64 `json:"id"`
+	// The job's kind (JobArgs.Kind()): picks the handler that runs it.
+	Kind string `json:"kind"`
+	// Queue the job runs in; each client works the queues it is configured with.
+	Queue string `json:"queue"`
+	// Lifecycle state, see type keel.job_state.
+	State KeelJobState `json:"state"`
+	// 1 (first) to 4 (last); claimed before run_at order.
+	Priority int16 `json:"priority"`
+	// The job's arguments: its JobArgs value encoded as JSON.
+	Args json.RawMessage `json:"args"`
+	// Free-form JSON object the inserter attached.
+	Metadata json.RawMessage `json:"metadata"`
+	// Labels for finding jobs; keel does not interpret them.
+	Tags []string `json:"tags"`
+	// Attempts started so far (a snooze gives one back).
+	Attempt int32 `json:"attempt"`
+	// Attempts after which a failing job is discarded.
+	MaxAttempts int32 `json:"max_attempts"`
+	// Per-job run timeout in milliseconds; 0 takes the kind's timeout.
+	TimeoutMs int64 `json:"timeout_ms"`
+	// Earliest time the job may run: the schedule, the next retry or the end of a snooze.
+	RunAt pgtype.Timestamptz `json:"run_at"`
+	// When the job was inserted.
+	CreatedAt pgtype.Timestamptz `json:"created_at"`
+	// When the current or last attempt started.
+	AttemptedAt pgtype.Timestamptz `json:"attempted_at"`
+	// When the job reached a final state (completed, cancelled, discarded); retention counts from here.
+	FinalizedAt pgtype.Timestamptz `json:"finalized_at"`
+	// Last heartbeat of the running job's owner; a running job whose heartbeat is older than the rescue timeout is returned to retryable.
+	HeartbeatAt pgtype.Timestamptz `json:"heartbeat_at"`
+	// Id of the client running the job (host/pid/random); NULL unless running.
+	Owner *string `json:"owner"`
+	// Set by a cancel request; the owner of a running job cancels its context.
+	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
+	// One JSON object per failed attempt: attempt, at, error, and a stack for panics.
+	Errors json.RawMessage `json:"errors"`
+	// Progress 0–100 the handler recorded.
+	Progress int16 `json:"progress"`
+	// Output value the handler recorded; dependents can read it.
+	Output json.RawMessage `json:"output"`
+	// At most one job per unique key among non-final states.
+	UniqueKey *string `json:"unique_key"`
+	// Ids of jobs this one waits for (state pending until all are final).
+	DependsOn []int64 `json:"depends_on"`
+	// Run condition on the dependencies, see type keel.job_run_when.
+	RunWhen KeelJobRunWhen `json:"run_when"`
+	// Name of the workflow (DAG) the job was inserted with, if any.
+	Workflow *string `json:"workflow"`
+	// The job's task name inside its workflow.
+	Task *string `json:"task"`
+}
+
+// Per-queue controls shared by every process; a queue with no row is running.
+type KeelJobQueue struct {
+	// Queue name, as in keel.jobs.queue.
+	Name string `json:"name"`
+	// When the queue was paused; NULL while it runs. Paused queues are not claimed from.
+	PausedAt pgtype.Timestamptz `json:"paused_at"`
+	// When the row last changed.
+	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
+}
+
+// Periodic (cron) jobs: the last tick enqueued per schedule, so each tick is enqueued once however many processes run.
+type KeelJobSchedule struct {
+	// Name of the periodic job.
+	Name string `json:"name"`
+	// The most recent tick for which a job was inserted.
+	LastTick pgtype.Timestamptz `json:"last_tick"`
+	// When last_tick last moved.
+	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
 }
 
 // Transactional outbox: messages written in the application's transaction, published at least once by outbox relays, in enqueue order per key.

@@ -1,0 +1,147 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/keelpg/keel/db"
+)
+
+// JobGet returns the job with that id, or ErrNotFound.
+func (c *Client) JobGet(ctx context.Context, id int64) (*JobRow, error) {
+	row, err := db.New(c.pool).GetJob(ctx, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keel jobs: get %d: %w", id, err)
+	}
+	return rowFromDB(&row)
+}
+
+// Cancel cancels a job from any process. A job that is not running becomes
+// cancelled at once. A running job gets a cancel request: the process running
+// it cancels its context (with cause ErrCancelRequested) at once through a
+// notification or at its next heartbeat at the latest, and the job ends
+// cancelled unless its handler completes anyway. A final job is left as it
+// is. Cancel returns the job as it is after the request.
+func (c *Client) Cancel(ctx context.Context, id int64) (*JobRow, error) {
+	row, err := db.New(c.pool).CancelJob(ctx, db.CancelJobParams{Now: ts(c.now()), ID: id})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return c.JobGet(ctx, id) // final already, or no such job
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keel jobs: cancel %d: %w", id, err)
+	}
+	if row.State == db.KeelJobStateRunning {
+		if err := c.control(ctx, controlCancel+strconv.FormatInt(id, 10)); err != nil {
+			return nil, err
+		}
+	}
+	return rowFromDB(&row)
+}
+
+// Retry makes a job available to run at once — a discarded, cancelled or
+// completed job, or one waiting to be retried or scheduled. A job that used
+// all its attempts gets one more. A running job, or one pending on its
+// dependencies, is returned as it is. Retry returns ErrNotFound when no job
+// has the id, and a *DuplicateError when another job now holds its unique
+// key.
+func (c *Client) Retry(ctx context.Context, id int64) (*JobRow, error) {
+	row, err := db.New(c.pool).RetryJob(ctx, db.RetryJobParams{Now: ts(c.now()), ID: id})
+	if errors.Is(err, pgx.ErrNoRows) {
+		existing, getErr := c.JobGet(ctx, id)
+		if getErr != nil {
+			return nil, getErr
+		}
+		return existing, nil // running or pending: left alone
+	}
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.ConstraintName == uniqueIndex {
+		return nil, c.duplicateOf(ctx, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keel jobs: retry %d: %w", id, err)
+	}
+	if err := c.notifyQueue(ctx, c.pool, row.Queue); err != nil {
+		return nil, err
+	}
+	return rowFromDB(&row)
+}
+
+// PauseQueue stops every client in every process from claiming the queue's
+// jobs; running jobs finish. It applies to queues no client works yet.
+func (c *Client) PauseQueue(ctx context.Context, queue string) error {
+	if err := validQueue(queue); err != nil {
+		return err
+	}
+	err := db.New(c.pool).SetQueuePaused(ctx, db.SetQueuePausedParams{Name: queue, PausedAt: ts(c.now())})
+	if err != nil {
+		return fmt.Errorf("keel jobs: pause %q: %w", queue, err)
+	}
+	return nil
+}
+
+// ResumeQueue undoes PauseQueue and wakes the queue's workers everywhere.
+func (c *Client) ResumeQueue(ctx context.Context, queue string) error {
+	if err := validQueue(queue); err != nil {
+		return err
+	}
+	err := db.New(c.pool).SetQueuePaused(ctx, db.SetQueuePausedParams{Name: queue, PausedAt: pgtype.Timestamptz{}})
+	if err != nil {
+		return fmt.Errorf("keel jobs: resume %q: %w", queue, err)
+	}
+	return c.control(ctx, controlResume+queue)
+}
+
+// QueuePaused reports whether the queue is paused.
+func (c *Client) QueuePaused(ctx context.Context, queue string) (bool, error) {
+	paused, err := db.New(c.pool).QueuePaused(ctx, queue)
+	if err != nil {
+		return false, fmt.Errorf("keel jobs: queue %q: %w", queue, err)
+	}
+	return paused, nil
+}
+
+func (c *Client) control(ctx context.Context, payload string) error {
+	if err := db.New(c.pool).Notify(ctx, db.NotifyParams{Channel: channelControl, Payload: payload}); err != nil {
+		return fmt.Errorf("keel jobs: notify %q: %w", payload, err)
+	}
+	return nil
+}
+
+// uniqueIndex is the index that keeps unique keys unique among non-final jobs.
+const uniqueIndex = "jobs_unique_key_idx"
+
+// duplicateOf builds the *DuplicateError for a job whose unique key another
+// job holds.
+func (c *Client) duplicateOf(ctx context.Context, id int64) error {
+	job, err := c.JobGet(ctx, id)
+	if err != nil {
+		return err
+	}
+	holder, err := db.New(c.pool).ActiveJobByUniqueKey(ctx, &job.UniqueKey)
+	if err != nil {
+		return fmt.Errorf("keel jobs: finding the holder of unique key %q: %w", job.UniqueKey, err)
+	}
+	return &DuplicateError{UniqueKey: job.UniqueKey, ExistingID: holder}
+}
+
+// JobCount counts the jobs in a state; the empty state counts every job.
+func (c *Client) JobCount(ctx context.Context, state JobState) (int64, error) {
+	var s *db.KeelJobState
+	if state != "" {
+		dbState := db.KeelJobState(state)
+		s = &dbState
+	}
+	n, err := db.New(c.pool).CountJobs(ctx, s)
+	if err != nil {
+		return 0, fmt.Errorf("keel jobs: count %q: %w", state, err)
+	}
+	return n, nil
+}

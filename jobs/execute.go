@@ -1,0 +1,152 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/keelpg/keel/db"
+)
+
+// writeTimeout bounds the statements that record an attempt's result.
+const writeTimeout = 30 * time.Second
+
+// runningJob is a job this client is running, so a cancel request can reach
+// its context.
+type runningJob struct {
+	cancel context.CancelCauseFunc
+}
+
+// execute runs one claimed job and records how its attempt ended.
+func (c *Client) execute(r *run, dbRow *db.KeelJob) {
+	start := time.Now()
+	ctx, cancel := context.WithCancelCause(r.jobsCtx)
+	defer cancel(nil)
+	r.mu.Lock()
+	r.running[dbRow.ID] = &runningJob{cancel: cancel}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.running, dbRow.ID)
+		r.mu.Unlock()
+	}()
+
+	row, err := rowFromDB(dbRow)
+	if err != nil {
+		c.cfg.Logger.Error("keel jobs: cannot read claimed job", "id", dbRow.ID, "error", err)
+		return // it stays running and is rescued
+	}
+	w := c.workers.kinds[row.Kind]
+	if w == nil {
+		err = fmt.Errorf("%w: %q (no worker registered in client %s)", ErrUnknownKind, row.Kind, c.id)
+	} else {
+		if timeout := c.timeout(w, row); timeout > 0 {
+			var cancelTimeout context.CancelFunc
+			ctx, cancelTimeout = context.WithTimeoutCause(ctx, timeout,
+				fmt.Errorf("keel jobs: job %d timed out after %s: %w", row.ID, timeout, context.DeadlineExceeded))
+			defer cancelTimeout()
+		}
+		err = runHandler(withJob(ctx, c, row), w, row)
+		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			err = context.Cause(ctx) // say why: a timeout, a cancel request, a stop
+		}
+	}
+	c.finish(r, row, err, start)
+}
+
+// timeout is the attempt's timeout: the job's, else its kind's, else the
+// client's; 0 means none.
+func (c *Client) timeout(w *worker, row *JobRow) time.Duration {
+	switch {
+	case row.Timeout > 0:
+		return row.Timeout
+	case w.opts.Timeout > 0:
+		return w.opts.Timeout
+	case w.opts.Timeout < 0 || c.cfg.JobTimeout < 0:
+		return 0
+	}
+	return c.cfg.JobTimeout
+}
+
+func runHandler(ctx context.Context, w *worker, row *JobRow) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Value: v, Stack: string(debug.Stack())}
+		}
+	}()
+	return w.work(ctx, row)
+}
+
+// finish records the end of an attempt: completions go to the batching
+// completer, everything else is written at once.
+func (c *Client) finish(r *run, row *JobRow, err error, start time.Time) {
+	ev := JobEvent{
+		ID: row.ID, Kind: row.Kind, Queue: row.Queue, Attempt: row.Attempt,
+		Latency: start.Sub(row.RunAt), Duration: time.Since(start), Err: err,
+	}
+	if err == nil {
+		ev.State = StateCompleted
+		r.completer.add(completion{id: row.ID, attempt: int32(row.Attempt)})
+		c.cfg.Metrics.JobCompleted(ev)
+		return
+	}
+	now := c.now()
+	p := db.FinishAttemptParams{ID: row.ID, Attempt: int32(row.Attempt), Now: ts(now)}
+	var snooze *SnoozeError
+	var cancelled *CancelError
+	switch {
+	case errors.As(err, &snooze):
+		ev.State = StateScheduled
+		if snooze.Duration <= 0 {
+			ev.State = StateAvailable
+		}
+		p.RunAt = ts(now.Add(max(snooze.Duration, 0)))
+		p.Refund = 1
+	case errors.As(err, &cancelled) || errors.Is(err, ErrCancelRequested):
+		ev.State = StateCancelled
+	case row.Attempt >= row.MaxAttempts:
+		ev.State = StateDiscarded
+	default:
+		ev.State = StateRetryable
+		policy := c.cfg.RetryPolicy
+		if w := c.workers.kinds[row.Kind]; w != nil && w.opts.RetryPolicy != nil {
+			policy = w.opts.RetryPolicy
+		}
+		p.RunAt = ts(now.Add(policy(row.Attempt, err)))
+	}
+	p.State = db.KeelJobState(ev.State)
+	if snooze == nil {
+		entry := AttemptError{Attempt: row.Attempt, At: now, Error: err.Error()}
+		var panicked *PanicError
+		if errors.As(err, &panicked) {
+			entry.Stack = panicked.Stack
+		}
+		p.Error, _ = json.Marshal(entry) // strings and a time always encode
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if _, werr := db.New(c.pool).FinishAttempt(ctx, p); werr != nil {
+		c.cfg.Logger.Error("keel jobs: recording a failed attempt", "id", row.ID, "error", werr)
+		return // it stays running and is rescued
+	}
+	c.cfg.Metrics.JobFailed(ev)
+	c.cfg.Logger.Debug("keel jobs: attempt failed", "id", row.ID, "kind", row.Kind, "attempt", row.Attempt, "state", ev.State, "error", err)
+	switch {
+	case ev.State == StateAvailable:
+		if q := r.queues[row.Queue]; q != nil {
+			q.wakeUp()
+		}
+	case ev.State.Final():
+		r.kick()
+	}
+}
+
+func (r *run) kick() {
+	select {
+	case r.kickResolve <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,223 @@
+package jobs
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/periodic"
+)
+
+// Advisory lock keys of the jobs duties ("keeljb" followed by a number).
+const (
+	promoteKey int64 = 0x6b65656c6a6201 + iota
+	rescueKey
+	resolveKey
+	retentionKey
+)
+
+// maintenanceBatch caps the rows one pass of a duty moves; a full pass runs
+// again at once.
+const maintenanceBatch = 1000
+
+// retentionInterval is how often final jobs past retention are deleted.
+const retentionInterval = time.Minute
+
+func (c *Client) startMaintenance(ctx context.Context, r *run) {
+	for _, d := range []periodic.Duty{c.promoteDuty(), c.rescueDuty(), c.retentionDuty()} {
+		c.goBackground(r, func(ctx context.Context) { periodic.Run(ctx, c.pool, d, c.cfg.Logger) }, ctx)
+	}
+	c.goBackground(r, func(ctx context.Context) { c.resolveLoop(ctx, r) }, ctx)
+}
+
+// promoteDuty makes scheduled and retryable jobs whose time came available,
+// and notifies their queues.
+func (c *Client) promoteDuty() periodic.Duty {
+	return periodic.Duty{
+		Name: "jobs promote", Key: promoteKey, Interval: c.cfg.MaintenanceInterval,
+		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
+			queues, err := db.New(tx).PromoteDueJobs(ctx, db.PromoteDueJobsParams{Now: ts(c.now()), Max: maintenanceBatch})
+			if err != nil {
+				return false, err
+			}
+			return len(queues) == maintenanceBatch, c.notifyQueues(ctx, tx, queues)
+		},
+	}
+}
+
+// rescueDuty returns running jobs whose owner stopped heartbeating to
+// retryable; the promote duty then makes them available.
+func (c *Client) rescueDuty() periodic.Duty {
+	return periodic.Duty{
+		Name: "jobs rescue", Key: rescueKey, Interval: c.cfg.HeartbeatInterval,
+		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
+			now := c.now()
+			rows, err := db.New(tx).RescueJobs(ctx, db.RescueJobsParams{
+				Now: ts(now), StaleBefore: ts(now.Add(-c.cfg.RescueAfter)), Max: maintenanceBatch,
+			})
+			for _, row := range rows {
+				c.cfg.Logger.WarnContext(ctx, "keel jobs: rescued a job whose owner stopped heartbeating", "id", row.ID, "state", row.State)
+			}
+			return len(rows) == maintenanceBatch, err
+		},
+	}
+}
+
+// retentionDuty deletes final jobs past their retention period.
+func (c *Client) retentionDuty() periodic.Duty {
+	return periodic.Duty{
+		Name: "jobs retention", Key: retentionKey, Interval: retentionInterval,
+		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
+			now := c.now()
+			more := false
+			for state, keep := range map[db.KeelJobState]time.Duration{
+				db.KeelJobStateCompleted: c.cfg.CompletedRetention,
+				db.KeelJobStateCancelled: c.cfg.CancelledRetention,
+				db.KeelJobStateDiscarded: c.cfg.DiscardedRetention,
+			} {
+				if keep < 0 {
+					continue
+				}
+				n, err := db.New(tx).DeleteFinalizedJobs(ctx, db.DeleteFinalizedJobsParams{
+					State: state, Before: ts(now.Add(-keep)), Max: 10 * maintenanceBatch,
+				})
+				if err != nil {
+					return false, err
+				}
+				more = more || n == 10*maintenanceBatch
+			}
+			return more, nil
+		},
+	}
+}
+
+// resolveDuty moves pending jobs whose dependencies settled on.
+func (c *Client) resolveDuty() periodic.Duty {
+	return periodic.Duty{
+		Name: "jobs dependencies", Key: resolveKey, Interval: c.cfg.MaintenanceInterval,
+		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
+			rows, err := db.New(tx).ResolveDependencies(ctx, db.ResolveDependenciesParams{Now: ts(c.now()), Max: maintenanceBatch})
+			if err != nil {
+				return false, err
+			}
+			var queues []string
+			for _, row := range rows {
+				if row.State == db.KeelJobStateAvailable {
+					queues = append(queues, row.Queue)
+				}
+			}
+			// A cancelled dependent may have dependents of its own.
+			return len(rows) > 0, c.notifyQueues(ctx, tx, queues)
+		},
+	}
+}
+
+// resolveLoop runs the dependency duty on its interval and whenever this
+// client finished jobs (a kick), at most once per FetchCooldown for kicks.
+func (c *Client) resolveLoop(ctx context.Context, r *run) {
+	d := c.resolveDuty()
+	tick := time.NewTicker(d.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-r.kickResolve:
+		}
+		for {
+			_, more, err := periodic.RunOnce(ctx, c.pool, d)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				c.cfg.Logger.WarnContext(ctx, "keel jobs: resolving dependencies", "error", err)
+			}
+			if !more || err != nil {
+				break
+			}
+		}
+		wait := time.NewTimer(c.cfg.FetchCooldown)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return
+		case <-wait.C:
+		}
+	}
+}
+
+func (c *Client) notifyQueues(ctx context.Context, tx pgx.Tx, queues []string) error {
+	seen := map[string]bool{}
+	for _, q := range queues {
+		if seen[q] {
+			continue
+		}
+		seen[q] = true
+		if err := c.notifyQueue(ctx, tx, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heartbeatLoop refreshes the heartbeat of this client's running jobs and
+// cancels those whose cancellation was requested (the path that works even
+// when notifications do not arrive).
+func (c *Client) heartbeatLoop(ctx context.Context, r *run) {
+	tick := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	owner := c.id
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		rows, err := db.New(c.pool).Heartbeat(ctx, db.HeartbeatParams{Now: ts(c.now()), Owner: &owner})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.cfg.Logger.WarnContext(ctx, "keel jobs: heartbeat failed", "error", err)
+			continue
+		}
+		for _, row := range rows {
+			if row.CancelRequested {
+				r.cancelRunning(row.ID)
+			}
+		}
+	}
+}
+
+// Control notification payloads: "cancel:<job id>" and "resume:<queue>".
+const (
+	controlCancel = "cancel:"
+	controlResume = "resume:"
+)
+
+func (c *Client) handleControl(r *run, payload string) {
+	switch {
+	case strings.HasPrefix(payload, controlCancel):
+		if id, err := strconv.ParseInt(strings.TrimPrefix(payload, controlCancel), 10, 64); err == nil {
+			r.cancelRunning(id)
+		}
+	case strings.HasPrefix(payload, controlResume):
+		if q := r.queues[strings.TrimPrefix(payload, controlResume)]; q != nil {
+			q.wakeUp()
+		}
+	}
+}
+
+func (r *run) cancelRunning(id int64) {
+	r.mu.Lock()
+	rj := r.running[id]
+	r.mu.Unlock()
+	if rj != nil {
+		rj.cancel(ErrCancelRequested)
+	}
+}

@@ -1,0 +1,122 @@
+package jobs
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/keelpg/keel/db"
+)
+
+// maxClaim caps one claim statement, so a queue with many free workers
+// still claims in statements of a bounded size.
+const maxClaim = 1000
+
+// claimTimeout bounds one claim statement.
+const claimTimeout = 30 * time.Second
+
+// queue is one queue's fetcher: it claims jobs when workers are free and
+// there may be work, and starts a goroutine per claimed job.
+type queue struct {
+	c          *Client
+	r          *run
+	name       string
+	maxWorkers int
+	active     atomic.Int64
+	wake       chan struct{} // a notification: there may be work
+	freed      chan struct{} // a handler finished: a worker is free
+}
+
+func newQueue(c *Client, r *run, name string, maxWorkers int) *queue {
+	return &queue{
+		c: c, r: r, name: name, maxWorkers: maxWorkers,
+		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
+	}
+}
+
+func (q *queue) wakeUp() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *queue) loop(ctx context.Context) {
+	poll := time.NewTicker(q.c.cfg.FetchPollInterval)
+	defer poll.Stop()
+	more := true // look once at start
+	var lastFetch time.Time
+	for {
+		if free := q.maxWorkers - int(q.active.Load()); more && free > 0 {
+			// Half the workers free is batch enough to claim at once; fewer
+			// wait out the cooldown, so jobs that finish one by one are not
+			// claimed one by one.
+			if wait := q.c.cfg.FetchCooldown - time.Since(lastFetch); wait > 0 && free < (q.maxWorkers+1)/2 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+			free = q.maxWorkers - int(q.active.Load())
+			want := min(free, maxClaim)
+			lastFetch = time.Now()
+			got, err := q.fetch(ctx, want)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				q.c.cfg.Logger.WarnContext(ctx, "keel jobs: claim failed", "queue", q.name, "error", err)
+				more = false // the poll tries again
+			} else {
+				more = got == want
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-q.wake:
+			more = true
+		case <-q.freed:
+		case <-poll.C:
+			more = true
+		}
+	}
+}
+
+// fetch claims up to n jobs and starts them; it returns how many it claimed.
+func (q *queue) fetch(ctx context.Context, n int) (int, error) {
+	owner := q.c.id
+	// A claim cut off half-way by Stop could commit with nobody to run what
+	// it claimed; it finishes on its own, with a bound.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
+	rows, err := db.New(q.c.pool).ClaimJobs(ctx, db.ClaimJobsParams{
+		Now: ts(q.c.now()), Owner: &owner, Queue: q.name, Max: int32(n),
+	})
+	if err != nil {
+		return 0, err
+	}
+	if len(rows) > 0 {
+		q.c.cfg.Metrics.JobsClaimed(q.name, len(rows))
+	}
+	for i := range rows {
+		q.active.Add(1)
+		q.r.handlers.Add(1)
+		go func(row *db.KeelJob) {
+			defer func() {
+				q.active.Add(-1)
+				q.r.handlers.Done()
+				select {
+				case q.freed <- struct{}{}:
+				default:
+				}
+			}()
+			q.c.execute(q.r, row)
+		}(&rows[i])
+	}
+	return len(rows), nil
+}
