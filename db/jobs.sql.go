@@ -529,6 +529,108 @@ type InsertWorkflowJobsParams struct {
 	Task        *string            `json:"task"`
 }
 
+const listJobs = `-- name: ListJobs :many
+SELECT id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, timeout_ms, run_at, created_at, attempted_at, finalized_at, heartbeat_at, owner, cancel_requested_at, errors, progress, output, unique_key, depends_on, run_when, workflow, task FROM keel.jobs
+WHERE ($1::keel.job_state IS NULL OR state = $1::keel.job_state)
+  AND ($2::text IS NULL OR queue = $2::text)
+  AND ($3::text IS NULL OR kind = $3::text)
+ORDER BY id DESC
+LIMIT $4::integer
+`
+
+type ListJobsParams struct {
+	State   *KeelJobState `json:"state"`
+	Queue   *string       `json:"queue"`
+	Kind    *string       `json:"kind"`
+	MaxRows int32         `json:"max_rows"`
+}
+
+// Jobs for people, newest first, optionally of one state, queue and kind.
+func (q *Queries) ListJobs(ctx context.Context, arg ListJobsParams) ([]KeelJob, error) {
+	rows, err := q.db.Query(ctx, listJobs,
+		arg.State,
+		arg.Queue,
+		arg.Kind,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []KeelJob
+	for rows.Next() {
+		var i KeelJob
+		if err := rows.Scan(
+			&i.ID,
+			&i.Kind,
+			&i.Queue,
+			&i.State,
+			&i.Priority,
+			&i.Args,
+			&i.Metadata,
+			&i.Tags,
+			&i.Attempt,
+			&i.MaxAttempts,
+			&i.TimeoutMs,
+			&i.RunAt,
+			&i.CreatedAt,
+			&i.AttemptedAt,
+			&i.FinalizedAt,
+			&i.HeartbeatAt,
+			&i.Owner,
+			&i.CancelRequestedAt,
+			&i.Errors,
+			&i.Progress,
+			&i.Output,
+			&i.UniqueKey,
+			&i.DependsOn,
+			&i.RunWhen,
+			&i.Workflow,
+			&i.Task,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listQueues = `-- name: ListQueues :many
+SELECT q.name::text AS name, (p.paused_at IS NOT NULL)::boolean AS paused
+FROM (SELECT DISTINCT queue AS name FROM keel.jobs UNION SELECT name FROM keel.job_queues) q
+LEFT JOIN keel.job_queues p ON p.name = q.name
+ORDER BY q.name
+`
+
+type ListQueuesRow struct {
+	Name   string `json:"name"`
+	Paused bool   `json:"paused"`
+}
+
+// Every queue that has jobs or a pause record, with its pause state.
+func (q *Queries) ListQueues(ctx context.Context) ([]ListQueuesRow, error) {
+	rows, err := q.db.Query(ctx, listQueues)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListQueuesRow
+	for rows.Next() {
+		var i ListQueuesRow
+		if err := rows.Scan(&i.Name, &i.Paused); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const promoteDueJobs = `-- name: PromoteDueJobs :many
 WITH due AS (
     SELECT id FROM keel.jobs

@@ -145,3 +145,65 @@ func (c *Client) JobCount(ctx context.Context, state JobState) (int64, error) {
 	}
 	return n, nil
 }
+
+// JobListParams filters JobList. The zero value lists the 100 newest jobs.
+type JobListParams struct {
+	State JobState // only jobs in this state; "" for any
+	Queue string   // only jobs of this queue; "" for any
+	Kind  string   // only jobs of this kind; "" for any
+	Limit int      // at most this many; 0 means 100
+}
+
+// JobList returns jobs, newest first.
+func (c *Client) JobList(ctx context.Context, p JobListParams) ([]*JobRow, error) {
+	q := db.ListJobsParams{MaxRows: int32(p.Limit)}
+	if p.Limit == 0 {
+		q.MaxRows = 100
+	}
+	if p.Limit < 0 {
+		return nil, fmt.Errorf("%w: negative limit", ErrInvalidOptions)
+	}
+	if p.State != "" {
+		s := db.KeelJobState(p.State)
+		if !s.Valid() {
+			return nil, fmt.Errorf("%w: unknown state %q", ErrInvalidOptions, p.State)
+		}
+		q.State = &s
+	}
+	if p.Queue != "" {
+		q.Queue = &p.Queue
+	}
+	if p.Kind != "" {
+		q.Kind = &p.Kind
+	}
+	rows, err := db.New(c.pool).ListJobs(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("keel jobs: list: %w", err)
+	}
+	out := make([]*JobRow, len(rows))
+	for i := range rows {
+		if out[i], err = rowFromDB(&rows[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// QueueState is a queue as Queues reports it.
+type QueueState struct {
+	Name   string
+	Paused bool
+}
+
+// Queues lists every queue that has jobs or was ever paused.
+func (c *Client) Queues(ctx context.Context) ([]QueueState, error) {
+	rows, err := db.New(c.pool).ListQueues(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("keel jobs: queues: %w", err)
+	}
+	out := make([]QueueState, len(rows))
+	for i, r := range rows {
+		out[i] = QueueState{Name: r.Name, Paused: r.Paused}
+	}
+	return out, nil
+}

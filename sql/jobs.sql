@@ -246,3 +246,19 @@ ORDER BY d.id;
 -- Counts the jobs in a state, or all jobs when state is NULL.
 SELECT count(*) FROM keel.jobs
 WHERE sqlc.narg('state')::keel.job_state IS NULL OR state = sqlc.narg('state')::keel.job_state;
+
+-- name: ListJobs :many
+-- Jobs for people, newest first, optionally of one state, queue and kind.
+SELECT * FROM keel.jobs
+WHERE (sqlc.narg('state')::keel.job_state IS NULL OR state = sqlc.narg('state')::keel.job_state)
+  AND (sqlc.narg('queue')::text IS NULL OR queue = sqlc.narg('queue')::text)
+  AND (sqlc.narg('kind')::text IS NULL OR kind = sqlc.narg('kind')::text)
+ORDER BY id DESC
+LIMIT sqlc.arg('max_rows')::integer;
+
+-- name: ListQueues :many
+-- Every queue that has jobs or a pause record, with its pause state.
+SELECT q.name::text AS name, (p.paused_at IS NOT NULL)::boolean AS paused
+FROM (SELECT DISTINCT queue AS name FROM keel.jobs UNION SELECT name FROM keel.job_queues) q
+LEFT JOIN keel.job_queues p ON p.name = q.name
+ORDER BY q.name;

@@ -33,6 +33,10 @@ Usage:
   keel [--database-url URL] migrate status               list migrations and whether each is applied
   keel migrate sql                                       print the migrations' SQL, for other schema tools
   keel [--database-url URL] schema                       list keel's tables and views with their comments
+  keel jobs list [--state S] [--queue Q] [--kind K] [--limit N]
+                                                         jobs, newest first
+  keel jobs show|retry|cancel ID                         one job; retry or cancel it first
+  keel queues list|pause NAME|resume NAME                queues and whether they are paused
   keel outbox list [--state dead|pending|delivered] [--limit N]
                                                          outbox messages, dead letters first
   keel outbox show ID                                    one message with its attempts and errors
@@ -71,7 +75,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "keel: %s\n\n%s", ue.msg, usage)
 		return exitUsage
 	default:
-		fmt.Fprintf(stderr, "keel: %v\n", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "keel") { // library errors name their package already
+			msg = "keel: " + msg
+		}
+		fmt.Fprintln(stderr, msg)
 		return exitError
 	}
 }
@@ -110,6 +118,10 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.schema(ctx, args[1:])
 	case "outbox":
 		return c.outbox(ctx, args[1:])
+	case "jobs":
+		return c.jobs(ctx, args[1:])
+	case "queues":
+		return c.queues(ctx, args[1:])
 	case "version":
 		return c.version(args[1:])
 	case "help", "-h", "--help":
