@@ -3,6 +3,7 @@ package events_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -88,3 +89,6 @@ func versions(evs []events.RecordedEvent) []int64 {
 	}
 	return out
 }
+
+// errRollback makes pgx.BeginFunc roll back.
+var errRollback = errors.New("roll back")
