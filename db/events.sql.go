@@ -15,8 +15,12 @@ import (
 
 const advanceSubscription = `-- name: AdvanceSubscription :exec
 UPDATE keel.subscriptions
-SET position = $1::bigint, attempts = 0, last_error = NULL, failed_position = NULL,
-    retry_at = NULL, updated_at = now()
+SET position = $1::bigint,
+    attempts = CASE WHEN $1::bigint >= failed_position THEN 0 ELSE attempts END,
+    last_error = CASE WHEN $1::bigint >= failed_position THEN NULL ELSE last_error END,
+    retry_at = CASE WHEN $1::bigint >= failed_position THEN NULL ELSE retry_at END,
+    failed_position = CASE WHEN $1::bigint >= failed_position THEN NULL ELSE failed_position END,
+    updated_at = now()
 WHERE name = $2::text AND owner = $3::text
 `
 
@@ -27,7 +31,7 @@ type AdvanceSubscriptionParams struct {
 }
 
 // Moves the checkpoint after a batch, in the handler's transaction, and
-// clears any failure.
+// clears the failure once the event that failed is handled.
 func (q *Queries) AdvanceSubscription(ctx context.Context, arg AdvanceSubscriptionParams) error {
 	_, err := q.db.Exec(ctx, advanceSubscription, arg.Position, arg.Name, arg.Owner)
 	return err

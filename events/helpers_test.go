@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -35,6 +37,9 @@ func newPool(t *testing.T, maxConns int32) *pgxpool.Pool {
 
 func newStore(t *testing.T, pool *pgxpool.Pool, cfg events.Config) *events.Store {
 	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	store, err := events.NewStore(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -92,3 +97,17 @@ func versions(evs []events.RecordedEvent) []int64 {
 
 // errRollback makes pgx.BeginFunc roll back.
 var errRollback = errors.New("roll back")
+
+func sortedStrings(in []string) []string {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return out
+}
+
+// testWriter sends log lines to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

@@ -181,10 +181,14 @@ RETURNING category, position;
 
 -- name: AdvanceSubscription :exec
 -- Moves the checkpoint after a batch, in the handler's transaction, and
--- clears any failure.
+-- clears the failure once the event that failed is handled.
 UPDATE keel.subscriptions
-SET position = @position::bigint, attempts = 0, last_error = NULL, failed_position = NULL,
-    retry_at = NULL, updated_at = now()
+SET position = @position::bigint,
+    attempts = CASE WHEN @position::bigint >= failed_position THEN 0 ELSE attempts END,
+    last_error = CASE WHEN @position::bigint >= failed_position THEN NULL ELSE last_error END,
+    retry_at = CASE WHEN @position::bigint >= failed_position THEN NULL ELSE retry_at END,
+    failed_position = CASE WHEN @position::bigint >= failed_position THEN NULL ELSE failed_position END,
+    updated_at = now()
 WHERE name = @name::text AND owner = @owner::text;
 
 -- name: FailSubscription :one
