@@ -19,7 +19,7 @@ type KeelEvent struct {
 	Position *int64 `json:"position"`
 	// The event's id (UUIDv7 unless the writer chose one); appending the same id again is idempotent.
 	EventID uuid.UUID `json:"event_id"`
-	// The stream the event belongs to.
+	// The stream the event belongs to. The append statement that inserts an event creates or locks its keel.streams row, so no foreign key trigger runs per event.
 	StreamID string `json:"stream_id"`
 	// The stream id up to its first '-' (order-123 belongs to order).
 	Category string `json:"category"`

@@ -1,0 +1,330 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/events"
+	"github.com/keelpg/keel/migrations"
+)
+
+// CREATE and DROP DATABASE take the database name as an identifier, which
+// no query parameter can stand for; %s is filled with pgx.Identifier.Sanitize.
+const (
+	createDatabase = "CREATE DATABASE %s"
+	dropDatabase   = "DROP DATABASE IF EXISTS %s WITH (FORCE)"
+)
+
+// analyzeEvents is maintenance, not a query keel makes, so it is not in sql/.
+const analyzeEvents = "ANALYZE keel.streams, keel.events"
+
+// benchDB creates a migrated database of its own on DATABASE_URL's server
+// and drops it when the benchmark ends.
+func benchDB(b *testing.B, maxConns int32) *pgxpool.Pool {
+	b.Helper()
+	ctx := context.Background()
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		b.Skip("set DATABASE_URL to a PostgreSQL server whose role may create databases")
+	}
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var suffix [6]byte
+	_, _ = rand.Read(suffix[:])
+	name := "keel_bench_events_" + hex.EncodeToString(suffix[:])
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := admin.Exec(ctx, fmt.Sprintf(createDatabase, ident)); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if _, err := admin.Exec(ctx, fmt.Sprintf(dropDatabase, ident)); err != nil {
+			b.Errorf("dropping %s: %v", name, err)
+		}
+		_ = admin.Close(ctx)
+	})
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.ConnConfig.Database = name
+	cfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	m, err := migrations.New(pool, migrations.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Up(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return pool
+}
+
+// analyze gives the planner statistics of the freshly loaded tables, as
+// autovacuum does on its own a little later in a real database.
+func analyze(b *testing.B, pool *pgxpool.Pool) {
+	b.Helper()
+	if _, err := pool.Exec(context.Background(), analyzeEvents); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func newStore(b *testing.B, pool *pgxpool.Pool) *events.Store {
+	b.Helper()
+	store, err := events.NewStore(pool, events.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(store.Close)
+	return store
+}
+
+var payload = json.RawMessage(`{"sku":"ABC-123","quantity":2,"price":1999,"currency":"EUR"}`)
+
+func event() events.EventData { return events.EventData{Type: "ItemAdded", Data: payload} }
+
+// appendLoad runs `writers` goroutines, each making `txs` transactions that
+// append `perTx` events to a stream of its own, and returns the events
+// written per second.
+func appendLoad(b *testing.B, store *events.Store, pool *pgxpool.Pool, prefix string, writers, txs, perTx int) float64 {
+	b.Helper()
+	ctx := context.Background()
+	batch := make([]events.EventData, perTx)
+	for i := range batch {
+		batch[i] = event()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	start := time.Now()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stream := fmt.Sprintf("%s-%d", prefix, w)
+			for i := range txs {
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					_, err := store.Append(ctx, tx, stream, events.Exactly(int64(i*perTx)), batch...)
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return float64(writers*txs*perTx) / elapsed.Seconds()
+}
+
+// BenchmarkEventsAppend measures appends/s with one event per transaction at
+// concurrency 1 and 8, and events/s with 100 events per transaction.
+func BenchmarkEventsAppend(b *testing.B) {
+	for _, tc := range []struct {
+		name               string
+		writers, txs, size int
+	}{
+		{"1event/conc1", 1, 3000, 1},
+		{"1event/conc8", 8, 1000, 1},
+		{"100events/conc1", 1, 300, 100},
+		{"100events/conc4", 4, 100, 100},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			pool := benchDB(b, int32(tc.writers)+2)
+			store := newStore(b, pool)
+			var rate float64
+			for i := 0; b.Loop(); i++ {
+				rate = appendLoad(b, store, pool, fmt.Sprintf("cart%d", i), tc.writers, tc.txs, tc.size)
+			}
+			b.ReportMetric(rate, "events/s")
+		})
+	}
+}
+
+// BenchmarkEventsRead measures reading one long stream and the global feed,
+// in pages of 1000.
+func BenchmarkEventsRead(b *testing.B) {
+	ctx := context.Background()
+	pool := benchDB(b, 6)
+	store := newStore(b, pool)
+	const streams, perStream = 10, 5000
+	appendLoad(b, store, pool, "order", streams, perStream/100, 100)
+	if err := store.Sequence(ctx); err != nil {
+		b.Fatal(err)
+	}
+	analyze(b, pool)
+	b.Run("stream", func(b *testing.B) {
+		var rate float64
+		for b.Loop() {
+			start := time.Now()
+			n := 0
+			for from := int64(1); ; {
+				evs, err := store.ReadStream(ctx, pool, "order-0", events.ReadOptions{From: from, Limit: 1000})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(evs) == 0 {
+					break
+				}
+				n += len(evs)
+				from = evs[len(evs)-1].Version + 1
+			}
+			if n != perStream {
+				b.Fatalf("read %d events, want %d", n, perStream)
+			}
+			rate = float64(n) / time.Since(start).Seconds()
+		}
+		b.ReportMetric(rate, "events/s")
+	})
+	b.Run("feed", func(b *testing.B) {
+		var rate float64
+		for b.Loop() {
+			start := time.Now()
+			n := 0
+			for after := int64(0); ; {
+				evs, err := store.ReadAll(ctx, pool, events.FeedOptions{After: after, Limit: 1000})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(evs) == 0 {
+					break
+				}
+				n += len(evs)
+				after = evs[len(evs)-1].Position
+			}
+			if n != streams*perStream {
+				b.Fatalf("read %d events, want %d", n, streams*perStream)
+			}
+			rate = float64(n) / time.Since(start).Seconds()
+		}
+		b.ReportMetric(rate, "events/s")
+	})
+}
+
+// BenchmarkEventsSubscription measures a subscription catching up on the
+// feed (events handled and checkpointed per second, with a handler that does
+// nothing), and the latency from just before an append's transaction begins
+// to its handler call, one append at a time.
+func BenchmarkEventsSubscription(b *testing.B) {
+	ctx := context.Background()
+	b.Run("catchup", func(b *testing.B) {
+		pool := benchDB(b, 6)
+		store := newStore(b, pool)
+		const total = 40000
+		appendLoad(b, store, pool, "order", 4, total/4/100, 100)
+		if err := store.Sequence(ctx); err != nil {
+			b.Fatal(err)
+		}
+		analyze(b, pool)
+		var rate float64
+		for i := 0; b.Loop(); i++ {
+			done := make(chan struct{})
+			n := 0
+			sub, err := store.Subscription(events.SubscriptionConfig{
+				Name: fmt.Sprintf("catchup-%d", i), BatchSize: 1000,
+				Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
+					n++
+					if e.Position == total {
+						close(done)
+					}
+					return nil
+				},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			start := time.Now()
+			errc := make(chan error, 1)
+			go func() { errc <- sub.Run(runCtx) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Minute):
+				b.Fatal("subscription did not catch up")
+			}
+			rate = float64(total) / time.Since(start).Seconds()
+			stop()
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+			if n < total {
+				b.Fatalf("handled %d events, want %d", n, total)
+			}
+		}
+		b.ReportMetric(rate, "events/s")
+	})
+	b.Run("latency", func(b *testing.B) {
+		pool := benchDB(b, 6)
+		store := newStore(b, pool)
+		const samples = 500
+		var p50, p99 time.Duration
+		for i := 0; b.Loop(); i++ {
+			got := make(chan time.Duration, samples)
+			sub, err := store.Subscription(events.SubscriptionConfig{
+				Name: fmt.Sprintf("latency-%d", i),
+				Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
+					var sent struct{ T int64 }
+					if err := e.Decode(&sent); err != nil {
+						return err
+					}
+					got <- time.Since(time.Unix(0, sent.T))
+					return nil
+				},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			errc := make(chan error, 1)
+			go func() { errc <- sub.Run(runCtx) }()
+			lat := make([]time.Duration, 0, samples)
+			for j := range samples {
+				data, _ := json.Marshal(struct{ T int64 }{time.Now().UnixNano()})
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					_, err := store.Append(ctx, tx, fmt.Sprintf("ping%d-%d", i, j%10), events.Any,
+						events.EventData{Type: "Ping", Data: data})
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case d := <-got:
+					lat = append(lat, d)
+				case <-time.After(time.Minute):
+					b.Fatal("event not handled within a minute")
+				}
+			}
+			stop()
+			if err := <-errc; err != nil {
+				b.Fatal(err)
+			}
+			slices.Sort(lat)
+			p50, p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+		}
+		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	})
+}
