@@ -163,6 +163,43 @@ func BenchmarkEventsAppend(b *testing.B) {
 	}
 }
 
+// readPages calls read from start, then from where each page says the next
+// begins, until a page is empty, and returns how many events it read.
+func readPages(b *testing.B, start int64, read func(from int64) ([]events.RecordedEvent, int64, error)) int {
+	b.Helper()
+	n := 0
+	for from := start; ; {
+		evs, next, err := read(from)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return n
+		}
+		n += len(evs)
+		from = next
+	}
+}
+
+// runSubscription starts a subscription and returns the function that stops
+// it.
+func runSubscription(b *testing.B, store *events.Store, cfg events.SubscriptionConfig) (stop func()) {
+	b.Helper()
+	sub, err := store.Subscription(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- sub.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkEventsRead measures reading one long stream and the global feed,
 // in pages of 1000.
 func BenchmarkEventsRead(b *testing.B) {
@@ -179,18 +216,13 @@ func BenchmarkEventsRead(b *testing.B) {
 		var rate float64
 		for b.Loop() {
 			start := time.Now()
-			n := 0
-			for from := int64(1); ; {
+			n := readPages(b, 1, func(from int64) ([]events.RecordedEvent, int64, error) {
 				evs, err := store.ReadStream(ctx, pool, "order-0", events.ReadOptions{From: from, Limit: 1000})
-				if err != nil {
-					b.Fatal(err)
-				}
 				if len(evs) == 0 {
-					break
+					return evs, 0, err
 				}
-				n += len(evs)
-				from = evs[len(evs)-1].Version + 1
-			}
+				return evs, evs[len(evs)-1].Version + 1, err
+			})
 			if n != perStream {
 				b.Fatalf("read %d events, want %d", n, perStream)
 			}
@@ -202,18 +234,13 @@ func BenchmarkEventsRead(b *testing.B) {
 		var rate float64
 		for b.Loop() {
 			start := time.Now()
-			n := 0
-			for after := int64(0); ; {
+			n := readPages(b, 0, func(after int64) ([]events.RecordedEvent, int64, error) {
 				evs, err := store.ReadAll(ctx, pool, events.FeedOptions{After: after, Limit: 1000})
-				if err != nil {
-					b.Fatal(err)
-				}
 				if len(evs) == 0 {
-					break
+					return evs, 0, err
 				}
-				n += len(evs)
-				after = evs[len(evs)-1].Position
-			}
+				return evs, evs[len(evs)-1].Position, err
+			})
 			if n != streams*perStream {
 				b.Fatalf("read %d events, want %d", n, streams*perStream)
 			}
@@ -242,7 +269,8 @@ func BenchmarkEventsSubscription(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			done := make(chan struct{})
 			n := 0
-			sub, err := store.Subscription(events.SubscriptionConfig{
+			start := time.Now()
+			stop := runSubscription(b, store, events.SubscriptionConfig{
 				Name: fmt.Sprintf("catchup-%d", i), BatchSize: 1000,
 				Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
 					n++
@@ -252,13 +280,6 @@ func BenchmarkEventsSubscription(b *testing.B) {
 					return nil
 				},
 			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			runCtx, stop := context.WithCancel(ctx)
-			start := time.Now()
-			errc := make(chan error, 1)
-			go func() { errc <- sub.Run(runCtx) }()
 			select {
 			case <-done:
 			case <-time.After(5 * time.Minute):
@@ -266,9 +287,6 @@ func BenchmarkEventsSubscription(b *testing.B) {
 			}
 			rate = float64(total) / time.Since(start).Seconds()
 			stop()
-			if err := <-errc; err != nil {
-				b.Fatal(err)
-			}
 			if n < total {
 				b.Fatalf("handled %d events, want %d", n, total)
 			}
@@ -282,7 +300,7 @@ func BenchmarkEventsSubscription(b *testing.B) {
 		var p50, p99 time.Duration
 		for i := 0; b.Loop(); i++ {
 			got := make(chan time.Duration, samples)
-			sub, err := store.Subscription(events.SubscriptionConfig{
+			stop := runSubscription(b, store, events.SubscriptionConfig{
 				Name: fmt.Sprintf("latency-%d", i),
 				Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
 					var sent struct{ T int64 }
@@ -293,12 +311,6 @@ func BenchmarkEventsSubscription(b *testing.B) {
 					return nil
 				},
 			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			runCtx, stop := context.WithCancel(ctx)
-			errc := make(chan error, 1)
-			go func() { errc <- sub.Run(runCtx) }()
 			lat := make([]time.Duration, 0, samples)
 			for j := range samples {
 				data, _ := json.Marshal(struct{ T int64 }{time.Now().UnixNano()})
@@ -318,9 +330,6 @@ func BenchmarkEventsSubscription(b *testing.B) {
 				}
 			}
 			stop()
-			if err := <-errc; err != nil {
-				b.Fatal(err)
-			}
 			slices.Sort(lat)
 			p50, p99 = lat[len(lat)/2], lat[len(lat)*99/100]
 		}

@@ -13,24 +13,31 @@ import (
 	"github.com/keelpg/keel/events"
 )
 
-// Append events in your own transaction with an expected version, and read
-// them back.
-func ExampleStore_Append() {
-	ctx := context.Background()
+// openStore connects to DATABASE_URL, where keel's migrations are applied,
+// and opens an event store on it.
+func openStore(ctx context.Context) (*pgxpool.Pool, *events.Store) {
 	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 	if err != nil {
 		panic(err)
 	}
-	defer pool.Close()
 	store, err := events.NewStore(pool, events.Config{})
 	if err != nil {
 		panic(err)
 	}
+	return pool, store
+}
+
+// Append events in your own transaction with an expected version, and read
+// them back.
+func ExampleStore_Append() {
+	ctx := context.Background()
+	pool, store := openStore(ctx)
+	defer pool.Close()
 	defer store.Close()
 
 	placed, _ := events.NewEvent("OrderPlaced", map[string]any{"total": 42})
 	paid, _ := events.NewEvent("OrderPaid", map[string]any{"amount": 42})
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		// Your own writes go here, in the same transaction.
 		_, err := store.Append(ctx, tx, "order-example", events.NoStream, placed, paid)
 		return err
@@ -62,15 +69,8 @@ func ExampleStore_Append() {
 // checkpoint.
 func ExampleSubscription() {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
-	if err != nil {
-		panic(err)
-	}
+	pool, store := openStore(ctx)
 	defer pool.Close()
-	store, err := events.NewStore(pool, events.Config{})
-	if err != nil {
-		panic(err)
-	}
 	defer store.Close()
 
 	for _, stream := range []string{"greeting-1", "greeting-2"} {

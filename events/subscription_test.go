@@ -26,15 +26,24 @@ func runSub(t *testing.T, store *events.Store, cfg events.SubscriptionConfig) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(startSub(t, sub))
+}
+
+// startSub runs sub in a goroutine and returns a function that stops it and
+// checks that Run ended cleanly; calling it again does nothing.
+func startSub(t *testing.T, sub *events.Subscription) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sub.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("subscription %s: %v", cfg.Name, err)
-		}
-	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("subscription: %v", err)
+			}
+		})
+	}
 }
 
 func createReadModelIn(ctx context.Context, t *testing.T, pool *pgxpool.Pool) {
@@ -304,32 +313,16 @@ func TestOneActiveConsumer(t *testing.T) {
 			return project(ctx, tx, e)
 		}
 	}
-	subs := map[string]*events.Subscription{}
+	stops := map[string]func(){}
 	for _, c := range []string{"a", "b"} {
 		sub, err := store.Subscription(events.SubscriptionConfig{Name: "shared", ConsumerID: c, Handler: handler(c),
 			BatchSize: 10, PollInterval: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
-		subs[c] = sub
+		stops[c] = startSub(t, sub)
+		t.Cleanup(stops[c])
 	}
-	stops := map[string]func(){}
-	for c, sub := range subs {
-		runCtx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- sub.Run(runCtx) }()
-		stops[c] = func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("consumer %s: %v", c, err)
-			}
-		}
-	}
-	defer func() {
-		for _, stop := range stops {
-			stop()
-		}
-	}()
 	for i := range 100 {
 		appendTx(ctx, t, store, pool, fmt.Sprintf("shared-%d", i%7), events.Any, ev("E", i))
 	}
@@ -343,7 +336,6 @@ func TestOneActiveConsumer(t *testing.T) {
 	}
 	holder := info.Owner
 	stops[holder]()
-	delete(stops, holder)
 	for i := range 50 {
 		appendTx(ctx, t, store, pool, fmt.Sprintf("shared-%d", i%7), events.Any, ev("E", i))
 	}
