@@ -111,3 +111,53 @@ func ExampleSubscription() {
 	// greeting-1 Greeted
 	// greeting-2 Greeted
 }
+
+// An aggregate decides from its folded state and appends with the version
+// it loaded.
+func ExampleAggregate() {
+	ctx := context.Background()
+	pool, store := openStore(ctx)
+	defer pool.Close()
+	defer store.Close()
+
+	type counter struct{ Total int }
+	agg := events.Aggregate[counter]{
+		Store: store,
+		Apply: func(c counter, e events.RecordedEvent) (counter, error) {
+			var added struct{ N int }
+			err := e.Decode(&added)
+			c.Total += added.N
+			return c, err
+		},
+		SnapshotEvery: 2,
+	}
+	add := func(n int) func(counter) ([]events.EventData, error) {
+		return func(c counter) ([]events.EventData, error) {
+			if c.Total+n > 10 {
+				return nil, errors.New("the counter stops at 10")
+			}
+			e, err := events.NewEvent("Added", map[string]int{"n": n})
+			return []events.EventData{e}, err
+		}
+	}
+	for _, n := range []int{3, 4, 5, 2} {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			c, res, err := agg.Execute(ctx, tx, "counter-example", add(n))
+			if err == nil {
+				fmt.Println("total", c.Total, "at version", res.Version)
+			}
+			return err
+		})
+		if err != nil {
+			fmt.Println("refused:", err)
+		}
+	}
+	snap, _ := store.LoadSnapshot(ctx, pool, "counter-example")
+	fmt.Println("snapshot at version", snap.Version)
+	// Output:
+	// total 3 at version 1
+	// total 7 at version 2
+	// refused: the counter stops at 10
+	// total 9 at version 3
+	// snapshot at version 2
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -130,5 +131,49 @@ func TestRolledBackAppendLeavesNoGap(t *testing.T) {
 	}
 	if len(evs) != 2 || evs[0].Position != 1 || evs[1].Position != 2 || evs[1].StreamID != "rb-3" {
 		t.Errorf("feed %+v, want rb-1 at 1 and rb-3 at 2", evs)
+	}
+}
+
+// Sequence stamps in passes of SequencerBatch until nothing is left, and
+// RunSequencer stamps in the background without readers asking.
+func TestSequencerPasses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		background bool
+	}{{"Sequence in small batches", false}, {"RunSequencer", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool := testdb.New(t)
+			store := newStore(t, pool, events.Config{SequencerBatch: 3, SequencerInterval: 10 * time.Millisecond})
+			for i := range 10 {
+				appendTx(ctx, t, store, pool, "seq-1", events.Any, ev("E", i))
+			}
+			if tc.background {
+				runCtx, stop := context.WithCancel(ctx)
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					store.RunSequencer(runCtx)
+				}()
+				t.Cleanup(func() { stop(); <-done })
+			} else if err := store.Sequence(ctx); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, 30*time.Second, "all 10 events stamped", func() (bool, error) {
+				head, err := store.HeadPosition(ctx, pool)
+				return head == 10, err
+			})
+			evs, err := store.ReadAll(ctx, pool, events.FeedOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, e := range evs {
+				if e.Position != int64(i+1) || e.Version != int64(i+1) {
+					t.Errorf("event %d: position %d, version %d", i, e.Position, e.Version)
+				}
+			}
+		})
 	}
 }
