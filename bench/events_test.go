@@ -2,11 +2,8 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -16,66 +13,18 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/events"
-	"github.com/keelpg/keel/migrations"
-)
-
-// CREATE and DROP DATABASE take the database name as an identifier, which
-// no query parameter can stand for; %s is filled with pgx.Identifier.Sanitize.
-const (
-	createDatabase = "CREATE DATABASE %s"
-	dropDatabase   = "DROP DATABASE IF EXISTS %s WITH (FORCE)"
 )
 
 // analyzeEvents is maintenance, not a query keel makes, so it is not in sql/.
 const analyzeEvents = "ANALYZE keel.streams, keel.events"
 
-// benchDB creates a migrated database of its own on DATABASE_URL's server
-// and drops it when the benchmark ends.
-func benchDB(b *testing.B, maxConns int32) *pgxpool.Pool {
-	b.Helper()
-	ctx := context.Background()
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		b.Skip("set DATABASE_URL to a PostgreSQL server whose role may create databases")
-	}
-	admin, err := pgx.Connect(ctx, url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var suffix [6]byte
-	_, _ = rand.Read(suffix[:])
-	name := "keel_bench_events_" + hex.EncodeToString(suffix[:])
-	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := admin.Exec(ctx, fmt.Sprintf(createDatabase, ident)); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if _, err := admin.Exec(ctx, fmt.Sprintf(dropDatabase, ident)); err != nil {
-			b.Errorf("dropping %s: %v", name, err)
-		}
-		_ = admin.Close(ctx)
-	})
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.ConnConfig.Database = name
-	cfg.MaxConns = maxConns
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	m, err := migrations.New(pool, migrations.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Close()
-	if _, err := m.Up(ctx); err != nil {
-		b.Fatal(err)
-	}
-	return pool
-}
+// The SQL floor the appends are compared with: one row with the same
+// payload inserted per transaction into a table with a bigserial key, and no
+// versions, positions or idempotency.
+const (
+	createFloor = "CREATE TABLE public.floor (id bigserial PRIMARY KEY, stream text NOT NULL, data jsonb NOT NULL)"
+	insertFloor = "INSERT INTO public.floor (stream, data) SELECT $1, d FROM unnest($2::jsonb[]) AS d"
+)
 
 // analyze gives the planner statistics of the freshly loaded tables, as
 // autovacuum does on its own a little later in a real database.
@@ -100,10 +49,14 @@ var payload = json.RawMessage(`{"sku":"ABC-123","quantity":2,"price":1999,"curre
 
 func event() events.EventData { return events.EventData{Type: "ItemAdded", Data: payload} }
 
+// appendFunc writes events to a stream in tx; version is the stream's
+// version before the write.
+type appendFunc func(ctx context.Context, tx pgx.Tx, stream string, version int64, evs []events.EventData) error
+
 // appendLoad runs `writers` goroutines, each making `txs` transactions that
 // append `perTx` events to a stream of its own, and returns the events
 // written per second.
-func appendLoad(b *testing.B, store *events.Store, pool *pgxpool.Pool, prefix string, writers, txs, perTx int) float64 {
+func appendLoad(b *testing.B, pool *pgxpool.Pool, write appendFunc, prefix string, writers, txs, perTx int) float64 {
 	b.Helper()
 	ctx := context.Background()
 	batch := make([]events.EventData, perTx)
@@ -120,8 +73,7 @@ func appendLoad(b *testing.B, store *events.Store, pool *pgxpool.Pool, prefix st
 			stream := fmt.Sprintf("%s-%d", prefix, w)
 			for i := range txs {
 				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-					_, err := store.Append(ctx, tx, stream, events.Exactly(int64(i*perTx)), batch...)
-					return err
+					return write(ctx, tx, stream, int64(i*perTx), batch)
 				})
 				if err != nil {
 					errs <- err
@@ -139,24 +91,54 @@ func appendLoad(b *testing.B, store *events.Store, pool *pgxpool.Pool, prefix st
 	return float64(writers*txs*perTx) / elapsed.Seconds()
 }
 
+// keelAppend appends through the store, expecting the exact version.
+func keelAppend(store *events.Store) appendFunc {
+	return func(ctx context.Context, tx pgx.Tx, stream string, version int64, evs []events.EventData) error {
+		_, err := store.Append(ctx, tx, stream, events.Exactly(version), evs...)
+		return err
+	}
+}
+
+// floorAppend inserts the payloads into the floor table.
+func floorAppend(ctx context.Context, tx pgx.Tx, stream string, _ int64, evs []events.EventData) error {
+	data := make([]json.RawMessage, len(evs))
+	for i, e := range evs {
+		data[i] = e.Data
+	}
+	_, err := tx.Exec(ctx, insertFloor, stream, data)
+	return err
+}
+
 // BenchmarkEventsAppend measures appends/s with one event per transaction at
-// concurrency 1 and 8, and events/s with 100 events per transaction.
+// concurrency 1 and 8, and events/s with 100 events per transaction, for
+// keel's event store and for the SQL floor (a bare insert per transaction).
 func BenchmarkEventsAppend(b *testing.B) {
 	for _, tc := range []struct {
 		name               string
 		writers, txs, size int
 	}{
-		{"1event/conc1", 1, 3000, 1},
-		{"1event/conc8", 8, 1000, 1},
-		{"100events/conc1", 1, 300, 100},
-		{"100events/conc4", 4, 100, 100},
+		{"1event/conc=1", 1, 3000, 1},
+		{"1event/conc=8", 8, 1000, 1},
+		{"100events/conc=1", 1, 300, 100},
+		{"100events/conc=4", 4, 100, 100},
 	} {
-		b.Run(tc.name, func(b *testing.B) {
-			pool := benchDB(b, int32(tc.writers)+2)
-			store := newStore(b, pool)
+		b.Run("keel/"+tc.name, func(b *testing.B) {
+			pool := freshDB(b, true, int32(tc.writers)+2)
+			write := keelAppend(newStore(b, pool))
 			var rate float64
 			for i := 0; b.Loop(); i++ {
-				rate = appendLoad(b, store, pool, fmt.Sprintf("cart%d", i), tc.writers, tc.txs, tc.size)
+				rate = appendLoad(b, pool, write, fmt.Sprintf("cart%d", i), tc.writers, tc.txs, tc.size)
+			}
+			b.ReportMetric(rate, "events/s")
+		})
+		b.Run("sql/"+tc.name, func(b *testing.B) {
+			pool := freshDB(b, false, int32(tc.writers)+2)
+			if _, err := pool.Exec(context.Background(), createFloor); err != nil {
+				b.Fatal(err)
+			}
+			var rate float64
+			for i := 0; b.Loop(); i++ {
+				rate = appendLoad(b, pool, floorAppend, fmt.Sprintf("cart%d", i), tc.writers, tc.txs, tc.size)
 			}
 			b.ReportMetric(rate, "events/s")
 		})
@@ -204,15 +186,15 @@ func runSubscription(b *testing.B, store *events.Store, cfg events.SubscriptionC
 // in pages of 1000.
 func BenchmarkEventsRead(b *testing.B) {
 	ctx := context.Background()
-	pool := benchDB(b, 6)
+	pool := freshDB(b, true, 6)
 	store := newStore(b, pool)
 	const streams, perStream = 10, 5000
-	appendLoad(b, store, pool, "order", streams, perStream/100, 100)
+	appendLoad(b, pool, keelAppend(store), "order", streams, perStream/100, 100)
 	if err := store.Sequence(ctx); err != nil {
 		b.Fatal(err)
 	}
 	analyze(b, pool)
-	b.Run("stream", func(b *testing.B) {
+	b.Run("keel/stream", func(b *testing.B) {
 		var rate float64
 		for b.Loop() {
 			start := time.Now()
@@ -230,7 +212,7 @@ func BenchmarkEventsRead(b *testing.B) {
 		}
 		b.ReportMetric(rate, "events/s")
 	})
-	b.Run("feed", func(b *testing.B) {
+	b.Run("keel/feed", func(b *testing.B) {
 		var rate float64
 		for b.Loop() {
 			start := time.Now()
@@ -256,11 +238,11 @@ func BenchmarkEventsRead(b *testing.B) {
 // to its handler call, one append at a time.
 func BenchmarkEventsSubscription(b *testing.B) {
 	ctx := context.Background()
-	b.Run("catchup", func(b *testing.B) {
-		pool := benchDB(b, 6)
+	b.Run("keel/catchup", func(b *testing.B) {
+		pool := freshDB(b, true, 6)
 		store := newStore(b, pool)
 		const total = 40000
-		appendLoad(b, store, pool, "order", 4, total/4/100, 100)
+		appendLoad(b, pool, keelAppend(store), "order", 4, total/4/100, 100)
 		if err := store.Sequence(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -293,8 +275,8 @@ func BenchmarkEventsSubscription(b *testing.B) {
 		}
 		b.ReportMetric(rate, "events/s")
 	})
-	b.Run("latency", func(b *testing.B) {
-		pool := benchDB(b, 6)
+	b.Run("keel/latency", func(b *testing.B) {
+		pool := freshDB(b, true, 6)
 		store := newStore(b, pool)
 		const samples = 500
 		var p50, p99 time.Duration
