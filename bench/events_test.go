@@ -18,24 +18,24 @@ import (
 // analyzeEvents is maintenance, not a query keel makes, so it is not in sql/.
 const analyzeEvents = "ANALYZE keel.streams, keel.events"
 
-// The SQL floor the appends are compared with: one row with the same
-// payload inserted per transaction into a table with a bigserial key, and no
+// The SQL floor the appends are compared with: rows with the same payload
+// inserted per transaction into a table with a bigserial key, and no
 // versions, positions or idempotency.
 const (
 	createFloor = "CREATE TABLE public.floor (id bigserial PRIMARY KEY, stream text NOT NULL, data jsonb NOT NULL)"
 	insertFloor = "INSERT INTO public.floor (stream, data) SELECT $1, d FROM unnest($2::jsonb[]) AS d"
 )
 
-// analyze gives the planner statistics of the freshly loaded tables, as
-// autovacuum does on its own a little later in a real database.
-func analyze(b *testing.B, pool *pgxpool.Pool) {
+// analyzeEventTables gives the planner statistics of the freshly loaded
+// tables, as autovacuum does on its own a little later in a real database.
+func analyzeEventTables(b *testing.B, pool *pgxpool.Pool) {
 	b.Helper()
 	if _, err := pool.Exec(context.Background(), analyzeEvents); err != nil {
 		b.Fatal(err)
 	}
 }
 
-func newStore(b *testing.B, pool *pgxpool.Pool) *events.Store {
+func newEventStore(b *testing.B, pool *pgxpool.Pool) *events.Store {
 	b.Helper()
 	store, err := events.NewStore(pool, events.Config{})
 	if err != nil {
@@ -45,9 +45,9 @@ func newStore(b *testing.B, pool *pgxpool.Pool) *events.Store {
 	return store
 }
 
-var payload = json.RawMessage(`{"sku":"ABC-123","quantity":2,"price":1999,"currency":"EUR"}`)
+var eventPayload = json.RawMessage(`{"sku":"ABC-123","quantity":2,"price":1999,"currency":"EUR"}`)
 
-func event() events.EventData { return events.EventData{Type: "ItemAdded", Data: payload} }
+func itemAdded() events.EventData { return events.EventData{Type: "ItemAdded", Data: eventPayload} }
 
 // appendFunc writes events to a stream in tx; version is the stream's
 // version before the write.
@@ -61,7 +61,7 @@ func appendLoad(b *testing.B, pool *pgxpool.Pool, write appendFunc, prefix strin
 	ctx := context.Background()
 	batch := make([]events.EventData, perTx)
 	for i := range batch {
-		batch[i] = event()
+		batch[i] = itemAdded()
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
@@ -124,7 +124,7 @@ func BenchmarkEventsAppend(b *testing.B) {
 	} {
 		b.Run("keel/"+tc.name, func(b *testing.B) {
 			pool := freshDB(b, true, int32(tc.writers)+2)
-			write := keelAppend(newStore(b, pool))
+			write := keelAppend(newEventStore(b, pool))
 			var rate float64
 			for i := 0; b.Loop(); i++ {
 				rate = appendLoad(b, pool, write, fmt.Sprintf("cart%d", i), tc.writers, tc.txs, tc.size)
@@ -187,13 +187,13 @@ func runSubscription(b *testing.B, store *events.Store, cfg events.SubscriptionC
 func BenchmarkEventsRead(b *testing.B) {
 	ctx := context.Background()
 	pool := freshDB(b, true, 6)
-	store := newStore(b, pool)
+	store := newEventStore(b, pool)
 	const streams, perStream = 10, 5000
 	appendLoad(b, pool, keelAppend(store), "order", streams, perStream/100, 100)
 	if err := store.Sequence(ctx); err != nil {
 		b.Fatal(err)
 	}
-	analyze(b, pool)
+	analyzeEventTables(b, pool)
 	b.Run("keel/stream", func(b *testing.B) {
 		var rate float64
 		for b.Loop() {
@@ -240,13 +240,13 @@ func BenchmarkEventsSubscription(b *testing.B) {
 	ctx := context.Background()
 	b.Run("keel/catchup", func(b *testing.B) {
 		pool := freshDB(b, true, 6)
-		store := newStore(b, pool)
+		store := newEventStore(b, pool)
 		const total = 40000
 		appendLoad(b, pool, keelAppend(store), "order", 4, total/4/100, 100)
 		if err := store.Sequence(ctx); err != nil {
 			b.Fatal(err)
 		}
-		analyze(b, pool)
+		analyzeEventTables(b, pool)
 		var rate float64
 		for i := 0; b.Loop(); i++ {
 			done := make(chan struct{})
@@ -277,7 +277,7 @@ func BenchmarkEventsSubscription(b *testing.B) {
 	})
 	b.Run("keel/latency", func(b *testing.B) {
 		pool := freshDB(b, true, 6)
-		store := newStore(b, pool)
+		store := newEventStore(b, pool)
 		const samples = 500
 		var p50, p99 time.Duration
 		for i := 0; b.Loop(); i++ {
