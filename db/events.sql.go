@@ -380,6 +380,47 @@ func (q *Queries) HeadPosition(ctx context.Context) (int64, error) {
 	return column_1, err
 }
 
+const listSubscriptions = `-- name: ListSubscriptions :many
+SELECT name, category, position, status, attempts, last_error, failed_position, retry_at, owner, lease_until,
+       created_at, updated_at
+FROM keel.subscriptions
+ORDER BY status = 'parked' DESC, name
+`
+
+// Every subscription, parked ones first.
+func (q *Queries) ListSubscriptions(ctx context.Context) ([]KeelSubscription, error) {
+	rows, err := q.db.Query(ctx, listSubscriptions)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []KeelSubscription
+	for rows.Next() {
+		var i KeelSubscription
+		if err := rows.Scan(
+			&i.Name,
+			&i.Category,
+			&i.Position,
+			&i.Status,
+			&i.Attempts,
+			&i.LastError,
+			&i.FailedPosition,
+			&i.RetryAt,
+			&i.Owner,
+			&i.LeaseUntil,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const loadSnapshot = `-- name: LoadSnapshot :one
 SELECT version, state, saved_at
 FROM keel.snapshots

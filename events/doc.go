@@ -79,7 +79,8 @@
 // that failed, and after MaxAttempts failures it parks: the row shows
 // status 'parked', the error and the failing position (select * from
 // keel.subscriptions), [Store.SubscriptionStatus] returns them, and
-// [Store.ResumeSubscription] starts it again. An event is never skipped.
+// [Store.Subscriptions] lists them all, parked first, and
+// [Store.ResumeSubscription] starts one again. An event is never skipped.
 //
 // # Inline projections, snapshots and aggregates
 //

@@ -46,6 +46,7 @@ func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 }
 
 // Close stops the store's listening connection and pending notifications.
+// Stop the store's subscriptions first; appends through a closed store fail.
 // The pool stays open.
 func (s *Store) Close() {
 	s.cancel()

@@ -283,6 +283,10 @@ func TestFailingHandlerParks(t *testing.T) {
 	if n := handledGood.Load(); n < 4 {
 		t.Errorf("good events handled %d times, want at least 4", n)
 	}
+	all, err := store.Subscriptions(ctx)
+	if err != nil || len(all) != 1 || all[0].Name != "fragile" || all[0].Position != 5 {
+		t.Errorf("listing subscriptions: %+v (%v)", all, err)
+	}
 	if err := store.ResumeSubscription(ctx, "nobody"); !errors.Is(err, events.ErrSubscriptionNotFound) {
 		t.Errorf("resuming an unknown subscription: %v", err)
 	}

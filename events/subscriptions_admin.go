@@ -40,17 +40,32 @@ func (s *Store) SubscriptionStatus(ctx context.Context, name string) (Subscripti
 	if err != nil {
 		return SubscriptionInfo{}, fmt.Errorf("keel events: subscription %q: %w", name, err)
 	}
+	return subscriptionInfo(r), nil
+}
+
+// Subscriptions returns the state of every subscription, parked ones first.
+func (s *Store) Subscriptions(ctx context.Context) ([]SubscriptionInfo, error) {
+	rows, err := db.New(s.pool).ListSubscriptions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("keel events: listing subscriptions: %w", err)
+	}
+	out := make([]SubscriptionInfo, len(rows))
+	for i, r := range rows {
+		out[i] = subscriptionInfo(r)
+	}
+	return out, nil
+}
+
+func subscriptionInfo(r db.KeelSubscription) SubscriptionInfo {
 	info := SubscriptionInfo{
 		Name: r.Name, Position: r.Position, Parked: r.Status == "parked", Attempts: int(r.Attempts),
 		RetryAt: r.RetryAt.Time, LeaseUntil: r.LeaseUntil.Time,
+		Category: deref(r.Category), LastError: deref(r.LastError), Owner: deref(r.Owner),
 	}
-	info.Category = deref(r.Category)
-	info.LastError = deref(r.LastError)
-	info.Owner = deref(r.Owner)
 	if r.FailedPosition != nil {
 		info.FailedPosition = *r.FailedPosition
 	}
-	return info, nil
+	return info
 }
 
 // ResumeSubscription un-parks a subscription: its consumer retries the event

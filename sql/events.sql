@@ -223,3 +223,10 @@ SELECT name, category, position, status, attempts, last_error, failed_position, 
        created_at, updated_at
 FROM keel.subscriptions
 WHERE name = @name::text;
+
+-- name: ListSubscriptions :many
+-- Every subscription, parked ones first.
+SELECT name, category, position, status, attempts, last_error, failed_position, retry_at, owner, lease_until,
+       created_at, updated_at
+FROM keel.subscriptions
+ORDER BY status = 'parked' DESC, name;
