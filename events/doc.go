@@ -78,9 +78,10 @@
 // with exponential backoff and jitter, going event by event up to the one
 // that failed, and after MaxAttempts failures it parks: the row shows
 // status 'parked', the error and the failing position (select * from
-// keel.subscriptions), [Store.SubscriptionStatus] returns them, and
-// [Store.Subscriptions] lists them all, parked first, and
-// [Store.ResumeSubscription] starts one again. An event is never skipped.
+// keel.subscriptions). [Store.SubscriptionStatus] returns one subscription's
+// state, [Store.Subscriptions] lists them all, parked first, and
+// [Store.ResumeSubscription] starts a parked one again. An event is never
+// skipped.
 //
 // # Inline projections, snapshots and aggregates
 //
