@@ -356,3 +356,23 @@ func TestOneActiveConsumer(t *testing.T) {
 		t.Errorf("consumer %s handled %d events after %s stopped, want at least 50", other, byConsumer[other].Load(), holder)
 	}
 }
+
+// With notifications off, polling alone delivers events.
+func TestSubscriptionPollsWithoutNotify(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	store := newStore(t, pool, events.Config{DisableNotify: true})
+	var handled atomic.Int32
+	runSub(t, store, events.SubscriptionConfig{Name: "poll", PollInterval: 20 * time.Millisecond,
+		Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error {
+			handled.Add(1)
+			return nil
+		}})
+	for i := range 5 {
+		appendTx(ctx, t, store, pool, "poll-1", events.Any, ev("E", i))
+	}
+	eventually(t, 30*time.Second, "polling delivers all 5 events", func() (bool, error) {
+		return handled.Load() == 5, nil
+	})
+}
