@@ -214,6 +214,34 @@ func AllKeelOutboxStateValues() []KeelOutboxState {
 	}
 }
 
+// keel event store: every event of every stream. Writers insert with no position; the sequencer stamps committed rows with dense global positions in insert order.
+type KeelEvent struct {
+	// Insert order, handed out when the row is written (not when it commits); the sequencer stamps positions in this order.
+	Seq int64 `json:"seq"`
+	// Position in the global feed: dense, gap-free and in the order events became visible. NULL until the sequencer stamps the row; the feed shows stamped rows only.
+	Position *int64 `json:"position"`
+	// The event's id (UUIDv7 unless the writer chose one); appending the same id again is idempotent.
+	EventID uuid.UUID `json:"event_id"`
+	// The stream the event belongs to. The append statement that inserts an event creates or locks its keel.streams row, so no foreign key trigger runs per event.
+	StreamID string `json:"stream_id"`
+	// The stream id up to its first '-' (order-123 belongs to order).
+	Category string `json:"category"`
+	// The event's version in its stream: 1, 2, 3 … with no holes.
+	Version int64 `json:"version"`
+	// The event's type name, e.g. OrderPlaced.
+	Type string `json:"type"`
+	// The event's payload.
+	Data json.RawMessage `json:"data"`
+	// The writer's metadata about the event (a JSON object).
+	Metadata json.RawMessage `json:"metadata"`
+	// Id of the message or event that caused this one, when the writer gave it.
+	CausationID *string `json:"causation_id"`
+	// Id shared by every message and event of one conversation, when the writer gave it.
+	CorrelationID *string `json:"correlation_id"`
+	// When the event was written (clock time of the insert, so it grows with the version within a stream).
+	RecordedAt pgtype.Timestamptz `json:"recorded_at"`
+}
+
 // Consumer-side inbox: one row per message a consumer processed, written in the same transaction as the consumer's own writes, so a redelivered message is recognised and skipped.
 type KeelInbox struct {
 	// Name of the consumer (a message may be processed once by each consumer).
@@ -334,4 +362,60 @@ type KeelOutbox struct {
 	LastError *string `json:"last_error"`
 	// Every failed attempt: [{"attempt": n, "at": time, "error": text}].
 	Errors json.RawMessage `json:"errors"`
+}
+
+// keel event store: the latest snapshot of a stream's state; loading replays only the events after it.
+type KeelSnapshot struct {
+	// The stream the state was folded from.
+	StreamID string `json:"stream_id"`
+	// The version of the last event folded into the state.
+	Version int64 `json:"version"`
+	// The folded state.
+	State json.RawMessage `json:"state"`
+	// When the snapshot was saved.
+	SavedAt pgtype.Timestamptz `json:"saved_at"`
+}
+
+// keel event store: one row per stream, holding its current version. Appends lock and bump this row, so versions in a stream have no holes.
+type KeelStream struct {
+	// The stream's id; its category is the part before the first '-'.
+	StreamID string `json:"stream_id"`
+	// Version of the stream's newest event (events are numbered 1, 2, 3 …).
+	Version int64 `json:"version"`
+	// Events with a version below this are hidden from every read (truncate-before); 0 hides none.
+	TruncatedBefore int64 `json:"truncated_before"`
+	// When the stream was soft-deleted (tombstoned); reads skip it and appends are refused. NULL while it lives.
+	DeletedAt pgtype.Timestamptz `json:"deleted_at"`
+	// When the stream's first event was appended.
+	CreatedAt pgtype.Timestamptz `json:"created_at"`
+	// When the stream last changed (append, truncate, tombstone).
+	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
+}
+
+// keel event store: durable catch-up subscriptions over the global feed or one category, with their checkpoint, lease and failure state.
+type KeelSubscription struct {
+	// The subscription's name, chosen by the application.
+	Name string `json:"name"`
+	// The category it follows; NULL follows the whole feed.
+	Category *string `json:"category"`
+	// Checkpoint: the feed position of the last event handled. Advanced in the handler's own transaction.
+	Position int64 `json:"position"`
+	// active, or parked: the handler kept failing and the subscription waits for a person (see last_error).
+	Status string `json:"status"`
+	// Failed attempts in a row at the event at failed_position.
+	Attempts int32 `json:"attempts"`
+	// The handler's last error, kept until an event is handled.
+	LastError *string `json:"last_error"`
+	// Feed position of the event the handler failed on.
+	FailedPosition *int64 `json:"failed_position"`
+	// After a failure, when the next attempt may run.
+	RetryAt pgtype.Timestamptz `json:"retry_at"`
+	// The consumer that holds the lease: only it handles events.
+	Owner *string `json:"owner"`
+	// When the owner's lease runs out; another consumer may take over after it.
+	LeaseUntil pgtype.Timestamptz `json:"lease_until"`
+	// When the subscription was first started.
+	CreatedAt pgtype.Timestamptz `json:"created_at"`
+	// When the row last changed.
+	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
 }

@@ -1,6 +1,117 @@
-// Package events will hold keel's event store: append-only streams with
-// optimistic concurrency, a gap-free global feed, catch-up subscriptions with
-// checkpoints, snapshots and point-in-time reconstruction.
+// Package events is keel's event store: append-only streams with optimistic
+// concurrency, a gap-free global feed, durable catch-up subscriptions,
+// inline projections, snapshots and aggregates — in the application's own
+// PostgreSQL database, written in the application's own transaction.
 //
-// The package has no API yet; it arrives with its own migration and queries.
+// # Streams and versions
+//
+// A stream is a sequence of events named by a stream id such as
+// "order-123". Its events are numbered from 1 with no holes; a stream's
+// version is the number of its newest event (0 when it has none). The part of
+// the id before the first '-' is its category ("order"), which ReadCategory
+// and category subscriptions follow.
+//
+// [Store.Append] writes events in the caller's pgx.Tx (any [keel.DBTX])
+// when the stream's version matches what the caller expects:
+//
+//	Any            whatever the version; creates the stream if needed
+//	NoStream       only a stream with no events (same as Exactly(0))
+//	StreamExists   only a stream that has events
+//	Exactly(n)     only a stream at version n
+//
+// On a mismatch Append writes nothing and returns a *[VersionConflictError]
+// with the stream, the expectation and the actual version; errors.Is(err,
+// ErrVersionConflict) holds. Each append is one statement that locks the
+// stream's row in keel.streams, so appends to one stream queue up and the
+// unique (stream_id, version) key is only a backstop.
+//
+// Every event has an id: a UUIDv7 unless the caller sets one. Appending
+// events whose ids are already stored, in the same stream in the same order,
+// is a no-op reporting Duplicate, so a retried request is safe (as in
+// EventStoreDB). Data is any JSON value, metadata a JSON object, and the
+// causation and correlation ids have columns of their own. Bad input (an
+// empty stream id, an unset or negative expected version, data that is not
+// JSON) is refused with an error matching [ErrInvalidArgument] before
+// anything is written.
+//
+// # The global feed and the sequencer
+//
+// Every event also gets a position in the global feed, and here keel parts
+// with the bigserial that Marten and Message DB hand out at insert time:
+// transactions commit in another order than they insert, so a reader that
+// remembers "the last position I saw" skips an event whose transaction
+// commits late. keel's writers insert with no position. A sequencer — one
+// short UPDATE run under an advisory lock by whichever process gets it —
+// gives the committed rows that have none the next positions (the current
+// maximum plus their row number in insert order). Rows of open transactions
+// are invisible to it and get positions on a later pass. So positions are
+// dense, follow the order in which events became visible, keep each
+// stream's version order, and a long-running transaction delays only its own
+// events, never anyone else's.
+//
+// [Store.ReadAll] and [Store.ReadCategory] return stamped events only.
+// Subscriptions run the sequencer themselves before each read; other readers
+// call [Store.Sequence] first or keep [Store.RunSequencer] running in some
+// process. Positions start at 1.
+//
+// # Reading
+//
+// [Store.ReadStream] reads a stream forward from a version or backward from
+// the end, with a limit, up to a version or up to a point in time (events
+// recorded at or before it). recorded_at is the clock time of the insert,
+// so within a stream it grows with the version.
+//
+// # Subscriptions
+//
+// A [Subscription] is named, durable and catches up: it handles the feed (or
+// one category) from its checkpoint in keel.subscriptions. Each batch runs in
+// one transaction that locks the subscription's row, calls the [Handler] for
+// every event with that transaction and advances the checkpoint in it, so a
+// projection the handler writes through the transaction is updated exactly
+// once. Any number of processes may run the same subscription: one holds its
+// lease and handles events, the others wait and take over when it stops (at
+// once) or dies (when its lease runs out). Appends wake subscriptions through
+// LISTEN/NOTIFY, debounced per process; subscriptions poll as well, so a
+// lost notification only costs latency.
+//
+// A handler error or panic rolls the batch back. The subscription retries
+// with exponential backoff and jitter, going event by event up to the one
+// that failed, and after MaxAttempts failures it parks: the row shows
+// status 'parked', the error and the failing position (select * from
+// keel.subscriptions). [Store.SubscriptionStatus] returns one subscription's
+// state, [Store.Subscriptions] lists them all, parked first, and
+// [Store.ResumeSubscription] starts a parked one again. An event is never
+// skipped.
+//
+// # Inline projections, snapshots and aggregates
+//
+// [Config.InlineProjections] run inside every Append, in the appending
+// transaction, for read models that must never lag.
+//
+// [Store.SaveSnapshot] keeps a stream's folded state at a version.
+// [Aggregate] ties it together: Load reads the latest snapshot and the events
+// after it, LoadAt reconstructs the state at a version or a point in time,
+// and Execute loads, asks a decide function for new events, appends them
+// expecting the loaded version and snapshots every SnapshotEvery versions.
+//
+// # Stream lifecycle
+//
+// [Store.Tombstone] soft-deletes a stream: its rows stay, reads of it
+// return ErrStreamDeleted, appends are refused, and category reads, the feed
+// and subscriptions that have not reached its events leave them out.
+// [Store.TruncateBefore] hides a stream's events below a version from every
+// read (typically once a snapshot covers them); versions go on.
+//
+// # Observability
+//
+// The store logs through [Config.Logger] (log/slog) and reports appends,
+// conflicts and subscription lag (events behind the feed's head, age of the
+// newest handled event) through the [Metrics] hook.
+//
+// # Tables
+//
+// keel.streams (one row per stream: version, truncation, tombstone),
+// keel.events (the events; position is NULL until stamped),
+// keel.snapshots and keel.subscriptions. Every table and column has a
+// comment: \d+ keel.events in psql explains itself.
 package events

@@ -1,0 +1,355 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/events"
+)
+
+// analyzeEvents is maintenance, not a query keel makes, so it is not in sql/.
+const analyzeEvents = "ANALYZE keel.streams, keel.events"
+
+// The SQL floor the appends are compared with: rows with the same payload
+// inserted per transaction into a table with a bigserial key, and no
+// versions, positions or idempotency.
+const (
+	createFloor = "CREATE TABLE public.floor (id bigserial PRIMARY KEY, stream text NOT NULL, data jsonb NOT NULL)"
+	insertFloor = "INSERT INTO public.floor (stream, data) SELECT $1, d FROM unnest($2::jsonb[]) AS d"
+)
+
+// analyzeEventTables gives the planner statistics of the freshly loaded
+// tables, as autovacuum does on its own a little later in a real database.
+func analyzeEventTables(b *testing.B, pool *pgxpool.Pool) {
+	b.Helper()
+	if _, err := pool.Exec(context.Background(), analyzeEvents); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func newEventStore(b *testing.B, pool *pgxpool.Pool) *events.Store {
+	b.Helper()
+	store, err := events.NewStore(pool, events.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(store.Close)
+	return store
+}
+
+var eventPayload = json.RawMessage(`{"sku":"ABC-123","quantity":2,"price":1999,"currency":"EUR"}`)
+
+func itemAdded() events.EventData { return events.EventData{Type: "ItemAdded", Data: eventPayload} }
+
+// appendFunc writes events to a stream in tx; version is the stream's
+// version before the write.
+type appendFunc func(ctx context.Context, tx pgx.Tx, stream string, version int64, evs []events.EventData) error
+
+// appendLoad runs `writers` goroutines, each making `txs` transactions that
+// append `perTx` events to a stream of its own, and returns the events
+// written per second.
+func appendLoad(b *testing.B, pool *pgxpool.Pool, write appendFunc, prefix string, writers, txs, perTx int) float64 {
+	b.Helper()
+	ctx := context.Background()
+	batch := make([]events.EventData, perTx)
+	for i := range batch {
+		batch[i] = itemAdded()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	start := time.Now()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stream := fmt.Sprintf("%s-%d", prefix, w)
+			for i := range txs {
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					return write(ctx, tx, stream, int64(i*perTx), batch)
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return float64(writers*txs*perTx) / elapsed.Seconds()
+}
+
+// keelAppend appends through the store, expecting the exact version.
+func keelAppend(store *events.Store) appendFunc {
+	return func(ctx context.Context, tx pgx.Tx, stream string, version int64, evs []events.EventData) error {
+		_, err := store.Append(ctx, tx, stream, events.Exactly(version), evs...)
+		return err
+	}
+}
+
+// floorAppend inserts the payloads into the floor table.
+func floorAppend(ctx context.Context, tx pgx.Tx, stream string, _ int64, evs []events.EventData) error {
+	data := make([]json.RawMessage, len(evs))
+	for i, e := range evs {
+		data[i] = e.Data
+	}
+	_, err := tx.Exec(ctx, insertFloor, stream, data)
+	return err
+}
+
+// BenchmarkEventsAppend measures appends/s with one event per transaction at
+// concurrency 1 and 8, and events/s with 100 events per transaction, for
+// keel's event store and for the SQL floor (a bare insert per transaction).
+func BenchmarkEventsAppend(b *testing.B) {
+	for _, tc := range []struct {
+		name               string
+		writers, txs, size int
+	}{
+		{"1event/conc=1", 1, 3000, 1},
+		{"1event/conc=8", 8, 1000, 1},
+		{"100events/conc=1", 1, 300, 100},
+		{"100events/conc=4", 4, 100, 100},
+	} {
+		b.Run("keel/"+tc.name, func(b *testing.B) {
+			pool := freshDB(b, true, int32(tc.writers)+3)
+			store := newEventStore(b, pool)
+			write := keelAppend(store)
+			// The sequencer stamps positions while the writers append, as
+			// it does in a running system.
+			seqCtx, stopSequencer := context.WithCancel(context.Background())
+			sequencerDone := make(chan struct{})
+			go func() {
+				defer close(sequencerDone)
+				store.RunSequencer(seqCtx)
+			}()
+			b.Cleanup(func() { stopSequencer(); <-sequencerDone })
+			var rate float64
+			for i := 0; b.Loop(); i++ {
+				rate = appendLoad(b, pool, write, fmt.Sprintf("cart%d", i), tc.writers, tc.txs, tc.size)
+			}
+			b.ReportMetric(rate, "events/s")
+		})
+		b.Run("sql/"+tc.name, func(b *testing.B) {
+			pool := freshDB(b, false, int32(tc.writers)+2)
+			if _, err := pool.Exec(context.Background(), createFloor); err != nil {
+				b.Fatal(err)
+			}
+			var rate float64
+			for i := 0; b.Loop(); i++ {
+				rate = appendLoad(b, pool, floorAppend, fmt.Sprintf("cart%d", i), tc.writers, tc.txs, tc.size)
+			}
+			b.ReportMetric(rate, "events/s")
+		})
+	}
+}
+
+// BenchmarkEventsSequencer measures how fast the sequencer stamps committed
+// events with their feed positions: 50,000 events, appended 100 per
+// transaction, stamped in passes of the default batch size.
+func BenchmarkEventsSequencer(b *testing.B) {
+	b.Run("keel", func(b *testing.B) {
+		ctx := context.Background()
+		pool := freshDB(b, true, 6)
+		store := newEventStore(b, pool)
+		const total = 50000
+		var rate float64
+		for i := 0; b.Loop(); i++ {
+			b.StopTimer()
+			appendLoad(b, pool, keelAppend(store), fmt.Sprintf("order%d", i), 10, total/10/100, 100)
+			b.StartTimer()
+			start := time.Now()
+			if err := store.Sequence(ctx); err != nil {
+				b.Fatal(err)
+			}
+			rate = total / time.Since(start).Seconds()
+		}
+		b.ReportMetric(rate, "events/s")
+	})
+}
+
+// readPages calls read from start, then from where each page says the next
+// begins, until a page is empty, and returns how many events it read.
+func readPages(b *testing.B, start int64, read func(from int64) ([]events.RecordedEvent, int64, error)) int {
+	b.Helper()
+	n := 0
+	for from := start; ; {
+		evs, next, err := read(from)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return n
+		}
+		n += len(evs)
+		from = next
+	}
+}
+
+// runSubscription starts a subscription and returns the function that stops
+// it.
+func runSubscription(b *testing.B, store *events.Store, cfg events.SubscriptionConfig) (stop func()) {
+	b.Helper()
+	sub, err := store.Subscription(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- sub.Run(ctx) }()
+	return func() {
+		cancel()
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEventsRead measures reading one long stream and the global feed,
+// in pages of 1000.
+func BenchmarkEventsRead(b *testing.B) {
+	ctx := context.Background()
+	pool := freshDB(b, true, 6)
+	store := newEventStore(b, pool)
+	const streams, perStream = 10, 5000
+	appendLoad(b, pool, keelAppend(store), "order", streams, perStream/100, 100)
+	if err := store.Sequence(ctx); err != nil {
+		b.Fatal(err)
+	}
+	analyzeEventTables(b, pool)
+	b.Run("keel/stream", func(b *testing.B) {
+		var rate float64
+		for b.Loop() {
+			start := time.Now()
+			n := readPages(b, 1, func(from int64) ([]events.RecordedEvent, int64, error) {
+				evs, err := store.ReadStream(ctx, pool, "order-0", events.ReadOptions{From: from, Limit: 1000})
+				if len(evs) == 0 {
+					return evs, 0, err
+				}
+				return evs, evs[len(evs)-1].Version + 1, err
+			})
+			if n != perStream {
+				b.Fatalf("read %d events, want %d", n, perStream)
+			}
+			rate = float64(n) / time.Since(start).Seconds()
+		}
+		b.ReportMetric(rate, "events/s")
+	})
+	b.Run("keel/feed", func(b *testing.B) {
+		var rate float64
+		for b.Loop() {
+			start := time.Now()
+			n := readPages(b, 0, func(after int64) ([]events.RecordedEvent, int64, error) {
+				evs, err := store.ReadAll(ctx, pool, events.FeedOptions{After: after, Limit: 1000})
+				if len(evs) == 0 {
+					return evs, 0, err
+				}
+				return evs, evs[len(evs)-1].Position, err
+			})
+			if n != streams*perStream {
+				b.Fatalf("read %d events, want %d", n, streams*perStream)
+			}
+			rate = float64(n) / time.Since(start).Seconds()
+		}
+		b.ReportMetric(rate, "events/s")
+	})
+}
+
+// BenchmarkEventsSubscription measures a subscription catching up on the
+// feed (events handled and checkpointed per second, with a handler that does
+// nothing), and the latency from just before an append's transaction begins
+// to its handler call, one append at a time.
+func BenchmarkEventsSubscription(b *testing.B) {
+	ctx := context.Background()
+	b.Run("keel/catchup", func(b *testing.B) {
+		pool := freshDB(b, true, 6)
+		store := newEventStore(b, pool)
+		const total = 40000
+		appendLoad(b, pool, keelAppend(store), "order", 4, total/4/100, 100)
+		if err := store.Sequence(ctx); err != nil {
+			b.Fatal(err)
+		}
+		analyzeEventTables(b, pool)
+		var rate float64
+		for i := 0; b.Loop(); i++ {
+			done := make(chan struct{})
+			n := 0
+			start := time.Now()
+			stop := runSubscription(b, store, events.SubscriptionConfig{
+				Name: fmt.Sprintf("catchup-%d", i), BatchSize: 1000,
+				Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
+					n++
+					if e.Position == total {
+						close(done)
+					}
+					return nil
+				},
+			})
+			select {
+			case <-done:
+			case <-time.After(5 * time.Minute):
+				b.Fatal("subscription did not catch up")
+			}
+			rate = float64(total) / time.Since(start).Seconds()
+			stop()
+			if n < total {
+				b.Fatalf("handled %d events, want %d", n, total)
+			}
+		}
+		b.ReportMetric(rate, "events/s")
+	})
+	b.Run("keel/latency", func(b *testing.B) {
+		pool := freshDB(b, true, 6)
+		store := newEventStore(b, pool)
+		const samples = 500
+		var p50, p99 time.Duration
+		for i := 0; b.Loop(); i++ {
+			got := make(chan time.Duration, samples)
+			stop := runSubscription(b, store, events.SubscriptionConfig{
+				Name: fmt.Sprintf("latency-%d", i),
+				Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
+					var sent struct{ T int64 }
+					if err := e.Decode(&sent); err != nil {
+						return err
+					}
+					got <- time.Since(time.Unix(0, sent.T))
+					return nil
+				},
+			})
+			lat := make([]time.Duration, 0, samples)
+			for j := range samples {
+				data, _ := json.Marshal(struct{ T int64 }{time.Now().UnixNano()})
+				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+					_, err := store.Append(ctx, tx, fmt.Sprintf("ping%d-%d", i, j%10), events.Any,
+						events.EventData{Type: "Ping", Data: data})
+					return err
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				select {
+				case d := <-got:
+					lat = append(lat, d)
+				case <-time.After(time.Minute):
+					b.Fatal("event not handled within a minute")
+				}
+			}
+			stop()
+			slices.Sort(lat)
+			p50, p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+		}
+		b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	})
+}

@@ -1,0 +1,214 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/db"
+)
+
+// AppendResult is what an Append wrote.
+type AppendResult struct {
+	StreamID string
+	// Version is the stream's version after the append: the version of its
+	// last event, and the Exactly value for the next append.
+	Version int64
+	// Events are the appended events, with their ids and versions. Their
+	// Position is 0: the sequencer stamps it after commit.
+	Events []RecordedEvent
+	// Duplicate reports that every event was already stored by an earlier
+	// append with the same ids, and nothing was written.
+	Duplicate bool
+}
+
+// Append writes events to the end of a stream in tx, if the stream's version
+// matches expected. On a mismatch it returns a *VersionConflictError
+// (errors.Is ErrVersionConflict) and writes nothing. Bad input returns an
+// error matching ErrInvalidArgument before anything is written.
+//
+// Pass the caller's pgx.Tx: the events, the inline projections and the
+// wake-up notification then commit with the rest of the transaction. Append
+// never begins, commits or rolls back tx.
+//
+// Events whose ID the caller set and that are already stored, in this stream,
+// in this order, make the append a no-op that reports Duplicate. An ID stored
+// elsewhere is ErrDuplicateEvent. Two concurrent appends of one new ID: one
+// wins, the other fails with ErrDuplicateEvent and its transaction is
+// aborted; retrying it reports Duplicate.
+func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expected ExpectedVersion, evs ...EventData) (AppendResult, error) {
+	params, callerIDs, err := appendParams(streamID, expected, evs)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	q := db.New(tx)
+	if len(callerIDs) > 0 {
+		res, done, err := s.alreadyAppended(ctx, q, streamID, callerIDs, params.EventIds)
+		if done || err != nil {
+			return res, err
+		}
+	}
+	rows, err := q.AppendEvents(ctx, params)
+	if len(rows) == 0 && err == nil && expected.kind == kindAny {
+		// A concurrent append created the stream between this statement's
+		// update and insert; with Any that is no conflict, so go again.
+		rows, err = q.AppendEvents(ctx, params)
+	}
+	if err != nil {
+		if isUniqueViolation(err, "events_event_id_key") {
+			return AppendResult{}, fmt.Errorf("%w: an event with one of these ids was appended concurrently to %q", ErrDuplicateEvent, streamID)
+		}
+		return AppendResult{}, fmt.Errorf("keel events: appending to %q: %w", streamID, err)
+	}
+	if len(rows) == 0 {
+		return AppendResult{}, s.refused(ctx, q, streamID, expected)
+	}
+	res := AppendResult{StreamID: streamID, Events: make([]RecordedEvent, len(rows))}
+	for i, r := range rows {
+		e := evs[i]
+		res.Events[i] = RecordedEvent{
+			ID: r.EventID, StreamID: streamID, Version: r.Version, Type: e.Type,
+			Data: e.Data, Metadata: params.Metadatas[i], CausationID: e.CausationID,
+			CorrelationID: e.CorrelationID, RecordedAt: r.RecordedAt.Time,
+		}
+	}
+	res.Version = res.Events[len(res.Events)-1].Version
+	for _, p := range s.cfg.InlineProjections {
+		if err := p(ctx, tx, res.Events); err != nil {
+			return AppendResult{}, fmt.Errorf("keel events: inline projection on %q: %w", streamID, err)
+		}
+	}
+	if !s.cfg.DisableNotify {
+		if err := s.debounce.Notify(ctx, tx, channel, ""); err != nil {
+			return AppendResult{}, fmt.Errorf("keel events: notifying subscribers: %w", err)
+		}
+	}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Appended(streamID, len(rows))
+	}
+	return res, nil
+}
+
+// appendParams checks the input and builds the append query's arguments,
+// giving events without an id a new UUIDv7. It also returns the ids the
+// caller chose.
+func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (db.AppendEventsParams, []uuid.UUID, error) {
+	var p db.AppendEventsParams
+	if streamID == "" {
+		return p, nil, invalid("stream id is empty")
+	}
+	if err := expected.validate(); err != nil {
+		return p, nil, err
+	}
+	if len(evs) == 0 {
+		return p, nil, invalid("no events to append to %q", streamID)
+	}
+	p = db.AppendEventsParams{
+		StreamID:       streamID,
+		Count:          int64(len(evs)),
+		Kind:           expected.kind,
+		Expected:       expected.version,
+		EventIds:       make([]uuid.UUID, len(evs)),
+		Types:          make([]string, len(evs)),
+		Datas:          make([]json.RawMessage, len(evs)),
+		Metadatas:      make([]json.RawMessage, len(evs)),
+		CausationIds:   make([]string, len(evs)),
+		CorrelationIds: make([]string, len(evs)),
+	}
+	var callerIDs []uuid.UUID
+	for i, e := range evs {
+		if e.Type == "" {
+			return p, nil, invalid("event %d of %q has no type", i, streamID)
+		}
+		if !json.Valid(e.Data) {
+			return p, nil, invalid("event %d (%s) of %q: data is not JSON", i, e.Type, streamID)
+		}
+		meta := e.Metadata
+		if meta == nil {
+			meta = json.RawMessage(`{}`)
+		} else if !isJSONObject(meta) {
+			return p, nil, invalid("event %d (%s) of %q: metadata is not a JSON object", i, e.Type, streamID)
+		}
+		id := e.ID
+		if id == uuid.Nil {
+			var err error
+			if id, err = uuid.NewV7(); err != nil {
+				return p, nil, fmt.Errorf("keel events: event id: %w", err)
+			}
+		} else {
+			callerIDs = append(callerIDs, id)
+		}
+		p.EventIds[i], p.Types[i], p.Datas[i], p.Metadatas[i] = id, e.Type, e.Data, meta
+		p.CausationIds[i], p.CorrelationIds[i] = e.CausationID, e.CorrelationID
+	}
+	if dup := firstDuplicate(p.EventIds); dup != uuid.Nil {
+		return p, nil, invalid("event id %s appears twice in one append", dup)
+	}
+	return p, callerIDs, nil
+}
+
+func isJSONObject(b json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(b, &m) == nil && m != nil
+}
+
+func firstDuplicate(ids []uuid.UUID) uuid.UUID {
+	seen := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		if seen[id] {
+			return id
+		}
+		seen[id] = true
+	}
+	return uuid.Nil
+}
+
+// alreadyAppended looks the caller's ids up. When all events are stored in
+// this stream, consecutively and in this order, the append is a retry and
+// done is true. Any other overlap is ErrDuplicateEvent.
+func (s *Store) alreadyAppended(ctx context.Context, q *db.Queries, streamID string, callerIDs, allIDs []uuid.UUID) (res AppendResult, done bool, err error) {
+	found, err := q.EventsByID(ctx, callerIDs)
+	if err != nil {
+		return res, false, fmt.Errorf("keel events: looking up event ids: %w", err)
+	}
+	if len(found) == 0 {
+		return res, false, nil
+	}
+	if len(found) != len(allIDs) {
+		return res, false, fmt.Errorf("%w: %s is already in stream %q", ErrDuplicateEvent, found[0].EventID, found[0].StreamID)
+	}
+	res = AppendResult{StreamID: streamID, Duplicate: true, Events: make([]RecordedEvent, len(found))}
+	for i, f := range found {
+		if f.StreamID != streamID || f.EventID != allIDs[i] || (i > 0 && f.Version != found[i-1].Version+1) {
+			return AppendResult{}, false, fmt.Errorf("%w: %s is already in stream %q at version %d", ErrDuplicateEvent, f.EventID, f.StreamID, f.Version)
+		}
+		res.Events[i] = RecordedEvent{ID: f.EventID, StreamID: f.StreamID, Version: f.Version, RecordedAt: f.RecordedAt.Time}
+	}
+	res.Version = found[len(found)-1].Version
+	return res, true, nil
+}
+
+// refused explains an append that wrote nothing.
+func (s *Store) refused(ctx context.Context, q *db.Queries, streamID string, expected ExpectedVersion) error {
+	st, err := q.GetStream(ctx, streamID)
+	var actual int64
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("keel events: appending to %q: %w", streamID, err)
+	case st.DeletedAt.Valid:
+		return fmt.Errorf("%w: %q", ErrStreamDeleted, streamID)
+	default:
+		actual = st.Version
+	}
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Conflicted(streamID)
+	}
+	s.cfg.Logger.DebugContext(ctx, "keel events: version conflict", "stream", streamID, "expected", expected.String(), "actual", actual)
+	return &VersionConflictError{StreamID: streamID, Expected: expected, Actual: actual}
+}

@@ -1,0 +1,112 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/keelpg/keel/db"
+)
+
+// EventData is an event to append.
+type EventData struct {
+	// ID identifies the event. The zero value gets a new UUIDv7. Appending an
+	// event whose ID is already stored at the same place in the same stream
+	// is a no-op, so a retried append is safe.
+	ID uuid.UUID
+	// Type names the event, e.g. "OrderPlaced". Required.
+	Type string
+	// Data is the event's payload: any JSON value. Required.
+	Data json.RawMessage
+	// Metadata is the writer's information about the event: a JSON object,
+	// or nil for {}.
+	Metadata json.RawMessage
+	// CausationID is the id of the message or event that caused this one.
+	CausationID string
+	// CorrelationID is shared by every message and event of one conversation.
+	CorrelationID string
+}
+
+// NewEvent returns an EventData of the given type whose Data is v encoded as
+// JSON.
+func NewEvent(eventType string, v any) (EventData, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return EventData{}, fmt.Errorf("%w: event %q: data: %w", ErrInvalidArgument, eventType, err)
+	}
+	return EventData{Type: eventType, Data: b}, nil
+}
+
+// RecordedEvent is an event as stored.
+type RecordedEvent struct {
+	ID       uuid.UUID
+	StreamID string
+	// Version is the event's number in its stream, from 1.
+	Version int64
+	// Position is the event's place in the global feed, from 1; 0 when the
+	// sequencer has not stamped it yet (always so in an inline projection).
+	Position      int64
+	Type          string
+	Data          json.RawMessage
+	Metadata      json.RawMessage
+	CausationID   string
+	CorrelationID string
+	RecordedAt    time.Time
+}
+
+// Category returns the category of the event's stream.
+func (e RecordedEvent) Category() string { return Category(e.StreamID) }
+
+// Decode unmarshals the event's data into v.
+func (e RecordedEvent) Decode(v any) error {
+	if err := json.Unmarshal(e.Data, v); err != nil {
+		return fmt.Errorf("keel events: decoding %s %s@%d: %w", e.Type, e.StreamID, e.Version, err)
+	}
+	return nil
+}
+
+// Category returns the category a stream id belongs to: the part before its
+// first '-' ("order-123" belongs to "order"), or the whole id when it has none.
+func Category(streamID string) string {
+	category, _, _ := strings.Cut(streamID, "-")
+	return category
+}
+
+// fromRow converts a row of any of the read queries, which share one shape.
+func fromRow(r db.ReadAllRow) RecordedEvent {
+	ev := RecordedEvent{
+		ID:         r.EventID,
+		StreamID:   r.StreamID,
+		Version:    r.Version,
+		Type:       r.Type,
+		Data:       r.Data,
+		Metadata:   r.Metadata,
+		RecordedAt: r.RecordedAt.Time,
+	}
+	if r.Position != nil {
+		ev.Position = *r.Position
+	}
+	if r.CausationID != nil {
+		ev.CausationID = *r.CausationID
+	}
+	if r.CorrelationID != nil {
+		ev.CorrelationID = *r.CorrelationID
+	}
+	return ev
+}
+
+func fromRows[R any](rows []R, conv func(R) db.ReadAllRow) []RecordedEvent {
+	out := make([]RecordedEvent, len(rows))
+	for i, r := range rows {
+		out[i] = fromRow(conv(r))
+	}
+	return out
+}
+
+func timestamptz(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: true}
+}

@@ -1,0 +1,203 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/db"
+)
+
+// endOfTime stands for "no time limit" in the read queries.
+var endOfTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
+// ReadOptions selects part of a stream. The zero value reads the whole
+// stream forward.
+type ReadOptions struct {
+	// Backward reads from the newest event down. Default: forward.
+	Backward bool
+	// From is the first version read: the lowest when forward (default 1),
+	// the highest when backward (default the stream's newest).
+	From int64
+	// Limit is the most events returned. Default: no limit.
+	Limit int
+	// UntilVersion leaves out events above this version, so a forward read
+	// returns the stream as it was at that version. Default: none.
+	UntilVersion int64
+	// UntilTime leaves out events recorded after this instant: the stream
+	// as it was then (point-in-time reconstruction). Default: none.
+	UntilTime time.Time
+}
+
+// ReadStream returns events of one stream, in version order (or reverse when
+// Backward), leaving out those hidden by TruncateBefore. It returns
+// ErrStreamNotFound for a stream with no events and ErrStreamDeleted for a
+// tombstoned one.
+func (s *Store) ReadStream(ctx context.Context, q keel.DBTX, streamID string, opts ReadOptions) ([]RecordedEvent, error) {
+	if streamID == "" {
+		return nil, invalid("stream id is empty")
+	}
+	if opts.From < 0 || opts.Limit < 0 || opts.UntilVersion < 0 {
+		return nil, invalid("read options of %q: From, Limit and UntilVersion must not be negative", streamID)
+	}
+	queries := db.New(q)
+	st, err := liveStream(ctx, queries, streamID)
+	if err != nil {
+		return nil, err
+	}
+	limit := int64(math.MaxInt64)
+	if opts.Limit > 0 {
+		limit = int64(opts.Limit)
+	}
+	until := endOfTime
+	if !opts.UntilTime.IsZero() {
+		until = opts.UntilTime
+	}
+	top := st.Version
+	if opts.UntilVersion > 0 {
+		top = min(top, opts.UntilVersion)
+	}
+	if opts.Backward {
+		from := top
+		if opts.From > 0 {
+			from = min(from, opts.From)
+		}
+		rows, err := queries.ReadStreamBackward(ctx, db.ReadStreamBackwardParams{
+			StreamID: streamID, FromVersion: from, TruncatedBefore: st.TruncatedBefore,
+			UntilTime: timestamptz(until), MaxCount: limit,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("keel events: reading %q: %w", streamID, err)
+		}
+		return fromRows(rows, func(r db.ReadStreamBackwardRow) db.ReadAllRow { return db.ReadAllRow(r) }), nil
+	}
+	rows, err := queries.ReadStreamForward(ctx, db.ReadStreamForwardParams{
+		StreamID: streamID, FromVersion: max(opts.From, 1), TruncatedBefore: st.TruncatedBefore,
+		UntilVersion: top, UntilTime: timestamptz(until), MaxCount: limit,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keel events: reading %q: %w", streamID, err)
+	}
+	return fromRows(rows, func(r db.ReadStreamForwardRow) db.ReadAllRow { return db.ReadAllRow(r) }), nil
+}
+
+// StreamInfo is the state of one stream.
+type StreamInfo struct {
+	StreamID string
+	// Version is the version of the newest event.
+	Version int64
+	// TruncatedBefore hides the events below it from reads; 0 hides none.
+	TruncatedBefore int64
+	// Deleted reports a tombstoned stream; DeletedAt says when.
+	Deleted   bool
+	DeletedAt time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Stream returns the state of a stream, deleted or not; ErrStreamNotFound
+// when it has no events.
+func (s *Store) Stream(ctx context.Context, q keel.DBTX, streamID string) (StreamInfo, error) {
+	st, err := db.New(q).GetStream(ctx, streamID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return StreamInfo{}, fmt.Errorf("%w: %q", ErrStreamNotFound, streamID)
+	}
+	if err != nil {
+		return StreamInfo{}, fmt.Errorf("keel events: stream %q: %w", streamID, err)
+	}
+	return StreamInfo{
+		StreamID: st.StreamID, Version: st.Version, TruncatedBefore: st.TruncatedBefore,
+		Deleted: st.DeletedAt.Valid, DeletedAt: st.DeletedAt.Time,
+		CreatedAt: st.CreatedAt.Time, UpdatedAt: st.UpdatedAt.Time,
+	}, nil
+}
+
+// liveStream returns a stream's row, or ErrStreamNotFound / ErrStreamDeleted.
+func liveStream(ctx context.Context, q *db.Queries, streamID string) (db.KeelStream, error) {
+	st, err := q.GetStream(ctx, streamID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, fmt.Errorf("%w: %q", ErrStreamNotFound, streamID)
+	}
+	if err != nil {
+		return st, fmt.Errorf("keel events: stream %q: %w", streamID, err)
+	}
+	if st.DeletedAt.Valid {
+		return st, fmt.Errorf("%w: %q", ErrStreamDeleted, streamID)
+	}
+	return st, nil
+}
+
+// FeedOptions selects part of the global feed. The zero value reads it all.
+type FeedOptions struct {
+	// After is the position after which reading starts. Default: 0, the
+	// beginning.
+	After int64
+	// Limit is the most events returned. Default: 1000.
+	Limit int
+	// UntilPosition leaves out events above this position. Default: none.
+	UntilPosition int64
+}
+
+// ReadAll returns events of the global feed after a position, in position
+// order: every stream's events in version order, in the order they became
+// visible, with no gaps. Only events the sequencer has stamped are returned
+// (see Sequence); events of tombstoned streams and truncated events are left
+// out.
+func (s *Store) ReadAll(ctx context.Context, q keel.DBTX, opts FeedOptions) ([]RecordedEvent, error) {
+	after, until, limit, err := opts.bounds()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.New(q).ReadAll(ctx, db.ReadAllParams{After: after, UntilPosition: until, MaxCount: limit})
+	if err != nil {
+		return nil, fmt.Errorf("keel events: reading the feed: %w", err)
+	}
+	return fromRows(rows, func(r db.ReadAllRow) db.ReadAllRow { return r }), nil
+}
+
+// ReadCategory is ReadAll restricted to the streams of one category.
+func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, opts FeedOptions) ([]RecordedEvent, error) {
+	if category == "" {
+		return nil, invalid("category is empty")
+	}
+	after, until, limit, err := opts.bounds()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.New(q).ReadCategory(ctx, db.ReadCategoryParams{
+		Category: category, After: after, UntilPosition: until, MaxCount: limit,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keel events: reading category %q: %w", category, err)
+	}
+	return fromRows(rows, func(r db.ReadCategoryRow) db.ReadAllRow { return db.ReadAllRow(r) }), nil
+}
+
+func (o FeedOptions) bounds() (after, until, limit int64, err error) {
+	if o.After < 0 || o.Limit < 0 || o.UntilPosition < 0 {
+		return 0, 0, 0, invalid("feed options: After, Limit and UntilPosition must not be negative")
+	}
+	until, limit = math.MaxInt64, 1000
+	if o.UntilPosition > 0 {
+		until = o.UntilPosition
+	}
+	if o.Limit > 0 {
+		limit = int64(o.Limit)
+	}
+	return o.After, until, limit, nil
+}
+
+// HeadPosition returns the newest stamped position of the global feed, 0
+// when it is empty.
+func (s *Store) HeadPosition(ctx context.Context, q keel.DBTX) (int64, error) {
+	head, err := db.New(q).HeadPosition(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("keel events: feed head: %w", err)
+	}
+	return head, nil
+}

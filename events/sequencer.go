@@ -1,0 +1,52 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/periodic"
+)
+
+// sequencerKey is the advisory lock under which one process at a time stamps
+// positions.
+const sequencerKey int64 = 0x6b65656c736571 // "keelseq"
+
+func (s *Store) sequencerDuty(interval time.Duration) periodic.Duty {
+	return periodic.Duty{
+		Name:     "event sequencer",
+		Key:      sequencerKey,
+		Interval: interval,
+		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
+			n, err := db.New(tx).StampPositions(ctx, int64(s.cfg.SequencerBatch))
+			return n == int64(s.cfg.SequencerBatch), err
+		},
+	}
+}
+
+// Sequence stamps the events that have committed since the last pass with
+// their global feed positions, so ReadAll and ReadCategory see them. It
+// returns at once, having done nothing, when another process is stamping.
+// Subscriptions call it before each read; call it before ReadAll to see the
+// latest events, or keep RunSequencer running.
+func (s *Store) Sequence(ctx context.Context) error {
+	d := s.sequencerDuty(0)
+	for {
+		ran, more, err := periodic.RunOnce(ctx, s.pool, d)
+		if err != nil {
+			return fmt.Errorf("keel events: %w", err)
+		}
+		if !ran || !more {
+			return nil
+		}
+	}
+}
+
+// RunSequencer stamps positions every SequencerInterval until ctx ends. Any
+// number of processes may run it; one at a time does each pass.
+func (s *Store) RunSequencer(ctx context.Context) {
+	periodic.Run(ctx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger)
+}

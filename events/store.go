@@ -1,0 +1,68 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/internal/notify"
+)
+
+// channel is the NOTIFY channel on which appends wake subscriptions.
+const channel = "keel_events"
+
+// Store is keel's event store on one database. It is safe for concurrent
+// use. Close it when done, after its subscriptions have stopped.
+type Store struct {
+	pool     *pgxpool.Pool
+	cfg      Config
+	debounce *notify.Debouncer
+	listener *notify.Listener
+
+	listenOnce sync.Once
+	ctx        context.Context // the store's lifetime, for its listener
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+// NewStore returns a Store on the pool. It does not touch the database; the
+// schema comes from keel's migrations.
+func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("keel events: pool is nil")
+	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Store{
+		pool:     pool,
+		cfg:      cfg,
+		debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger),
+		listener: notify.NewListener(pool, cfg.Logger),
+		ctx:      ctx,
+		cancel:   cancel,
+	}, nil
+}
+
+// Close stops the store's listening connection and pending notifications.
+// Stop the store's subscriptions first; appends through a closed store fail.
+// The pool stays open.
+func (s *Store) Close() {
+	s.cancel()
+	s.wg.Wait()
+	s.debounce.Close()
+}
+
+// wakeups returns a subscription to append notifications, starting the
+// process's one listening connection on first use.
+func (s *Store) wakeups() *notify.Subscription {
+	s.listenOnce.Do(func() {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = s.listener.Run(s.ctx)
+		}()
+	})
+	return s.listener.Subscribe(channel, 1)
+}

@@ -1,0 +1,325 @@
+package events
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/notify"
+)
+
+// Handler handles one event of a subscription inside tx, the transaction
+// that also advances the subscription's checkpoint: whatever the handler
+// writes through tx commits exactly when the event counts as handled. It must
+// not commit or roll back tx. An error (or a panic) rolls the batch back and
+// the event is retried.
+type Handler func(ctx context.Context, tx pgx.Tx, ev RecordedEvent) error
+
+// SubscriptionConfig configures a Subscription. Name and Handler are
+// required; every other field has a default.
+type SubscriptionConfig struct {
+	// Name identifies the subscription and its checkpoint. Every process
+	// that runs a subscription of this name shares one checkpoint, and only
+	// one of them handles events at a time.
+	Name string
+	// Category restricts the subscription to streams of one category.
+	// Default: the whole feed. It cannot change once the subscription ran.
+	Category string
+	// Handler handles each event.
+	Handler Handler
+	// BatchSize is the most events handled in one transaction. Default: 100.
+	BatchSize int
+	// PollInterval is how often the subscription looks for events when no
+	// notification woke it. Default: 1s.
+	PollInterval time.Duration
+	// Lease is how long a consumer holds the subscription without renewing
+	// it; when a consumer dies, another takes over after at most this long.
+	// Default: 30s.
+	Lease time.Duration
+	// MaxAttempts is how many times in a row the handler may fail on one
+	// event before the subscription is parked. Default: 10.
+	MaxAttempts int
+	// RetryBackoff is the wait after the first failure; it doubles with each
+	// further one (with jitter), up to MaxRetryBackoff. Default: 1s.
+	RetryBackoff time.Duration
+	// MaxRetryBackoff caps the wait between attempts. Default: 5m.
+	MaxRetryBackoff time.Duration
+	// ConsumerID names this consumer in the subscription's row.
+	// Default: host name, process id and a random suffix.
+	ConsumerID string
+}
+
+func (c SubscriptionConfig) withDefaults() (SubscriptionConfig, error) {
+	if c.Name == "" {
+		return c, invalid("subscription has no name")
+	}
+	if c.Handler == nil {
+		return c, invalid("subscription %q has no handler", c.Name)
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 100
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = time.Second
+	}
+	if c.Lease <= 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 10
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = time.Second
+	}
+	if c.MaxRetryBackoff <= 0 {
+		c.MaxRetryBackoff = 5 * time.Minute
+	}
+	if c.ConsumerID == "" {
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = crand.Read(b[:])
+		c.ConsumerID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	return c, nil
+}
+
+// Subscription is a durable catch-up subscription over the global feed or
+// one category. Create it with Store.Subscription and call Run.
+type Subscription struct {
+	store *Store
+	cfg   SubscriptionConfig
+}
+
+// Subscription returns a subscription; it touches the database only in Run.
+func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Subscription{store: s, cfg: cfg}, nil
+}
+
+// handlerFailure is a handler's error on the event at position.
+type handlerFailure struct {
+	position int64
+	err      error
+}
+
+func (f *handlerFailure) Error() string {
+	return fmt.Sprintf("handler failed on the event at position %d: %v", f.position, f.err)
+}
+
+func (f *handlerFailure) Unwrap() error { return f.err }
+
+// errLostLease ends a batch whose consumer no longer holds the subscription.
+var errLostLease = errors.New("keel events: subscription lease lost")
+
+// Run handles events from the subscription's checkpoint on until ctx ends,
+// then gives up its lease and returns nil. It waits while another consumer
+// holds the subscription and takes over when that one stops or its lease
+// runs out. A parked subscription waits for ResumeSubscription. Only a
+// subscription whose row names another category is an error.
+func (sub *Subscription) Run(ctx context.Context) error {
+	s, cfg := sub.store, sub.cfg
+	q := db.New(s.pool)
+	var category *string
+	if cfg.Category != "" {
+		category = &cfg.Category
+	}
+	if err := q.EnsureSubscription(ctx, db.EnsureSubscriptionParams{Name: cfg.Name, Category: category}); err != nil {
+		return fmt.Errorf("keel events: subscription %q: %w", cfg.Name, err)
+	}
+	existing, err := q.GetSubscription(ctx, cfg.Name)
+	if err != nil {
+		return fmt.Errorf("keel events: subscription %q: %w", cfg.Name, err)
+	}
+	if deref(existing.Category) != cfg.Category {
+		return fmt.Errorf("%w: subscription %q follows category %q, not %q", ErrInvalidArgument, cfg.Name, deref(existing.Category), cfg.Category)
+	}
+	wake := s.wakeups()
+	defer wake.Close()
+	defer sub.release(ctx)
+	log := s.cfg.Logger.With("subscription", cfg.Name, "consumer", cfg.ConsumerID)
+	owned := false
+	for ctx.Err() == nil {
+		row, err := q.ClaimSubscription(ctx, db.ClaimSubscriptionParams{Owner: cfg.ConsumerID, Lease: interval(cfg.Lease), Name: cfg.Name})
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, pgx.ErrNoRows):
+			if owned {
+				log.InfoContext(ctx, "keel events: subscription taken over by another consumer")
+			}
+			owned = false
+			sub.wait(ctx, wake, cfg.PollInterval)
+			continue
+		case err != nil:
+			log.WarnContext(ctx, "keel events: claiming subscription", "error", err)
+			sub.wait(ctx, wake, cfg.PollInterval)
+			continue
+		}
+		if !owned {
+			log.InfoContext(ctx, "keel events: subscription acquired", "position", row.Position)
+			owned = true
+		}
+		if row.Status == "parked" {
+			sub.wait(ctx, wake, cfg.PollInterval)
+			continue
+		}
+		if row.RetryAt.Valid && time.Until(row.RetryAt.Time) > 0 {
+			sub.wait(ctx, wake, min(time.Until(row.RetryAt.Time), cfg.PollInterval))
+			continue
+		}
+		if err := s.Sequence(ctx); err != nil && ctx.Err() == nil {
+			log.WarnContext(ctx, "keel events: sequencing", "error", err)
+		}
+		limit := cfg.BatchSize
+		if row.Attempts > 0 {
+			limit = 1 // after a failure, go event by event up to the failing one
+		}
+		n, err := sub.batch(ctx, limit)
+		var failed *handlerFailure
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.As(err, &failed):
+			sub.fail(ctx, log, failed, row.Attempts)
+		case errors.Is(err, errLostLease):
+			owned = false
+		case err != nil:
+			log.WarnContext(ctx, "keel events: subscription batch", "error", err)
+			sub.wait(ctx, wake, cfg.PollInterval)
+		case n < limit:
+			sub.wait(ctx, wake, cfg.PollInterval)
+		}
+	}
+	return nil
+}
+
+// batch handles up to limit events after the checkpoint in one transaction
+// and advances the checkpoint in it. It returns how many it handled.
+func (sub *Subscription) batch(ctx context.Context, limit int) (int, error) {
+	s, cfg := sub.store, sub.cfg
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	q := db.New(tx)
+	fence, err := q.FenceSubscription(ctx, db.FenceSubscriptionParams{Lease: interval(cfg.Lease), Name: cfg.Name, Owner: cfg.ConsumerID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, errLostLease
+	}
+	if err != nil {
+		return 0, err
+	}
+	opts := FeedOptions{After: fence.Position, Limit: limit}
+	var evs []RecordedEvent
+	if fence.Category != nil {
+		evs, err = s.ReadCategory(ctx, tx, *fence.Category, opts)
+	} else {
+		evs, err = s.ReadAll(ctx, tx, opts)
+	}
+	if err != nil || len(evs) == 0 {
+		return 0, err
+	}
+	for _, ev := range evs {
+		if err := safeHandle(ctx, cfg.Handler, tx, ev); err != nil {
+			return 0, &handlerFailure{position: ev.Position, err: err}
+		}
+	}
+	last := evs[len(evs)-1]
+	if err := q.AdvanceSubscription(ctx, db.AdvanceSubscriptionParams{Position: last.Position, Name: cfg.Name, Owner: cfg.ConsumerID}); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	if s.cfg.Metrics != nil {
+		if head, err := db.New(s.pool).HeadPosition(ctx); err == nil {
+			s.cfg.Metrics.SubscriptionLag(cfg.Name, max(head-last.Position, 0), time.Since(last.RecordedAt))
+		}
+	}
+	return len(evs), nil
+}
+
+// safeHandle runs the handler, turning a panic into an error.
+func safeHandle(ctx context.Context, h Handler, tx pgx.Tx, ev RecordedEvent) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h(ctx, tx, ev)
+}
+
+// fail records a handler failure; the next attempt waits a backoff, and the
+// subscription parks after MaxAttempts.
+func (sub *Subscription) fail(ctx context.Context, log *slog.Logger, f *handlerFailure, attempts int32) {
+	cfg := sub.cfg
+	retryAt := time.Now().Add(backoff(cfg.RetryBackoff, cfg.MaxRetryBackoff, int(attempts)))
+	row, err := db.New(sub.store.pool).FailSubscription(ctx, db.FailSubscriptionParams{
+		LastError: f.err.Error(), FailedPosition: f.position, RetryAt: timestamptz(retryAt),
+		MaxAttempts: int32(cfg.MaxAttempts), Name: cfg.Name, Owner: cfg.ConsumerID,
+	})
+	if err != nil {
+		log.WarnContext(ctx, "keel events: recording a handler failure", "error", err, "handler_error", f.err)
+		return
+	}
+	if row.Status == "parked" {
+		log.ErrorContext(ctx, "keel events: subscription parked after repeated handler failures",
+			"position", f.position, "attempts", row.Attempts, "error", f.err)
+		return
+	}
+	log.WarnContext(ctx, "keel events: handler failed; will retry", "position", f.position,
+		"attempts", row.Attempts, "retry_at", retryAt, "error", f.err)
+}
+
+// backoff is base·2^attempts, capped, with up to a quarter taken off at
+// random so consumers drift apart.
+func backoff(base, ceiling time.Duration, attempts int) time.Duration {
+	d := base
+	for range min(attempts, 30) {
+		d *= 2
+		if d >= ceiling {
+			d = ceiling
+			break
+		}
+	}
+	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// wait returns after d, on a wake-up notification or when ctx ends.
+func (sub *Subscription) wait(ctx context.Context, wake *notify.Subscription, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-wake.C:
+	case <-t.C:
+	}
+}
+
+// release gives the lease up so another consumer can take over at once.
+func (sub *Subscription) release(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := db.New(sub.store.pool).ReleaseSubscription(ctx, db.ReleaseSubscriptionParams{Name: sub.cfg.Name, Owner: sub.cfg.ConsumerID})
+	if err != nil {
+		sub.store.cfg.Logger.WarnContext(ctx, "keel events: releasing subscription", "subscription", sub.cfg.Name, "error", err)
+	}
+}
+
+func interval(d time.Duration) pgtype.Interval {
+	return pgtype.Interval{Microseconds: d.Microseconds(), Valid: true}
+}

@@ -1,0 +1,90 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel/db"
+)
+
+// SubscriptionInfo is the state of a subscription, as its row holds it.
+type SubscriptionInfo struct {
+	Name     string
+	Category string // empty for the whole feed
+	// Position is the checkpoint: the feed position of the last event
+	// handled.
+	Position int64
+	// Parked reports a subscription that stopped after MaxAttempts failures
+	// on the event at FailedPosition; LastError says why.
+	Parked         bool
+	Attempts       int
+	LastError      string
+	FailedPosition int64
+	RetryAt        time.Time
+	// Owner is the consumer holding the lease until LeaseUntil.
+	Owner      string
+	LeaseUntil time.Time
+}
+
+// SubscriptionStatus returns a subscription's state; ErrSubscriptionNotFound
+// when no subscription of that name has run.
+func (s *Store) SubscriptionStatus(ctx context.Context, name string) (SubscriptionInfo, error) {
+	r, err := db.New(s.pool).GetSubscription(ctx, name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return SubscriptionInfo{}, fmt.Errorf("%w: %q", ErrSubscriptionNotFound, name)
+	}
+	if err != nil {
+		return SubscriptionInfo{}, fmt.Errorf("keel events: subscription %q: %w", name, err)
+	}
+	return subscriptionInfo(r), nil
+}
+
+// Subscriptions returns the state of every subscription, parked ones first.
+func (s *Store) Subscriptions(ctx context.Context) ([]SubscriptionInfo, error) {
+	rows, err := db.New(s.pool).ListSubscriptions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("keel events: listing subscriptions: %w", err)
+	}
+	out := make([]SubscriptionInfo, len(rows))
+	for i, r := range rows {
+		out[i] = subscriptionInfo(r)
+	}
+	return out, nil
+}
+
+func subscriptionInfo(r db.KeelSubscription) SubscriptionInfo {
+	info := SubscriptionInfo{
+		Name: r.Name, Position: r.Position, Parked: r.Status == "parked", Attempts: int(r.Attempts),
+		RetryAt: r.RetryAt.Time, LeaseUntil: r.LeaseUntil.Time,
+		Category: deref(r.Category), LastError: deref(r.LastError), Owner: deref(r.Owner),
+	}
+	if r.FailedPosition != nil {
+		info.FailedPosition = *r.FailedPosition
+	}
+	return info
+}
+
+// ResumeSubscription un-parks a subscription: its consumer retries the event
+// it failed on, with a fresh count of attempts.
+func (s *Store) ResumeSubscription(ctx context.Context, name string) error {
+	_, err := db.New(s.pool).ResumeSubscription(ctx, name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %q", ErrSubscriptionNotFound, name)
+	}
+	if err != nil {
+		return fmt.Errorf("keel events: resuming subscription %q: %w", name, err)
+	}
+	s.cfg.Logger.InfoContext(ctx, "keel events: subscription resumed", "subscription", name)
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

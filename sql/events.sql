@@ -1,0 +1,232 @@
+-- name: AppendEvents :many
+-- Appends events to a stream in one statement: bumps the stream's row when it
+-- exists, is live and its version matches the expectation (kind 'any',
+-- 'exists' or 'exact' with @expected), or creates the row when the
+-- expectation allows a new stream ('any', 'no_stream', or 'exact' 0). Returns
+-- no rows when the expectation does not hold (or the stream is deleted) and
+-- nothing is written. The row lock on the stream makes concurrent appends to
+-- one stream queue up, so versions have no holes and insert order follows
+-- version order within a stream.
+WITH bumped AS (
+    UPDATE keel.streams s
+    SET version = s.version + @count::bigint, updated_at = now()
+    WHERE s.stream_id = @stream_id::text
+      AND s.deleted_at IS NULL
+      AND (@kind::text IN ('any', 'exists') OR (@kind::text = 'exact' AND s.version = @expected::bigint))
+    RETURNING s.version - @count::bigint AS prev
+), created AS (
+    INSERT INTO keel.streams (stream_id, version)
+    SELECT @stream_id::text, @count::bigint
+    WHERE NOT EXISTS (SELECT 1 FROM bumped)
+      AND (@kind::text IN ('any', 'no_stream') OR (@kind::text = 'exact' AND @expected::bigint = 0))
+    ON CONFLICT (stream_id) DO NOTHING
+    RETURNING 0::bigint AS prev
+), base AS (
+    SELECT prev FROM bumped
+    UNION ALL
+    SELECT prev FROM created
+)
+INSERT INTO keel.events (event_id, stream_id, version, type, data, metadata, causation_id, correlation_id)
+SELECT (@event_ids::uuid[])[i], @stream_id::text, base.prev + i, (@types::text[])[i],
+       (@datas::jsonb[])[i], (@metadatas::jsonb[])[i],
+       NULLIF((@causation_ids::text[])[i], ''), NULLIF((@correlation_ids::text[])[i], '')
+FROM base, generate_series(1, @count::bigint) AS i
+ORDER BY i
+RETURNING seq, event_id, version, recorded_at;
+
+-- name: GetStream :one
+-- The state of one stream.
+SELECT stream_id, version, truncated_before, deleted_at, created_at, updated_at
+FROM keel.streams
+WHERE stream_id = @stream_id::text;
+
+-- name: EventsByID :many
+-- The events with these ids, wherever they are, for idempotent re-appends.
+SELECT event_id, stream_id, version, recorded_at
+FROM keel.events
+WHERE event_id = ANY(@event_ids::uuid[])
+ORDER BY stream_id, version;
+
+-- name: ReadStreamForward :many
+-- A stream's events from a version upwards, hiding truncated ones, up to a
+-- version and a point in time.
+SELECT seq, position, event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
+FROM keel.events
+WHERE stream_id = @stream_id::text
+  AND version >= GREATEST(@from_version::bigint, @truncated_before::bigint)
+  AND version <= @until_version::bigint
+  AND recorded_at <= @until_time::timestamptz
+ORDER BY version
+LIMIT @max_count::bigint;
+
+-- name: ReadStreamBackward :many
+-- A stream's events from a version downwards, hiding truncated ones.
+SELECT seq, position, event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
+FROM keel.events
+WHERE stream_id = @stream_id::text
+  AND version <= @from_version::bigint
+  AND version >= @truncated_before::bigint
+  AND recorded_at <= @until_time::timestamptz
+ORDER BY version DESC
+LIMIT @max_count::bigint;
+
+-- name: ReadAll :many
+-- The global feed after a position: stamped events only, in position order,
+-- skipping deleted streams and truncated events.
+SELECT e.seq, e.position, e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
+       e.causation_id, e.correlation_id, e.recorded_at
+FROM keel.events e
+JOIN keel.streams s ON s.stream_id = e.stream_id
+WHERE e.position > @after::bigint
+  AND e.position <= @until_position::bigint
+  AND s.deleted_at IS NULL
+  AND e.version >= s.truncated_before
+ORDER BY e.position
+LIMIT @max_count::bigint;
+
+-- name: ReadCategory :many
+-- One category's events after a feed position: stamped events only, in
+-- position order, skipping deleted streams and truncated events.
+SELECT e.seq, e.position, e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
+       e.causation_id, e.correlation_id, e.recorded_at
+FROM keel.events e
+JOIN keel.streams s ON s.stream_id = e.stream_id
+WHERE e.category = @category::text
+  AND e.position IS NOT NULL
+  AND e.position > @after::bigint
+  AND e.position <= @until_position::bigint
+  AND s.deleted_at IS NULL
+  AND e.version >= s.truncated_before
+ORDER BY e.position
+LIMIT @max_count::bigint;
+
+-- name: HeadPosition :one
+-- The newest stamped position of the global feed (0 when none).
+SELECT COALESCE(max(position), 0)::bigint FROM keel.events;
+
+-- name: StampPositions :execrows
+-- The sequencer: gives the committed rows that have no position yet the next
+-- positions, in insert order (max + row_number, so positions are dense).
+-- Rows of transactions still open are invisible to this statement and get
+-- their positions on a later pass, after whatever committed before them.
+-- Runs only under the sequencer's advisory lock.
+WITH head AS (
+    SELECT COALESCE(max(position), 0) AS position FROM keel.events
+), pending AS (
+    SELECT seq, row_number() OVER (ORDER BY seq) AS n
+    FROM (SELECT seq FROM keel.events WHERE position IS NULL ORDER BY seq LIMIT @max_count::bigint) u
+)
+UPDATE keel.events e
+SET position = head.position + pending.n
+FROM pending, head
+WHERE e.seq = pending.seq;
+
+-- name: TombstoneStream :one
+-- Soft-deletes a live stream whose version matches the expectation (kind
+-- 'any', 'exists' or 'exact' with @expected); returns nothing otherwise.
+UPDATE keel.streams
+SET deleted_at = now(), updated_at = now()
+WHERE stream_id = @stream_id::text
+  AND deleted_at IS NULL
+  AND (@kind::text IN ('any', 'exists') OR (@kind::text = 'exact' AND version = @expected::bigint))
+RETURNING version;
+
+-- name: TruncateStreamBefore :one
+-- Hides a live stream's events below a version; never un-hides.
+UPDATE keel.streams
+SET truncated_before = GREATEST(truncated_before, @before::bigint), updated_at = now()
+WHERE stream_id = @stream_id::text AND deleted_at IS NULL
+RETURNING truncated_before;
+
+-- name: SaveSnapshot :exec
+-- Keeps a stream's snapshot unless a newer one is already saved.
+INSERT INTO keel.snapshots (stream_id, version, state)
+VALUES (@stream_id::text, @version::bigint, @state::jsonb)
+ON CONFLICT (stream_id) DO UPDATE
+SET version = excluded.version, state = excluded.state, saved_at = now()
+WHERE keel.snapshots.version < excluded.version;
+
+-- name: LoadSnapshot :one
+-- A stream's latest snapshot at or below a version.
+SELECT version, state, saved_at
+FROM keel.snapshots
+WHERE stream_id = @stream_id::text AND version <= @max_version::bigint;
+
+-- name: EnsureSubscription :exec
+-- Creates a subscription's row the first time it starts.
+INSERT INTO keel.subscriptions (name, category)
+VALUES (@name::text, sqlc.narg(category)::text)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: ClaimSubscription :one
+-- Takes or renews a subscription's lease for @owner when it is free, already
+-- @owner's, or its holder's lease ran out. Returns nothing when another
+-- consumer holds it.
+UPDATE keel.subscriptions
+SET owner = @owner::text,
+    lease_until = COALESCE(sqlc.narg(now)::timestamptz, now()) + @lease::interval,
+    updated_at = now()
+WHERE name = @name::text
+  AND (owner IS NULL OR owner = @owner::text OR lease_until < COALESCE(sqlc.narg(now)::timestamptz, now()))
+RETURNING name, category, position, status, attempts, last_error, failed_position, retry_at, owner, lease_until;
+
+-- name: FenceSubscription :one
+-- Starts a batch: locks the subscription's row if @owner still holds it
+-- (so no other consumer can take it until the batch commits) and renews the
+-- lease. Returns nothing when @owner lost it.
+UPDATE keel.subscriptions
+SET lease_until = COALESCE(sqlc.narg(now)::timestamptz, now()) + @lease::interval
+WHERE name = @name::text AND owner = @owner::text AND status = 'active'
+RETURNING category, position;
+
+-- name: AdvanceSubscription :exec
+-- Moves the checkpoint after a batch, in the handler's transaction, and
+-- clears the failure once the event that failed is handled.
+UPDATE keel.subscriptions
+SET position = @position::bigint,
+    attempts = CASE WHEN @position::bigint >= failed_position THEN 0 ELSE attempts END,
+    last_error = CASE WHEN @position::bigint >= failed_position THEN NULL ELSE last_error END,
+    retry_at = CASE WHEN @position::bigint >= failed_position THEN NULL ELSE retry_at END,
+    failed_position = CASE WHEN @position::bigint >= failed_position THEN NULL ELSE failed_position END,
+    updated_at = now()
+WHERE name = @name::text AND owner = @owner::text;
+
+-- name: FailSubscription :one
+-- Records a handler failure: the next attempt waits until @retry_at, and
+-- after @max_attempts failures in a row the subscription is parked.
+UPDATE keel.subscriptions
+SET attempts = attempts + 1,
+    last_error = @last_error::text,
+    failed_position = @failed_position::bigint,
+    retry_at = @retry_at::timestamptz,
+    status = CASE WHEN attempts + 1 >= @max_attempts::integer THEN 'parked' ELSE status END,
+    updated_at = now()
+WHERE name = @name::text AND owner = @owner::text
+RETURNING attempts, status;
+
+-- name: ReleaseSubscription :exec
+-- Gives up the lease, so another consumer may take over at once.
+UPDATE keel.subscriptions
+SET owner = NULL, lease_until = NULL, updated_at = now()
+WHERE name = @name::text AND owner = @owner::text;
+
+-- name: ResumeSubscription :one
+-- Un-parks a subscription so it retries the event it failed on.
+UPDATE keel.subscriptions
+SET status = 'active', attempts = 0, retry_at = NULL, updated_at = now()
+WHERE name = @name::text
+RETURNING name;
+
+-- name: GetSubscription :one
+-- A subscription's row.
+SELECT name, category, position, status, attempts, last_error, failed_position, retry_at, owner, lease_until,
+       created_at, updated_at
+FROM keel.subscriptions
+WHERE name = @name::text;
+
+-- name: ListSubscriptions :many
+-- Every subscription, parked ones first.
+SELECT name, category, position, status, attempts, last_error, failed_position, retry_at, owner, lease_until,
+       created_at, updated_at
+FROM keel.subscriptions
+ORDER BY status = 'parked' DESC, name;
