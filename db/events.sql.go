@@ -752,6 +752,29 @@ func (q *Queries) ReleaseSubscription(ctx context.Context, arg ReleaseSubscripti
 	return err
 }
 
+const resetSubscription = `-- name: ResetSubscription :one
+UPDATE keel.subscriptions
+SET position = $1::bigint, status = 'active', attempts = 0, last_error = NULL,
+    failed_position = NULL, retry_at = NULL, updated_at = now()
+WHERE name = $2::text
+RETURNING name
+`
+
+type ResetSubscriptionParams struct {
+	Position int64  `json:"position"`
+	Name     string `json:"name"`
+}
+
+// Moves a subscription's checkpoint (back to 0 to rebuild its projection)
+// and clears its failure. A consumer in the middle of a batch holds the row
+// lock, so the reset waits for that batch to commit.
+func (q *Queries) ResetSubscription(ctx context.Context, arg ResetSubscriptionParams) (string, error) {
+	row := q.db.QueryRow(ctx, resetSubscription, arg.Position, arg.Name)
+	var name string
+	err := row.Scan(&name)
+	return name, err
+}
+
 const resumeSubscription = `-- name: ResumeSubscription :one
 UPDATE keel.subscriptions
 SET status = 'active', attempts = 0, retry_at = NULL, updated_at = now()

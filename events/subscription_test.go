@@ -376,3 +376,33 @@ func TestSubscriptionPollsWithoutNotify(t *testing.T) {
 		return handled.Load() == 5, nil
 	})
 }
+
+// Resetting a running subscription to 0 makes it handle every event again:
+// the way to rebuild a projection.
+func TestResetSubscriptionReplays(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	store := newStore(t, pool, events.Config{})
+	for i := 1; i <= 4; i++ {
+		appendTx(ctx, t, store, pool, "reset-1", events.Any, ev("Counted", i))
+	}
+	var handled atomic.Int32
+	runSub(t, store, events.SubscriptionConfig{Name: "counter", PollInterval: 20 * time.Millisecond,
+		Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error { handled.Add(1); return nil }})
+	eventually(t, 30*time.Second, "the first pass", func() (bool, error) { return handled.Load() == 4, nil })
+	if err := store.ResetSubscription(ctx, "counter", 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the replay", func() (bool, error) { return handled.Load() == 8, nil })
+	info, err := store.SubscriptionStatus(ctx, "counter")
+	if err != nil || info.Position != 4 {
+		t.Errorf("after the replay: %+v (%v)", info, err)
+	}
+	if err := store.ResetSubscription(ctx, "nobody", 0); !errors.Is(err, events.ErrSubscriptionNotFound) {
+		t.Errorf("reset of an unknown subscription: %v", err)
+	}
+	if err := store.ResetSubscription(ctx, "counter", -1); !errors.Is(err, events.ErrInvalidArgument) {
+		t.Errorf("reset to a negative position: %v", err)
+	}
+}

@@ -88,3 +88,22 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// ResetSubscription moves a subscription's checkpoint to position — 0 to
+// handle every event again, say after a projection's tables were emptied —
+// and clears a parked state. A consumer running a batch finishes it first;
+// its next batch starts after the new position.
+func (s *Store) ResetSubscription(ctx context.Context, name string, position int64) error {
+	if position < 0 {
+		return invalid("subscription position must not be negative")
+	}
+	_, err := db.New(s.pool).ResetSubscription(ctx, db.ResetSubscriptionParams{Name: name, Position: position})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %q", ErrSubscriptionNotFound, name)
+	}
+	if err != nil {
+		return fmt.Errorf("keel events: resetting subscription %q: %w", name, err)
+	}
+	s.cfg.Logger.InfoContext(ctx, "keel events: subscription reset", "subscription", name, "position", position)
+	return nil
+}

@@ -230,3 +230,13 @@ SELECT name, category, position, status, attempts, last_error, failed_position, 
        created_at, updated_at
 FROM keel.subscriptions
 ORDER BY status = 'parked' DESC, name;
+
+-- name: ResetSubscription :one
+-- Moves a subscription's checkpoint (back to 0 to rebuild its projection)
+-- and clears its failure. A consumer in the middle of a batch holds the row
+-- lock, so the reset waits for that batch to commit.
+UPDATE keel.subscriptions
+SET position = @position::bigint, status = 'active', attempts = 0, last_error = NULL,
+    failed_position = NULL, retry_at = NULL, updated_at = now()
+WHERE name = @name::text
+RETURNING name;

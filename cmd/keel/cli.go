@@ -37,6 +37,10 @@ Usage:
                                                          jobs, newest first
   keel jobs show|retry|cancel ID                         one job; retry or cancel it first
   keel queues list|pause NAME|resume NAME                queues and whether they are paused
+  keel events tail [--category C] [--from POS] [--limit N] [--follow]
+                                                         the global feed (or one category), newest last
+  keel subscriptions list|reset NAME [--position N]|resume NAME
+                                                         subscriptions, their checkpoint and lag
   keel outbox list [--state dead|pending|delivered] [--limit N]
                                                          outbox messages, dead letters first
   keel outbox show ID                                    one message with its attempts and errors
@@ -122,6 +126,10 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.jobs(ctx, args[1:])
 	case "queues":
 		return c.queues(ctx, args[1:])
+	case "events":
+		return c.events(ctx, args[1:])
+	case "subscriptions":
+		return c.subscriptions(ctx, args[1:])
 	case "version":
 		return c.version(args[1:])
 	case "help", "-h", "--help":
