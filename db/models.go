@@ -214,6 +214,17 @@ func AllKeelOutboxStateValues() []KeelOutboxState {
 	}
 }
 
+// Discarded jobs (the dead letters of keel.jobs) with their last error; keel jobs retry ID runs one again.
+type KeelDeadJob struct {
+	ID          int64              `json:"id"`
+	Kind        string             `json:"kind"`
+	Queue       string             `json:"queue"`
+	Attempt     int32              `json:"attempt"`
+	MaxAttempts int32              `json:"max_attempts"`
+	FinalizedAt pgtype.Timestamptz `json:"finalized_at"`
+	LastError   string             `json:"last_error"`
+}
+
 // keel event store: every event of every stream. Writers insert with no position; the sequencer stamps committed rows with dense global positions in insert order.
 type KeelEvent struct {
 	// Insert order, handed out when the row is written (not when it commits); the sequencer stamps positions in this order.
@@ -364,6 +375,40 @@ type KeelOutbox struct {
 	Errors json.RawMessage `json:"errors"`
 }
 
+// Outbox messages that failed every attempt; keel outbox requeue ID puts one back in line.
+type KeelOutboxDeadLetter struct {
+	ID        uuid.UUID          `json:"id"`
+	Topic     string             `json:"topic"`
+	Key       *string            `json:"key"`
+	Type      string             `json:"type"`
+	Attempts  int32              `json:"attempts"`
+	CreatedAt pgtype.Timestamptz `json:"created_at"`
+	LastError *string            `json:"last_error"`
+}
+
+// The outbox in one row: messages waiting, dead and delivered (until retention deletes them), and the age of the oldest undelivered message (the relay lag).
+type KeelOutboxStat struct {
+	Pending          int64           `json:"pending"`
+	Dead             int64           `json:"dead"`
+	Delivered        int64           `json:"delivered"`
+	OldestPendingAge pgtype.Interval `json:"oldest_pending_age"`
+}
+
+// One row per job queue: how many jobs are in each state, how long the oldest available job has waited, and whether the queue is paused.
+type KeelQueueStat struct {
+	Queue              string          `json:"queue"`
+	Pending            int64           `json:"pending"`
+	Scheduled          int64           `json:"scheduled"`
+	Available          int64           `json:"available"`
+	Running            int64           `json:"running"`
+	Retryable          int64           `json:"retryable"`
+	Completed          int64           `json:"completed"`
+	Cancelled          int64           `json:"cancelled"`
+	Discarded          int64           `json:"discarded"`
+	OldestAvailableAge pgtype.Interval `json:"oldest_available_age"`
+	Paused             bool            `json:"paused"`
+}
+
 // keel event store: the latest snapshot of a stream's state; loading replays only the events after it.
 type KeelSnapshot struct {
 	// The stream the state was folded from.
@@ -392,6 +437,18 @@ type KeelStream struct {
 	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
 }
 
+// Running jobs whose owner has not sent a heartbeat for over a minute: its process is probably gone, and the rescue duty will return them to retryable after RescueAfter.
+type KeelStuckJob struct {
+	ID          int64              `json:"id"`
+	Kind        string             `json:"kind"`
+	Queue       string             `json:"queue"`
+	Attempt     int32              `json:"attempt"`
+	Owner       *string            `json:"owner"`
+	AttemptedAt pgtype.Timestamptz `json:"attempted_at"`
+	HeartbeatAt pgtype.Timestamptz `json:"heartbeat_at"`
+	SilentFor   pgtype.Interval    `json:"silent_for"`
+}
+
 // keel event store: durable catch-up subscriptions over the global feed or one category, with their checkpoint, lease and failure state.
 type KeelSubscription struct {
 	// The subscription's name, chosen by the application.
@@ -418,4 +475,16 @@ type KeelSubscription struct {
 	CreatedAt pgtype.Timestamptz `json:"created_at"`
 	// When the row last changed.
 	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
+}
+
+// Each event subscription: its checkpoint, how many events of its feed or category it has yet to handle, how long the oldest of them has waited, and why it is parked if it is.
+type KeelSubscriptionLag struct {
+	Name      string          `json:"name"`
+	Category  *string         `json:"category"`
+	Status    string          `json:"status"`
+	Position  int64           `json:"position"`
+	Behind    int64           `json:"behind"`
+	Lag       pgtype.Interval `json:"lag"`
+	Owner     *string         `json:"owner"`
+	LastError *string         `json:"last_error"`
 }

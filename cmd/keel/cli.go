@@ -33,6 +33,8 @@ Usage:
   keel [--database-url URL] migrate status               list migrations and whether each is applied
   keel migrate sql                                       print the migrations' SQL, for other schema tools
   keel [--database-url URL] schema                       list keel's tables and views with their comments
+  keel stats                                             one screen: queues, stuck and dead jobs, outbox lag,
+                                                         subscription lag
   keel jobs list [--state S] [--queue Q] [--kind K] [--limit N]
                                                          jobs, newest first
   keel jobs show|retry|cancel ID                         one job; retry or cancel it first
@@ -122,6 +124,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.schema(ctx, args[1:])
 	case "outbox":
 		return c.outbox(ctx, args[1:])
+	case "stats":
+		return c.stats(ctx, args[1:])
 	case "jobs":
 		return c.jobs(ctx, args[1:])
 	case "queues":
