@@ -206,6 +206,15 @@ func TestMetricsHook(t *testing.T) {
 	bad := insert(t, c, testArgs{N: 1}, &InsertOpts{MaxAttempts: 1})
 	waitState(t, c, ok.ID, StateCompleted)
 	waitState(t, c, bad.ID, StateDiscarded)
+	// The hook hears of a failure after its row is written.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		m.mu.Lock()
+		n := len(m.failed)
+		m.mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.claimed.Load() != 2 || len(m.completed) != 1 || len(m.failed) != 1 {

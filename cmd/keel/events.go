@@ -65,12 +65,10 @@ func (c *cli) events(ctx context.Context, args []string) error {
 			after = max(head-int64(*limit), 0)
 		}
 		for {
-			// Stamp what has committed, so the tail works without a running
-			// sequencer.
-			if err := s.Sequence(ctx); err != nil {
-				return err
+			evs, err := tailOnce(ctx, pool, s, *category, after)
+			if ctx.Err() != nil {
+				return nil // interrupted: a normal end for a follower
 			}
-			evs, err := readFeed(ctx, pool, s, *category, after)
 			if err != nil {
 				return err
 			}
@@ -93,7 +91,12 @@ func (c *cli) events(ctx context.Context, args []string) error {
 	})
 }
 
-func readFeed(ctx context.Context, pool *pgxpool.Pool, s *events.Store, category string, after int64) ([]events.RecordedEvent, error) {
+// tailOnce stamps committed events, so the tail works without a running
+// sequencer, and reads what follows after.
+func tailOnce(ctx context.Context, pool *pgxpool.Pool, s *events.Store, category string, after int64) ([]events.RecordedEvent, error) {
+	if err := s.Sequence(ctx); err != nil {
+		return nil, err
+	}
 	opts := events.FeedOptions{After: after, Limit: 500}
 	if category != "" {
 		return s.ReadCategory(ctx, pool, category, opts)
