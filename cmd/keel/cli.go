@@ -33,6 +33,7 @@ Usage:
   keel [--database-url URL] migrate status               list migrations and whether each is applied
   keel migrate sql                                       print the migrations' SQL, for other schema tools
   keel [--database-url URL] schema                       list keel's tables and views with their comments
+  keel grant ROLE [--print]                              give a runtime role keel's privileges (no DDL)
   keel stats                                             one screen: queues, stuck and dead jobs, outbox lag,
                                                          subscription lag
   keel jobs list [--state S] [--queue Q] [--kind K] [--limit N]
@@ -126,6 +127,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.outbox(ctx, args[1:])
 	case "stats":
 		return c.stats(ctx, args[1:])
+	case "grant":
+		return c.grant(ctx, args[1:])
 	case "jobs":
 		return c.jobs(ctx, args[1:])
 	case "queues":

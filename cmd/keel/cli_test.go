@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/testdb"
@@ -124,5 +126,35 @@ func TestNoDatabaseCommands(t *testing.T) {
 		if code != exitOK || !strings.Contains(out, tc.want) {
 			t.Errorf("keel %v: exit %d, stdout %q, stderr %q", tc.args, code, out, errOut)
 		}
+	}
+}
+
+func TestGrant(t *testing.T) {
+	t.Parallel()
+	code, out, _ := keel(t, nil, "grant", "--print", "app")
+	if code != exitOK || !strings.Contains(out, `GRANT USAGE ON SCHEMA keel TO "app";`) || strings.Count(out, "\n") != 5 {
+		t.Errorf("grant --print: exit %d\n%s", code, out)
+	}
+	url := testdb.NewURL(t)
+	pool := testdb.Open(t, url)
+	ctx := context.Background()
+	role := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(t.Name(), "Test"), "/", "_")) + "_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if _, err := pool.Exec(ctx, "CREATE ROLE "+role+" NOLOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = pool.Exec(ctx, "DROP OWNED BY "+role)
+		_, _ = pool.Exec(ctx, "DROP ROLE "+role)
+	})
+	code, out, errOut := keel(t, map[string]string{"DATABASE_URL": url}, "grant", role)
+	if code != exitOK || !strings.Contains(out, "granted") {
+		t.Fatalf("grant: exit %d %s %s", code, out, errOut)
+	}
+	var ok bool
+	if err := pool.QueryRow(ctx, "SELECT has_table_privilege($1, 'keel.jobs', 'INSERT') AND NOT has_schema_privilege($1, 'keel', 'CREATE')", role).Scan(&ok); err != nil || !ok {
+		t.Errorf("after keel grant the role may not insert jobs, or may create in keel (%v)", err)
+	}
+	if code, _, errOut := keel(t, nil, "grant"); code != exitUsage || !strings.Contains(errOut, "grant needs one role name") {
+		t.Errorf("grant without a role: exit %d %q", code, errOut)
 	}
 }

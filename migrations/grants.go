@@ -1,0 +1,54 @@
+package migrations
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel"
+)
+
+// grantStatements give a runtime role what keel needs at run time and
+// nothing more: no DDL, no ownership. GRANT takes the role as an
+// identifier, which sqlc cannot bind as a parameter; %[1]s is filled with
+// pgx.Identifier.Sanitize. The ALTER DEFAULT PRIVILEGES lines cover tables
+// that later keel migrations create, when the same owner role applies them.
+var grantStatements = []string{
+	"GRANT USAGE ON SCHEMA keel TO %[1]s",
+	"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA keel TO %[1]s",
+	"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA keel TO %[1]s",
+	"ALTER DEFAULT PRIVILEGES IN SCHEMA keel GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %[1]s",
+	"ALTER DEFAULT PRIVILEGES IN SCHEMA keel GRANT USAGE, SELECT ON SEQUENCES TO %[1]s",
+}
+
+// GrantStatements returns the SQL that lets role run every keel feature —
+// workers, relays, subscriptions, the CLI's inspection — without owning
+// keel's schema or being able to change it. Run it as the role that applied
+// the migrations, after applying them.
+func GrantStatements(role string) ([]string, error) {
+	if role == "" {
+		return nil, errors.New("keel migrations: role is empty")
+	}
+	id := pgx.Identifier{role}.Sanitize()
+	out := make([]string, len(grantStatements))
+	for i, s := range grantStatements {
+		out[i] = fmt.Sprintf(s, id) + ";"
+	}
+	return out, nil
+}
+
+// Grant runs GrantStatements(role) through tx.
+func Grant(ctx context.Context, tx keel.DBTX, role string) error {
+	stmts, err := GrantStatements(role)
+	if err != nil {
+		return err
+	}
+	for _, s := range stmts {
+		if _, err := tx.Exec(ctx, s); err != nil {
+			return fmt.Errorf("keel migrations: grant to %s: %w", role, err)
+		}
+	}
+	return nil
+}
