@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -15,13 +16,11 @@ import (
 // identifier, which sqlc cannot bind as a parameter; %[1]s is filled with
 // pgx.Identifier.Sanitize. The ALTER DEFAULT PRIVILEGES lines cover tables
 // that later keel migrations create, when the same owner role applies them.
-var grantStatements = []string{
-	"GRANT USAGE ON SCHEMA keel TO %[1]s",
-	"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA keel TO %[1]s",
-	"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA keel TO %[1]s",
-	"ALTER DEFAULT PRIVILEGES IN SCHEMA keel GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %[1]s",
-	"ALTER DEFAULT PRIVILEGES IN SCHEMA keel GRANT USAGE, SELECT ON SEQUENCES TO %[1]s",
-}
+const grantStatements = `GRANT USAGE ON SCHEMA keel TO %[1]s
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA keel TO %[1]s
+GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA keel TO %[1]s
+ALTER DEFAULT PRIVILEGES IN SCHEMA keel GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %[1]s
+ALTER DEFAULT PRIVILEGES IN SCHEMA keel GRANT USAGE, SELECT ON SEQUENCES TO %[1]s`
 
 // GrantStatements returns the SQL that lets role run every keel feature —
 // workers, relays, subscriptions, the CLI's inspection — without owning
@@ -32,8 +31,9 @@ func GrantStatements(role string) ([]string, error) {
 		return nil, errors.New("keel migrations: role is empty")
 	}
 	id := pgx.Identifier{role}.Sanitize()
-	out := make([]string, len(grantStatements))
-	for i, s := range grantStatements {
+	lines := strings.Split(grantStatements, "\n")
+	out := make([]string, len(lines))
+	for i, s := range lines {
 		out[i] = fmt.Sprintf(s, id) + ";"
 	}
 	return out, nil
