@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/internal/testdb"
@@ -117,4 +118,8 @@ func waitStatus(t *testing.T, e *saga.Engine, pool *pgxpool.Pool, runID string, 
 		return run.Status == status
 	})
 	return run
+}
+
+func pgxCollectStrings(rows pgx.Rows) ([]string, error) {
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
