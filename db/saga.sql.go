@@ -194,22 +194,18 @@ func (q *Queries) DeleteStepsForResume(ctx context.Context, runID string) (int64
 }
 
 const finishRun = `-- name: FinishRun :one
-WITH done AS (
-    UPDATE keel.saga_runs SET
-        status = $1,
-        output = $2::jsonb,
-        error = $3::jsonb,
-        owner = NULL,
-        wake_at = NULL,
-        wait_reason = NULL,
-        last_error = NULL,
-        finished_at = now(),
-        updated_at = now()
-    WHERE id = $4 AND epoch = $5
-    RETURNING id, parent_id
-)
-SELECT done.parent_id, n.sent::boolean AS notified
-FROM done, LATERAL (SELECT pg_notify('keel_saga_done', done.id) IS NULL AS sent) n
+UPDATE keel.saga_runs SET
+    status = $1,
+    output = $2::jsonb,
+    error = $3::jsonb,
+    owner = NULL,
+    wake_at = NULL,
+    wait_reason = NULL,
+    last_error = NULL,
+    finished_at = now(),
+    updated_at = now()
+WHERE id = $4 AND epoch = $5
+RETURNING parent_id
 `
 
 type FinishRunParams struct {
@@ -220,14 +216,8 @@ type FinishRunParams struct {
 	Epoch  int64             `json:"epoch"`
 }
 
-type FinishRunRow struct {
-	ParentID *string `json:"parent_id"`
-	Notified bool    `json:"notified"`
-}
-
-// Ends a run and notifies awaiters (channel keel_saga_done, payload the run
-// id) on commit. Returns the parent to wake, if any.
-func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) (FinishRunRow, error) {
+// Ends a run. Returns the parent to wake, if any.
+func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) (*string, error) {
 	row := q.db.QueryRow(ctx, finishRun,
 		arg.Status,
 		arg.Output,
@@ -235,9 +225,36 @@ func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) (FinishRun
 		arg.ID,
 		arg.Epoch,
 	)
-	var i FinishRunRow
-	err := row.Scan(&i.ParentID, &i.Notified)
-	return i, err
+	var parent_id *string
+	err := row.Scan(&parent_id)
+	return parent_id, err
+}
+
+const finishedRuns = `-- name: FinishedRuns :many
+SELECT id FROM keel.saga_runs
+WHERE id = ANY ($1::text[]) AND status IN ('succeeded', 'failed', 'cancelled')
+`
+
+// Which of the runs are final: an awaiting process asks once per
+// notification for every run it awaits.
+func (q *Queries) FinishedRuns(ctx context.Context, ids []string) ([]string, error) {
+	rows, err := q.db.Query(ctx, finishedRuns, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const forkRun = `-- name: ForkRun :one

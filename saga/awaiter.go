@@ -7,15 +7,18 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/notify"
 )
 
-// channelDone is notified with a run's id when the run finishes (see the
-// FinishRun query).
+// channelDone is notified, debounced and without a payload, when runs
+// finish.
 const channelDone = "keel_saga_done"
 
 // awaiter routes run-finished notifications to the Await calls of this
-// engine. Its LISTEN connection is opened by the first Await.
+// engine: on each notification it asks, in one query, which of the awaited
+// runs are final, and wakes their Awaits. Its LISTEN connection is opened by
+// the first Await.
 type awaiter struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
@@ -77,17 +80,35 @@ func (a *awaiter) route(ctx context.Context, sub *notify.Subscription) {
 		select {
 		case <-ctx.Done():
 			return
-		case runID := <-sub.C:
+		case payload := <-sub.C:
 			a.mu.Lock()
-			if runID == notify.Reconnected {
-				for _, cs := range a.watchers {
-					signalAll(cs)
-				}
-			} else {
-				signalAll(a.watchers[runID])
+			ids := make([]string, 0, len(a.watchers))
+			for id := range a.watchers {
+				ids = append(ids, id)
 			}
 			a.mu.Unlock()
+			if len(ids) == 0 {
+				continue
+			}
+			if payload == notify.Reconnected {
+				a.signal(ids)
+				continue
+			}
+			finished, err := db.New(a.pool).FinishedRuns(ctx, ids)
+			if err != nil {
+				a.logger.WarnContext(ctx, "keel saga: reading finished runs; awaits fall back to polling", "error", err)
+				continue
+			}
+			a.signal(finished)
 		}
+	}
+}
+
+func (a *awaiter) signal(ids []string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range ids {
+		signalAll(a.watchers[id])
 	}
 }
 

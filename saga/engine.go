@@ -14,6 +14,7 @@ import (
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/jobs"
 )
 
@@ -26,6 +27,9 @@ type Engine struct {
 	cfg      Config
 	jobs     *jobs.Client
 	awaiter  *awaiter
+	// done debounces the run-finished notifications: a notifying commit
+	// takes a database-wide lock, so one per run would serialise finishes.
+	done *notify.Debouncer
 }
 
 // runJob is the job that executes a run: it takes the run when the run's
@@ -59,6 +63,7 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 		return nil, fmt.Errorf("%w: jobs client: %w", ErrInvalidOptions, err)
 	}
 	e.awaiter = newAwaiter(pool, cfg.Logger)
+	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
 	return e, nil
 }
 
@@ -77,7 +82,18 @@ func (e *Engine) StartWorkers(ctx context.Context) error {
 // returns ctx's error when ctx ends first.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.awaiter.close()
-	return e.jobs.StopAndCancel(ctx)
+	err := e.jobs.StopAndCancel(ctx)
+	e.done.Close()
+	return err
+}
+
+// notifyDone tells awaiters in every process that runs finished; they ask
+// which (channelDone has no payload, so notifications can be debounced).
+func (e *Engine) notifyDone(ctx context.Context, tx keel.DBTX) error {
+	if err := e.done.Notify(ctx, tx, channelDone, ""); err != nil {
+		return fmt.Errorf("keel saga: notifying awaiters: %w", err)
+	}
+	return nil
 }
 
 // Start starts a run of the workflow name with input, through tx — the

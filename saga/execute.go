@@ -139,8 +139,9 @@ func (ex *execution) compensate(c compensation) (failed string, err error) {
 	return failed, ex.checkpoint(ex.ctx, ex.e.pool, p)
 }
 
-// finish ends the run, wakes its parent and cancels its children when it
-// did not succeed. Fenced out, it does nothing.
+// finish ends the run, wakes its parent, cancels its children when it did
+// not succeed and notifies awaiters (debounced). Fenced out, it does
+// nothing.
 func (ex *execution) finish(status Status, out json.RawMessage, why *storedError) error {
 	var stored json.RawMessage
 	if why != nil {
@@ -153,21 +154,24 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 	p := db.FinishRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch, Status: db.KeelSagaRunStatus(status), Output: out, Error: stored}
 	if ex.run.ParentID == nil && !cascade {
 		_, err := db.New(ex.e.pool).FinishRun(ex.ctx, p)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("keel saga: finishing run %s: %w", ex.run.ID, err)
 		}
-		return nil
+		return ex.e.notifyDone(ex.ctx, ex.e.pool)
 	}
 	err := pgx.BeginFunc(ex.ctx, ex.e.pool, func(tx pgx.Tx) error {
-		row, err := db.New(tx).FinishRun(ex.ctx, p)
+		parent, err := db.New(tx).FinishRun(ex.ctx, p)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errFenced
 		}
 		if err != nil {
 			return err
 		}
-		if row.ParentID != nil {
-			if err := ex.e.wake(ex.ctx, tx, *row.ParentID); err != nil {
+		if parent != nil {
+			if err := ex.e.wake(ex.ctx, tx, *parent); err != nil {
 				return err
 			}
 		}
@@ -178,7 +182,7 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 				}
 			}
 		}
-		return nil
+		return ex.e.notifyDone(ex.ctx, tx)
 	})
 	if err != nil && err != errFenced {
 		return fmt.Errorf("keel saga: finishing run %s: %w", ex.run.ID, err)

@@ -115,24 +115,25 @@ UPDATE keel.saga_runs SET status = 'compensating', updated_at = now()
 WHERE id = @id AND epoch = @epoch;
 
 -- name: FinishRun :one
--- Ends a run and notifies awaiters (channel keel_saga_done, payload the run
--- id) on commit. Returns the parent to wake, if any.
-WITH done AS (
-    UPDATE keel.saga_runs SET
-        status = @status,
-        output = sqlc.narg('output')::jsonb,
-        error = sqlc.narg('error')::jsonb,
-        owner = NULL,
-        wake_at = NULL,
-        wait_reason = NULL,
-        last_error = NULL,
-        finished_at = now(),
-        updated_at = now()
-    WHERE id = @id AND epoch = @epoch
-    RETURNING id, parent_id
-)
-SELECT done.parent_id, n.sent::boolean AS notified
-FROM done, LATERAL (SELECT pg_notify('keel_saga_done', done.id) IS NULL AS sent) n;
+-- Ends a run. Returns the parent to wake, if any.
+UPDATE keel.saga_runs SET
+    status = @status,
+    output = sqlc.narg('output')::jsonb,
+    error = sqlc.narg('error')::jsonb,
+    owner = NULL,
+    wake_at = NULL,
+    wait_reason = NULL,
+    last_error = NULL,
+    finished_at = now(),
+    updated_at = now()
+WHERE id = @id AND epoch = @epoch
+RETURNING parent_id;
+
+-- name: FinishedRuns :many
+-- Which of the runs are final: an awaiting process asks once per
+-- notification for every run it awaits.
+SELECT id FROM keel.saga_runs
+WHERE id = ANY (@ids::text[]) AND status IN ('succeeded', 'failed', 'cancelled');
 
 -- name: RecordLastError :execrows
 -- Puts a run back to pending with a reason it cannot run here (e.g. its
