@@ -365,6 +365,23 @@ func (q *Queries) GetValue(ctx context.Context, arg GetValueParams) (json.RawMes
 	return value, err
 }
 
+const holdsRun = `-- name: HoldsRun :one
+SELECT EXISTS (SELECT 1 FROM keel.saga_runs WHERE id = $1 AND epoch = $2)::boolean AS holds
+`
+
+type HoldsRunParams struct {
+	ID    string `json:"id"`
+	Epoch int64  `json:"epoch"`
+}
+
+// Whether the executor of epoch still holds the run.
+func (q *Queries) HoldsRun(ctx context.Context, arg HoldsRunParams) (bool, error) {
+	row := q.db.QueryRow(ctx, holdsRun, arg.ID, arg.Epoch)
+	var holds bool
+	err := row.Scan(&holds)
+	return holds, err
+}
+
 const insertRun = `-- name: InsertRun :one
 INSERT INTO keel.saga_runs (id, workflow, version, queue, input, parent_id, parent_seq, deadline)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

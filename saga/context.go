@@ -52,6 +52,10 @@ type abort struct{ reason error }
 var (
 	errParked = errors.New("keel saga: run parked")
 	errFenced = errors.New("keel saga: another executor took the run")
+	// errHistoryChanged: a checkpoint found its position taken although the
+	// executor holds the run — a fenced-out executor's write landed after
+	// the history was loaded. The run is replayed with the new history.
+	errHistoryChanged = errors.New("keel saga: the run's history changed under its executor; replaying")
 )
 
 // workflowContext is the Context a workflow function receives.
@@ -135,6 +139,13 @@ func (ex *execution) checkpoint(ctx context.Context, tx keel.DBTX, p db.Checkpoi
 	}
 	cancel, err := db.New(tx).Checkpoint(ctx, p)
 	if errors.Is(err, pgx.ErrNoRows) {
+		holds, err := db.New(ex.e.pool).HoldsRun(ctx, db.HoldsRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch})
+		if err != nil {
+			return fmt.Errorf("keel saga: run %s: %w", ex.run.ID, err)
+		}
+		if holds {
+			return errHistoryChanged
+		}
 		return errFenced
 	}
 	if err != nil {

@@ -127,10 +127,31 @@ func (e *Engine) Start(ctx context.Context, tx keel.DBTX, name string, input any
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("%w: negative timeout", ErrInvalidOptions)
 	}
-	return e.insertRun(ctx, tx, db.InsertRunParams{
-		ID: o.RunID, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue,
-		Input: encoded, Deadline: deadline(o.Timeout),
+	var run *Run
+	err = atomically(ctx, tx, func(tx keel.DBTX) error {
+		run, err = e.insertRun(ctx, tx, db.InsertRunParams{
+			ID: o.RunID, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue,
+			Input: encoded, Deadline: deadline(o.Timeout),
+		})
+		return err
 	})
+	return run, err
+}
+
+// beginner starts a transaction: *pgxpool.Pool and *pgx.Conn do.
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// atomically runs fn's statements as one: in tx when it is a transaction,
+// else in a transaction begun (and committed) on the pool or connection tx,
+// so a write of several statements never half-happens.
+func atomically(ctx context.Context, tx keel.DBTX, fn func(tx keel.DBTX) error) error {
+	b, ok := tx.(beginner)
+	if _, inTx := tx.(pgx.Tx); inTx || !ok {
+		return fn(tx)
+	}
+	return pgx.BeginFunc(ctx, b, func(t pgx.Tx) error { return fn(t) })
 }
 
 func deadline(timeout time.Duration) pgtype.Timestamptz {
@@ -182,6 +203,10 @@ func (e *Engine) enqueue(ctx context.Context, tx keel.DBTX, runID string, genera
 // is dropped. Signalling a finished run fails with ErrRunFinished, a missing
 // one with ErrRunNotFound.
 func (e *Engine) Signal(ctx context.Context, tx keel.DBTX, runID, name string, value any, idempotencyKey string) error {
+	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.signal(ctx, tx, runID, name, value, idempotencyKey) })
+}
+
+func (e *Engine) signal(ctx context.Context, tx keel.DBTX, runID, name string, value any, idempotencyKey string) error {
 	if name == "" {
 		return fmt.Errorf("%w: empty signal name", ErrInvalidOptions)
 	}
@@ -230,6 +255,10 @@ func (e *Engine) wake(ctx context.Context, tx keel.DBTX, runID string) error {
 // the compensations of its completed steps in reverse order and ends
 // cancelled. Cancelling a finished run fails with ErrRunFinished.
 func (e *Engine) Cancel(ctx context.Context, tx keel.DBTX, runID string) error {
+	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.cancel(ctx, tx, runID) })
+}
+
+func (e *Engine) cancel(ctx context.Context, tx keel.DBTX, runID string) error {
 	rows, err := db.New(tx).RequestCancel(ctx, runID)
 	if err != nil {
 		return fmt.Errorf("keel saga: cancel %s: %w", runID, err)
@@ -255,6 +284,10 @@ func (e *Engine) Cancel(ctx context.Context, tx keel.DBTX, runID string) error {
 // their recorded outputs, and execution goes on from the step that failed.
 // The workflow timeout is cleared.
 func (e *Engine) Resume(ctx context.Context, tx keel.DBTX, runID string) error {
+	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.resume(ctx, tx, runID) })
+}
+
+func (e *Engine) resume(ctx context.Context, tx keel.DBTX, runID string) error {
 	q := db.New(tx)
 	if _, err := q.DeleteStepsForResume(ctx, runID); err != nil {
 		return fmt.Errorf("keel saga: resume %s: %w", runID, err)
@@ -288,6 +321,16 @@ type ForkOpts struct {
 // (from 1): those replay, and execution goes on from step fromSeq. Children
 // started before fromSeq are shared with the source, not started again.
 func (e *Engine) Fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
+	var run *Run
+	err := atomically(ctx, tx, func(tx keel.DBTX) error {
+		var err error
+		run, err = e.fork(ctx, tx, runID, fromSeq, opts)
+		return err
+	})
+	return run, err
+}
+
+func (e *Engine) fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
 	var o ForkOpts
 	if opts != nil {
 		o = *opts

@@ -61,6 +61,8 @@ func (ex *execution) execute() error {
 			return ex.compensateAndFinish(StatusCancelled, &storedError{Kind: kindCancelled, Message: "cancelled"})
 		case stopped == ErrTimeout:
 			return ex.compensateAndFinish(StatusFailed, &storedError{Kind: kindTimeout, Message: ErrTimeout.Error()})
+		case stopped == errHistoryChanged:
+			return jobs.Snooze(0)
 		}
 		return stopped // the process stops, or a write failed: jobs runs it again
 	}
@@ -103,6 +105,9 @@ func (ex *execution) compensateAndFinish(status Status, why *storedError) error 
 		failed, err := ex.compensate(c)
 		if err == errFenced {
 			return nil
+		}
+		if err == errHistoryChanged {
+			return jobs.Snooze(0)
 		}
 		if err != nil {
 			return err

@@ -31,18 +31,24 @@ func TestSleepSurvivesARestart(t *testing.T) {
 	if err := first.StartWorkers(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = first.Stop(context.Background()) })
 	started := time.Now()
 	run := start(t, first, pool, "nap", struct{}{}, nil)
 	parked := waitStatus(t, first, pool, run.ID, saga.StatusWaiting)
 	if parked.WaitReason != "timer" || parked.WakeAt.Before(started.Add(nap)) {
 		t.Fatalf("parked run waits for %q until %s", parked.WaitReason, parked.WakeAt)
 	}
-	var running int
-	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM keel.jobs WHERE state = 'running'").Scan(&running); err != nil {
-		t.Fatal(err)
-	}
-	if running != 0 {
-		t.Fatalf("%d jobs hold a worker while the run sleeps", running)
+	// The job that parked the run ends (its completion is written in a
+	// batch just after), and nothing holds a worker while the run sleeps.
+	waitFor(t, "no job to run while the run sleeps", func() bool {
+		var running int
+		if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM keel.jobs WHERE state = 'running'").Scan(&running); err != nil {
+			t.Fatal(err)
+		}
+		return running == 0
+	})
+	if r, err := first.Get(context.Background(), pool, run.ID); err != nil || r.Status != saga.StatusWaiting {
+		t.Fatalf("run woke before its time: %+v, %v", r, err)
 	}
 	if err := first.Stop(context.Background()); err != nil {
 		t.Fatal(err)

@@ -210,3 +210,7 @@ INSERT INTO keel.saga_steps (run_id, seq, name, kind, status, output, error, att
 SELECT @new_id, s.seq, s.name, s.kind, s.status, s.output, s.error, s.attempts, s.started_at, s.finished_at
 FROM keel.saga_steps s
 WHERE s.run_id = @src_id AND s.seq > 0 AND s.seq < @at_seq AND s.status = 'completed';
+
+-- name: HoldsRun :one
+-- Whether the executor of epoch still holds the run.
+SELECT EXISTS (SELECT 1 FROM keel.saga_runs WHERE id = @id AND epoch = @epoch)::boolean AS holds;
