@@ -250,13 +250,17 @@ func (ex *execution) waitTx(reason string, wakeAt time.Time, decide func(tx pgx.
 	if err != nil {
 		return false, fmt.Errorf("keel saga: parking run %s: %w", ex.run.ID, err)
 	}
+	var wakeJob int64
 	if !wakeAt.IsZero() {
-		if err = ex.e.enqueue(ex.ctx, tx, ex.run.ID, row.Generation, row.Queue, wakeAt); err != nil {
+		if wakeJob, err = ex.e.enqueueJob(ex.ctx, tx, ex.run.ID, row.Generation, row.Queue, wakeAt); err != nil {
 			return false, err
 		}
 	}
 	if err = tx.Commit(ex.ctx); err != nil {
 		return false, fmt.Errorf("keel saga: parking run %s: %w", ex.run.ID, err)
+	}
+	if wakeJob != 0 {
+		ex.e.timers.add(wakeJob, wakeAt)
 	}
 	return false, nil
 }

@@ -29,7 +29,8 @@ type Engine struct {
 	awaiter  *awaiter
 	// done debounces the run-finished notifications: a notifying commit
 	// takes a database-wide lock, so one per run would serialise finishes.
-	done *notify.Debouncer
+	done   *notify.Debouncer
+	timers *timers
 }
 
 // runJob is the job that executes a run: it takes the run when the run's
@@ -64,6 +65,7 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	}
 	e.awaiter = newAwaiter(pool, cfg.Logger)
 	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
+	e.timers = newTimers(e.jobs, cfg.Logger)
 	return e, nil
 }
 
@@ -82,6 +84,7 @@ func (e *Engine) StartWorkers(ctx context.Context) error {
 // returns ctx's error when ctx ends first.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.awaiter.close()
+	e.timers.stop()
 	err := e.jobs.StopAndCancel(ctx)
 	e.done.Close()
 	return err
@@ -187,13 +190,19 @@ func (e *Engine) insertRun(ctx context.Context, tx keel.DBTX, p db.InsertRunPara
 // enqueue inserts the job that executes a run's generation, at runAt (zero:
 // at once).
 func (e *Engine) enqueue(ctx context.Context, tx keel.DBTX, runID string, generation int64, queue string, runAt time.Time) error {
-	_, err := e.jobs.Insert(ctx, tx, runJob{RunID: runID, Generation: generation}, &jobs.InsertOpts{
+	_, err := e.enqueueJob(ctx, tx, runID, generation, queue, runAt)
+	return err
+}
+
+// enqueueJob is enqueue returning the job's id.
+func (e *Engine) enqueueJob(ctx context.Context, tx keel.DBTX, runID string, generation int64, queue string, runAt time.Time) (int64, error) {
+	job, err := e.jobs.Insert(ctx, tx, runJob{RunID: runID, Generation: generation}, &jobs.InsertOpts{
 		Queue: queue, RunAt: runAt, MaxAttempts: 1 << 20,
 	})
 	if err != nil {
-		return fmt.Errorf("keel saga: enqueueing run %s: %w", runID, err)
+		return 0, fmt.Errorf("keel saga: enqueueing run %s: %w", runID, err)
 	}
-	return nil
+	return job.ID, nil
 }
 
 // Signal sends the signal name with value to a run, through tx (the
