@@ -23,9 +23,8 @@ type Config struct {
 	MaxConcurrentRuns int
 	// Jobs configures the jobs client the engine runs on. The engine adds its
 	// worker to Jobs.Workers (a new set when nil, so one Workers can hold an
-	// application's own job kinds too) and works Queue. Its zero-value
-	// defaults are jobs' own, except MaintenanceInterval, which defaults to
-	// 50ms so that durable timers resume promptly.
+	// application's own job kinds too) and works Queue. Its zero values
+	// take jobs' defaults.
 	Jobs jobs.Config
 	// StepRetry is the retry policy of steps and compensations that set
 	// none. Default: 3 attempts, 100ms doubling to at most 10s.
@@ -87,9 +86,6 @@ func (c Config) withDefaults() (Config, error) {
 		queues[c.Queue] = jobs.QueueConfig{MaxWorkers: c.MaxConcurrentRuns}
 	}
 	c.Jobs.Queues = queues
-	if c.Jobs.MaintenanceInterval == 0 {
-		c.Jobs.MaintenanceInterval = 50 * time.Millisecond
-	}
 	return c, nil
 }
 

@@ -90,7 +90,10 @@
 //
 // [Sleep] and [SleepUntil] park the run: the execution ends, the run is
 // marked waiting and a job is scheduled for the wake time, so no goroutine or
-// worker is held and the wake-up survives restarts. [AwaitSignal] consumes a
+// worker is held and the wake-up survives restarts. The process that parked
+// the run also keeps a timer that makes the job available at its time; if
+// that process is gone, jobs' promotion (every Jobs.MaintenanceInterval)
+// does. [AwaitSignal] consumes a
 // signal sent with [Engine.Signal] (in the sender's transaction, with an
 // optional idempotency key); a signal sent before the wait is kept until a
 // wait consumes it, oldest first; the wait parks the run until a signal or
