@@ -3,10 +3,8 @@ package saga_test
 import (
 	"context"
 	"errors"
-	"os"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -130,20 +128,6 @@ func TestCompensationsRunInReverseOrder(t *testing.T) {
 	}
 }
 
-// TestHelperCompensatingProcess is not a test: it executes booking runs
-// whose undo of b hangs, until TestCompensationsSurviveACrash kills it.
-func TestHelperCompensatingProcess(t *testing.T) {
-	url := os.Getenv(helperURLEnv)
-	if url == "" {
-		t.Skip("runs only as a subprocess")
-	}
-	pool := openPool(t, url, 4)
-	reg := saga.NewRegistry()
-	booking(reg, pool, true)
-	newEngine(t, pool, reg, true)
-	time.Sleep(time.Minute) // killed long before
-}
-
 func TestCompensationsSurviveACrash(t *testing.T) {
 	t.Parallel()
 	url := testdb.NewURL(t)
@@ -154,7 +138,7 @@ func TestCompensationsSurviveACrash(t *testing.T) {
 	starter := newEngine(t, pool, reg, false)
 	run := start(t, starter, pool, "booking", "fail", nil)
 
-	kill := runHelper(t, "^TestHelperCompensatingProcess$", url)
+	kill := runHelper(t, "booking", url)
 	waitFor(t, "the subprocess to be compensating b", func() bool { return len(undoLog(t, pool)) == 2 })
 	kill()
 

@@ -16,8 +16,12 @@ import (
 	"github.com/keelpg/keel/saga"
 )
 
-// helperURLEnv carries the database of TestHelperSagaProcess.
-const helperURLEnv = "KEEL_SAGA_HELPER_URL"
+// The environment of TestHelperSagaProcess: the database, and which
+// workflows to run ("five" or "booking"), hanging in the middle.
+const (
+	helperURLEnv      = "KEEL_SAGA_HELPER_URL"
+	helperWorkflowEnv = "KEEL_SAGA_HELPER_WORKFLOW"
+)
 
 // fiveSteps registers a five-step workflow that records each step it runs in
 // test_executions; step 3 is transactional and writes test_effects. With
@@ -69,8 +73,8 @@ func fiveSteps(reg *saga.Registry, pool *pgxpool.Pool, hang bool) {
 	})
 }
 
-// TestHelperSagaProcess is not a test: TestKilledExecutorRunFinishesElsewhere
-// runs it in a subprocess, where it executes runs until it is killed.
+// TestHelperSagaProcess is not a test: the crash tests run it in a
+// subprocess, where it executes runs that hang mid-way until it is killed.
 func TestHelperSagaProcess(t *testing.T) {
 	url := os.Getenv(helperURLEnv)
 	if url == "" {
@@ -78,7 +82,14 @@ func TestHelperSagaProcess(t *testing.T) {
 	}
 	pool := openPool(t, url, 4)
 	reg := saga.NewRegistry()
-	fiveSteps(reg, pool, true)
+	switch os.Getenv(helperWorkflowEnv) {
+	case "five":
+		fiveSteps(reg, pool, true)
+	case "booking":
+		booking(reg, pool, true)
+	default:
+		t.Fatalf("unknown %s", helperWorkflowEnv)
+	}
 	newEngine(t, pool, reg, true)
 	time.Sleep(time.Minute) // killed long before
 }
@@ -97,7 +108,7 @@ func TestKilledExecutorRunFinishesElsewhere(t *testing.T) {
 	starter := newEngine(t, pool, reg, false)
 	run := start(t, starter, pool, "five", ">", &saga.StartOpts{RunID: "crash-1"})
 
-	kill := runHelper(t, "^TestHelperSagaProcess$", url)
+	kill := runHelper(t, "five", url)
 	count := func(step string) (n int) {
 		if err := pool.QueryRow(ctx, "SELECT count(*) FROM test_executions WHERE step = $1", step).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -130,13 +141,14 @@ func TestKilledExecutorRunFinishesElsewhere(t *testing.T) {
 	}
 }
 
-// runHelper re-executes the test binary running only the helper test, on
-// the database url, and returns a function that kills it with SIGKILL and
-// waits for it to end. The helper is killed at the end of the test anyway.
-func runHelper(t *testing.T, pattern, url string) (kill func()) {
+// runHelper re-executes the test binary running only TestHelperSagaProcess
+// with workflow, on the database url, and returns a function that kills it
+// with SIGKILL and waits for it to end. The helper is killed when the test
+// ends anyway.
+func runHelper(t *testing.T, workflow, url string) (kill func()) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run="+pattern)
-	cmd.Env = append(os.Environ(), helperURLEnv+"="+url)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSagaProcess$")
+	cmd.Env = append(os.Environ(), helperURLEnv+"="+url, helperWorkflowEnv+"="+workflow)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
