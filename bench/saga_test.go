@@ -2,12 +2,8 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,10 +11,8 @@ import (
 	"time"
 
 	"github.com/dbos-inc/dbos-transact-golang/dbos"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel/migrations"
 	"github.com/keelpg/keel/saga"
 )
 
@@ -27,81 +21,17 @@ import (
 //
 //	cd bench && go test -run '^$' -bench Saga -benchtime 1x
 //
-// They report workflows/s for a no-op three-step workflow started and
+// Both get a pool of benchMaxConn connections on a database of their own
+// (newDatabase, keelDatabase). They report workflows/s for a no-op three-step workflow started and
 // awaited by 32 concurrent callers, the time one step (its checkpoint)
 // adds to a workflow, and the
 // latency from a signal's send (commit included) and from a timer's due
 // time to the workflow running again (p50, p99).
 
-// Statements sqlc cannot express: CREATE and DROP DATABASE take the database
-// name as an identifier, which no query parameter can stand for.
-const (
-	sagaCreateDatabase = "CREATE DATABASE %s"
-	sagaDropDatabase   = "DROP DATABASE IF EXISTS %s WITH (FORCE)"
-)
-
 const (
 	sagaCallers   = 32
 	sagaWorkflows = 3000
-	sagaPoolConns = 20
 )
-
-// sagaDB creates an empty database, with keel's migrations applied when
-// migrate is set, and drops it when b ends. It returns its URL.
-func sagaDB(b *testing.B, migrate bool) string {
-	b.Helper()
-	ctx := context.Background()
-	base := os.Getenv("DATABASE_URL")
-	if base == "" {
-		b.Fatal("set DATABASE_URL to a PostgreSQL server whose role may create databases")
-	}
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	name := pgx.Identifier{"keel_bench_saga_" + hex.EncodeToString(rnd[:])}
-	if _, err := admin.Exec(ctx, fmt.Sprintf(sagaCreateDatabase, name.Sanitize())); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_, _ = admin.Exec(ctx, fmt.Sprintf(sagaDropDatabase, name.Sanitize()))
-		_ = admin.Close(ctx)
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		b.Fatal(err)
-	}
-	u.Path = "/" + name[0]
-	if migrate {
-		pool := sagaPool(b, u.String())
-		m, err := migrations.New(pool, migrations.Config{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer m.Close()
-		if _, err := m.Up(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	return u.String()
-}
-
-func sagaPool(b *testing.B, dbURL string) *pgxpool.Pool {
-	b.Helper()
-	cfg, err := pgxpool.ParseConfig(dbURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = sagaPoolConns
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	return pool
-}
 
 func noop(context.Context) (int, error) { return 1, nil }
 
@@ -159,9 +89,8 @@ type dbosRuntime struct {
 	timer     func(ctx dbos.Context, due time.Time) (time.Time, error)
 }
 
-func dbosLaunch(b *testing.B, dbURL string) *dbosRuntime {
+func dbosLaunch(b *testing.B, pool *pgxpool.Pool) *dbosRuntime {
 	b.Helper()
-	pool := sagaPool(b, dbURL)
 	ctx, err := dbos.NewContext(context.Background(), dbos.Config{
 		AppName: "keel-bench", SystemDBPool: pool, Logger: slog.New(slog.DiscardHandler),
 	})
@@ -246,7 +175,7 @@ func throughput(b *testing.B, total int, run func() error) float64 {
 
 func BenchmarkSagaThroughput(b *testing.B) {
 	b.Run("keel", func(b *testing.B) {
-		pool := sagaPool(b, sagaDB(b, true))
+		pool := keelDatabase(b)
 		e := keelEngine(b, pool)
 		ctx := context.Background()
 		for range b.N {
@@ -266,7 +195,7 @@ func BenchmarkSagaThroughput(b *testing.B) {
 		}
 	})
 	b.Run("dbos", func(b *testing.B) {
-		r := dbosLaunch(b, sagaDB(b, false))
+		r := dbosLaunch(b, newDatabase(b))
 		for range b.N {
 			wfs := throughput(b, sagaWorkflows, func() error {
 				h, err := dbos.RunWorkflow(r.ctx, r.steps, 3)
@@ -300,7 +229,7 @@ func stepOverhead(b *testing.B, run func(steps int) (time.Duration, error)) time
 
 func BenchmarkSagaStepOverhead(b *testing.B) {
 	b.Run("keel", func(b *testing.B) {
-		pool := sagaPool(b, sagaDB(b, true))
+		pool := keelDatabase(b)
 		e := keelEngine(b, pool)
 		ctx := context.Background()
 		for range b.N {
@@ -319,7 +248,7 @@ func BenchmarkSagaStepOverhead(b *testing.B) {
 		}
 	})
 	b.Run("dbos", func(b *testing.B) {
-		r := dbosLaunch(b, sagaDB(b, false))
+		r := dbosLaunch(b, newDatabase(b))
 		for range b.N {
 			d := stepOverhead(b, func(n int) (time.Duration, error) {
 				h, err := dbos.RunWorkflow(r.ctx, r.timed, n)
@@ -347,7 +276,7 @@ const latencyRuns = 100
 
 func BenchmarkSagaSignalResume(b *testing.B) {
 	b.Run("keel", func(b *testing.B) {
-		pool := sagaPool(b, sagaDB(b, true))
+		pool := keelDatabase(b)
 		e := keelEngine(b, pool)
 		ctx := context.Background()
 		for range b.N {
@@ -385,7 +314,7 @@ func BenchmarkSagaSignalResume(b *testing.B) {
 		}
 	})
 	b.Run("dbos", func(b *testing.B) {
-		r := dbosLaunch(b, sagaDB(b, false))
+		r := dbosLaunch(b, newDatabase(b))
 		for range b.N {
 			var ds []time.Duration
 			for range latencyRuns {
@@ -439,7 +368,7 @@ func timerLatencies(b *testing.B, start func(due time.Time) (func() (time.Time, 
 
 func BenchmarkSagaTimerResume(b *testing.B) {
 	b.Run("keel", func(b *testing.B) {
-		pool := sagaPool(b, sagaDB(b, true))
+		pool := keelDatabase(b)
 		e := keelEngine(b, pool)
 		ctx := context.Background()
 		for range b.N {
@@ -460,7 +389,7 @@ func BenchmarkSagaTimerResume(b *testing.B) {
 		}
 	})
 	b.Run("dbos", func(b *testing.B) {
-		r := dbosLaunch(b, sagaDB(b, false))
+		r := dbosLaunch(b, newDatabase(b))
 		for range b.N {
 			ds := timerLatencies(b, func(due time.Time) (func() (time.Time, error), error) {
 				h, err := dbos.RunWorkflow(r.ctx, r.timer, due)

@@ -205,6 +205,19 @@ func (q *Queries) CompleteJobs(ctx context.Context, arg CompleteJobsParams) (int
 	return result.RowsAffected(), nil
 }
 
+const countJobs = `-- name: CountJobs :one
+SELECT count(*) FROM keel.jobs
+WHERE $1::keel.job_state IS NULL OR state = $1::keel.job_state
+`
+
+// Counts the jobs in a state, or all jobs when state is NULL.
+func (q *Queries) CountJobs(ctx context.Context, state *KeelJobState) (int64, error) {
+	row := q.db.QueryRow(ctx, countJobs, state)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const countJobsByIDs = `-- name: CountJobsByIDs :one
 SELECT count(*) FROM keel.jobs WHERE id = ANY ($1::bigint[])
 `
@@ -763,7 +776,7 @@ UPDATE keel.jobs SET
     finalized_at = NULL,
     cancel_requested_at = NULL,
     max_attempts = GREATEST(max_attempts, attempt + 1)
-WHERE id = $2 AND state <> 'running'
+WHERE id = $2 AND state NOT IN ('running', 'pending')
 RETURNING id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, timeout_ms, run_at, created_at, attempted_at, finalized_at, heartbeat_at, owner, cancel_requested_at, errors, progress, output, unique_key, depends_on, run_when, workflow, task
 `
 
@@ -772,8 +785,9 @@ type RetryJobParams struct {
 	ID  int64              `json:"id"`
 }
 
-// Makes a job that is not running available again at once, giving it one
-// more attempt when it has used all of them.
+// Makes a job available again at once, giving it one more attempt when it
+// has used all of them. Running jobs and jobs waiting on dependencies are
+// left alone.
 func (q *Queries) RetryJob(ctx context.Context, arg RetryJobParams) (KeelJob, error) {
 	row := q.db.QueryRow(ctx, retryJob, arg.Now, arg.ID)
 	var i KeelJob

@@ -94,11 +94,9 @@ func TestCompetingClientsHandleEachJobOnce(t *testing.T) {
 	}
 }
 
-// countState counts the jobs in a state, through the test database.
-func countState(c *Client, state JobState) (int, error) {
-	var n int
-	err := c.pool.QueryRow(context.Background(), "SELECT count(*) FROM keel.jobs WHERE state = $1", string(state)).Scan(&n)
-	return n, err
+// countState counts the jobs in a state.
+func countState(c *Client, state JobState) (int64, error) {
+	return c.JobCount(context.Background(), state)
 }
 
 func TestRetriesThenCompletes(t *testing.T) {

@@ -16,7 +16,7 @@ type Config struct {
 	// client: it inserts and controls jobs but cannot Start.
 	Workers *Workers
 	// Queues are the queues this client works and how many jobs of each it
-	// runs at once. Default: {"default": {MaxWorkers: 100}} when Workers is
+	// runs at once. Default: {"default": {MaxWorkers: 500}} when Workers is
 	// set.
 	Queues map[string]QueueConfig
 	// ID names this client in keel.jobs.owner. Default: host/pid/random.
@@ -27,8 +27,9 @@ type Config struct {
 	Metrics Metrics
 
 	// FetchCooldown is the least time between two claims of one queue while
-	// work keeps coming, so a busy queue claims in batches instead of one job
-	// per freed slot. Default 2ms.
+	// fewer than half its workers are free, so jobs that finish one by one
+	// are claimed in batches rather than one by one. With half the workers
+	// free a queue claims at once. Default 2ms.
 	FetchCooldown time.Duration
 	// FetchPollInterval is how often an idle queue looks for work without
 	// being notified (notifications are lost behind PgBouncer in transaction
@@ -75,8 +76,12 @@ type Config struct {
 
 // QueueConfig configures one queue of a client.
 type QueueConfig struct {
-	// MaxWorkers is how many of the queue's jobs the client runs at once.
-	// Default 100.
+	// MaxWorkers is how many of the queue's jobs the client runs at once,
+	// one goroutine each; it also bounds how many jobs one claim takes, and
+	// claims of a few hundred rows cost the database far less per job than
+	// claims of a few dozen. Default 500: right for short or I/O-bound
+	// handlers; lower it when each job holds a scarce resource (a
+	// connection of a small pool, a rate-limited API).
 	MaxWorkers int
 }
 
@@ -99,7 +104,7 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: queue %q: negative MaxWorkers", ErrInvalidOptions, name)
 		}
 		if q.MaxWorkers == 0 {
-			q.MaxWorkers = 100
+			q.MaxWorkers = 500
 		}
 		queues[name] = q
 	}

@@ -47,11 +47,12 @@ func (c *Client) Cancel(ctx context.Context, id int64) (*JobRow, error) {
 	return rowFromDB(&row)
 }
 
-// Retry makes a job that is not running available to run at once — a
-// discarded, cancelled or completed job, or one waiting to be retried. A job
-// that used all its attempts gets one more. It returns ErrNotFound when no
-// job has the id, and a *DuplicateError when another job now holds its
-// unique key.
+// Retry makes a job available to run at once — a discarded, cancelled or
+// completed job, or one waiting to be retried or scheduled. A job that used
+// all its attempts gets one more. A running job, or one pending on its
+// dependencies, is returned as it is. Retry returns ErrNotFound when no job
+// has the id, and a *DuplicateError when another job now holds its unique
+// key.
 func (c *Client) Retry(ctx context.Context, id int64) (*JobRow, error) {
 	row, err := db.New(c.pool).RetryJob(ctx, db.RetryJobParams{Now: ts(c.now()), ID: id})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -59,7 +60,7 @@ func (c *Client) Retry(ctx context.Context, id int64) (*JobRow, error) {
 		if getErr != nil {
 			return nil, getErr
 		}
-		return existing, nil // running: it is being retried already
+		return existing, nil // running or pending: left alone
 	}
 	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.ConstraintName == uniqueIndex {
 		return nil, c.duplicateOf(ctx, id)
@@ -129,4 +130,18 @@ func (c *Client) duplicateOf(ctx context.Context, id int64) error {
 		return fmt.Errorf("keel jobs: finding the holder of unique key %q: %w", job.UniqueKey, err)
 	}
 	return &DuplicateError{UniqueKey: job.UniqueKey, ExistingID: holder}
+}
+
+// JobCount counts the jobs in a state; the empty state counts every job.
+func (c *Client) JobCount(ctx context.Context, state JobState) (int64, error) {
+	var s *db.KeelJobState
+	if state != "" {
+		dbState := db.KeelJobState(state)
+		s = &dbState
+	}
+	n, err := db.New(c.pool).CountJobs(ctx, s)
+	if err != nil {
+		return 0, fmt.Errorf("keel jobs: count %q: %w", state, err)
+	}
+	return n, nil
 }

@@ -48,7 +48,10 @@ func (q *queue) loop(ctx context.Context) {
 	var lastFetch time.Time
 	for {
 		if free := q.maxWorkers - int(q.active.Load()); more && free > 0 {
-			if wait := q.c.cfg.FetchCooldown - time.Since(lastFetch); wait > 0 {
+			// Half the workers free is batch enough to claim at once; fewer
+			// wait out the cooldown, so jobs that finish one by one are not
+			// claimed one by one.
+			if wait := q.c.cfg.FetchCooldown - time.Since(lastFetch); wait > 0 && free < (q.maxWorkers+1)/2 {
 				t := time.NewTimer(wait)
 				select {
 				case <-ctx.Done():

@@ -190,15 +190,16 @@ WHERE id = @id AND state NOT IN ('completed', 'cancelled', 'discarded')
 RETURNING *;
 
 -- name: RetryJob :one
--- Makes a job that is not running available again at once, giving it one
--- more attempt when it has used all of them.
+-- Makes a job available again at once, giving it one more attempt when it
+-- has used all of them. Running jobs and jobs waiting on dependencies are
+-- left alone.
 UPDATE keel.jobs SET
     state = 'available',
     run_at = COALESCE(sqlc.narg('now')::timestamptz, now()),
     finalized_at = NULL,
     cancel_requested_at = NULL,
     max_attempts = GREATEST(max_attempts, attempt + 1)
-WHERE id = @id AND state <> 'running'
+WHERE id = @id AND state NOT IN ('running', 'pending')
 RETURNING *;
 
 -- name: GetJob :one
@@ -240,3 +241,8 @@ FROM keel.jobs j
 JOIN keel.jobs d ON d.id = ANY (j.depends_on)
 WHERE j.id = @id
 ORDER BY d.id;
+
+-- name: CountJobs :one
+-- Counts the jobs in a state, or all jobs when state is NULL.
+SELECT count(*) FROM keel.jobs
+WHERE sqlc.narg('state')::keel.job_state IS NULL OR state = sqlc.narg('state')::keel.job_state;

@@ -1,0 +1,220 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keelpg/keel/db"
+)
+
+func TestProgressAndOutput(t *testing.T) {
+	t.Parallel()
+	pool, _ := newPool(t, 8)
+	halfway := make(chan struct{})
+	release := make(chan struct{})
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
+		if err := RecordProgress(ctx, 50); err != nil {
+			return err
+		}
+		if err := RecordOutput(ctx, map[string]int{"rows": 12}); err != nil {
+			return err
+		}
+		close(halfway)
+		<-release
+		return nil
+	}, nil)
+	c := startClient(t, pool, fastConfig(w))
+	job := insert(t, c, testArgs{}, nil)
+	<-halfway
+	row, err := c.JobGet(context.Background(), job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.State != StateRunning || row.Progress != 50 || string(row.Output) != `{"rows": 12}` {
+		t.Fatalf("while running: %s, progress %d, output %s", row.State, row.Progress, row.Output)
+	}
+	close(release)
+	row = waitState(t, c, job.ID, StateCompleted)
+	if row.Progress != 100 || string(row.Output) != `{"rows": 12}` {
+		t.Fatalf("completed: progress %d, output %s", row.Progress, row.Output)
+	}
+	for _, err := range []error{RecordProgress(context.Background(), 1), RecordOutput(context.Background(), 1)} {
+		if !errors.Is(err, ErrNotInJob) {
+			t.Fatalf("outside a job: %v", err)
+		}
+	}
+	if _, err := DependencyOutputs(context.Background()); !errors.Is(err, ErrNotInJob) {
+		t.Fatalf("outside a job: %v", err)
+	}
+}
+
+func TestRetentionAtMovedClock(t *testing.T) {
+	t.Parallel()
+	pool, _ := newPool(t, 4)
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error { return nil }, nil)
+	cfg := fastConfig(w)
+	cfg.CompletedRetention = time.Hour
+	cfg.CancelledRetention = -1 // forever
+	c, err := NewClient(pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	done := insert(t, c, testArgs{}, nil)
+	owner := "test"
+	q := db.New(pool)
+	if _, err := q.ClaimJobs(ctx, db.ClaimJobsParams{Now: ts(time.Now()), Owner: &owner, Queue: DefaultQueue, Max: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.CompleteJobs(ctx, db.CompleteJobsParams{Now: ts(time.Now()), Ids: []int64{done.ID}, Attempts: []int32{1}}); err != nil {
+		t.Fatal(err)
+	}
+	cancelled := insert(t, c, testArgs{}, nil)
+	if _, err := c.Cancel(ctx, cancelled.ID); err != nil {
+		t.Fatal(err)
+	}
+	kept := insert(t, c, testArgs{}, nil)
+	for _, tc := range []struct {
+		at      time.Duration
+		present map[int64]bool
+	}{
+		{30 * time.Minute, map[int64]bool{done.ID: true, cancelled.ID: true, kept.ID: true}},
+		{2 * time.Hour, map[int64]bool{done.ID: false, cancelled.ID: true, kept.ID: true}},
+		{365 * 24 * time.Hour, map[int64]bool{done.ID: false, cancelled.ID: true, kept.ID: true}},
+	} {
+		c.now = func() time.Time { return time.Now().Add(tc.at) }
+		if _, _, err := runDuty(ctx, c, c.retentionDuty()); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range tc.present {
+			_, err := c.JobGet(ctx, id)
+			if got := err == nil; got != want {
+				t.Fatalf("at +%s: job %d present %v, want %v (%v)", tc.at, id, got, want, err)
+			}
+		}
+	}
+}
+
+func TestStop(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		hard      bool
+		deadline  time.Duration
+		release   bool // the handler finishes while Stop waits
+		wantErr   error
+		wantState JobState
+	}{
+		{"graceful finishes running jobs", false, time.Minute, true, nil, StateCompleted},
+		{"graceful cancels at the deadline", false, 50 * time.Millisecond, false, context.DeadlineExceeded, StateRetryable},
+		{"hard cancels at once", true, time.Minute, false, nil, StateRetryable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool, _ := newPool(t, 8)
+			started := make(chan struct{})
+			release := make(chan struct{})
+			w := NewWorkers()
+			AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
+				close(started)
+				select {
+				case <-release:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}, nil)
+			cfg := fastConfig(w)
+			cfg.RetryPolicy = func(int, error) time.Duration { return time.Hour }
+			c, err := NewClient(pool, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			job := insert(t, c, testArgs{}, nil)
+			<-started
+			ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
+			defer cancel()
+			stopped := make(chan error)
+			go func() {
+				if tc.hard {
+					stopped <- c.StopAndCancel(ctx)
+				} else {
+					stopped <- c.Stop(ctx)
+				}
+			}()
+			if tc.release {
+				close(release)
+			}
+			if err := <-stopped; !errors.Is(err, tc.wantErr) {
+				t.Fatalf("stop: %v, want %v", err, tc.wantErr)
+			}
+			row, err := c.JobGet(context.Background(), job.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.State != tc.wantState {
+				t.Fatalf("after stop: %s, want %s", row.State, tc.wantState)
+			}
+		})
+	}
+}
+
+// recordingMetrics counts what the hook receives.
+type recordingMetrics struct {
+	claimed   atomic.Int64
+	mu        sync.Mutex
+	completed []JobEvent
+	failed    []JobEvent
+}
+
+func (m *recordingMetrics) JobsClaimed(_ string, n int) { m.claimed.Add(int64(n)) }
+func (m *recordingMetrics) JobCompleted(ev JobEvent) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.completed = append(m.completed, ev)
+}
+func (m *recordingMetrics) JobFailed(ev JobEvent) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.failed = append(m.failed, ev)
+}
+
+func TestMetricsHook(t *testing.T) {
+	t.Parallel()
+	pool, _ := newPool(t, 8)
+	m := &recordingMetrics{}
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
+		if j.Args.N == 1 {
+			return errors.New("no")
+		}
+		return nil
+	}, nil)
+	cfg := fastConfig(w)
+	cfg.Metrics = m
+	c := startClient(t, pool, cfg)
+	ok := insert(t, c, testArgs{N: 0}, nil)
+	bad := insert(t, c, testArgs{N: 1}, &InsertOpts{MaxAttempts: 1})
+	waitState(t, c, ok.ID, StateCompleted)
+	waitState(t, c, bad.ID, StateDiscarded)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.claimed.Load() != 2 || len(m.completed) != 1 || len(m.failed) != 1 {
+		t.Fatalf("claimed %d, completed %d, failed %d", m.claimed.Load(), len(m.completed), len(m.failed))
+	}
+	if ev := m.failed[0]; ev.ID != bad.ID || ev.State != StateDiscarded || ev.Err == nil || ev.Kind != "test" {
+		t.Fatalf("failed event: %+v", ev)
+	}
+	if ev := m.completed[0]; ev.ID != ok.ID || ev.Latency < 0 || ev.Duration < 0 {
+		t.Fatalf("completed event: %+v", ev)
+	}
+}
