@@ -73,18 +73,27 @@ func (q *Queries) Checkpoint(ctx context.Context, arg CheckpointParams) (bool, e
 }
 
 const claimRun = `-- name: ClaimRun :one
-UPDATE keel.saga_runs SET
-    epoch = epoch + 1,
-    status = CASE WHEN status IN ('pending', 'waiting') THEN 'running' ELSE status END,
-    owner = $1,
-    resumes = resumes + 1,
-    started_at = COALESCE(started_at, now()),
-    wake_at = NULL,
-    wait_reason = NULL,
-    updated_at = now()
-WHERE id = $2 AND generation = $3
-  AND status IN ('pending', 'running', 'waiting', 'compensating')
-RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
+WITH claimed AS (
+    UPDATE keel.saga_runs SET
+        epoch = epoch + 1,
+        status = CASE WHEN status IN ('pending', 'waiting') THEN 'running' ELSE status END,
+        owner = $1,
+        resumes = resumes + 1,
+        started_at = COALESCE(started_at, now()),
+        wake_at = NULL,
+        wait_reason = NULL,
+        updated_at = now()
+    WHERE id = $2 AND generation = $3
+      AND status IN ('pending', 'running', 'waiting', 'compensating')
+    RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
+)
+SELECT claimed.id, claimed.workflow, claimed.version, claimed.queue, claimed.input, claimed.parent_id,
+    claimed.epoch, claimed.deadline, claimed.cancel_requested_at,
+    (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+            'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
+            'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
+     FROM keel.saga_steps s WHERE s.run_id = claimed.id)::jsonb AS history
+FROM claimed
 `
 
 type ClaimRunParams struct {
@@ -93,38 +102,37 @@ type ClaimRunParams struct {
 	Generation int64   `json:"generation"`
 }
 
-// An executor takes a run for the job of its current generation: the epoch
-// is bumped, which fences out any older executor's checkpoints. A job of an
-// older generation (the run parked or woke since) or a final run gets no row.
-func (q *Queries) ClaimRun(ctx context.Context, arg ClaimRunParams) (KeelSagaRun, error) {
+type ClaimRunRow struct {
+	ID                string             `json:"id"`
+	Workflow          string             `json:"workflow"`
+	Version           int32              `json:"version"`
+	Queue             string             `json:"queue"`
+	Input             json.RawMessage    `json:"input"`
+	ParentID          *string            `json:"parent_id"`
+	Epoch             int64              `json:"epoch"`
+	Deadline          pgtype.Timestamptz `json:"deadline"`
+	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
+	History           json.RawMessage    `json:"history"`
+}
+
+// An executor takes a run for the job of its current generation, and reads
+// its history in the same round trip: the epoch is bumped, which fences out
+// any older executor's checkpoints. A job of an older generation (the run
+// parked or woke since) or a final run gets no row.
+func (q *Queries) ClaimRun(ctx context.Context, arg ClaimRunParams) (ClaimRunRow, error) {
 	row := q.db.QueryRow(ctx, claimRun, arg.Owner, arg.ID, arg.Generation)
-	var i KeelSagaRun
+	var i ClaimRunRow
 	err := row.Scan(
 		&i.ID,
 		&i.Workflow,
 		&i.Version,
-		&i.Status,
 		&i.Queue,
 		&i.Input,
-		&i.Output,
-		&i.Error,
-		&i.LastError,
 		&i.ParentID,
-		&i.ParentSeq,
-		&i.ForkedFrom,
-		&i.ForkedAtSeq,
 		&i.Epoch,
-		&i.Generation,
-		&i.Owner,
-		&i.Resumes,
-		&i.WakeAt,
-		&i.WaitReason,
-		&i.CancelRequestedAt,
 		&i.Deadline,
-		&i.CreatedAt,
-		&i.StartedAt,
-		&i.UpdatedAt,
-		&i.FinishedAt,
+		&i.CancelRequestedAt,
+		&i.History,
 	)
 	return i, err
 }

@@ -21,7 +21,7 @@ import (
 type execution struct {
 	e       *Engine
 	wf      *workflow
-	run     db.KeelSagaRun
+	run     db.ClaimRunRow
 	history map[int32]db.KeelSagaStep
 	// ctx is the job's context: it ends when the process stops.
 	ctx context.Context
@@ -69,7 +69,7 @@ func (c *workflowContext) Workflow() string      { return c.ex.run.Workflow }
 func (c *workflowContext) Version() int          { return int(c.ex.run.Version) }
 func (c *workflowContext) execution() *execution { return c.ex }
 
-func newExecution(e *Engine, wf *workflow, run db.KeelSagaRun, steps []db.KeelSagaStep, ctx context.Context) *execution {
+func newExecution(e *Engine, wf *workflow, run db.ClaimRunRow, steps []db.KeelSagaStep, ctx context.Context) *execution {
 	ex := &execution{
 		e: e, wf: wf, run: run, ctx: ctx,
 		history:   make(map[int32]db.KeelSagaStep, len(steps)),

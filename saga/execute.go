@@ -37,9 +37,9 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 		e.cfg.Logger.WarnContext(ctx, "keel saga: run of an unregistered version waits", "run", run.ID, "workflow", run.Workflow, "version", run.Version)
 		return jobs.Snooze(e.cfg.UnknownVersionRetry)
 	}
-	steps, err := q.LoadHistory(ctx, run.ID)
-	if err != nil {
-		return fmt.Errorf("keel saga: loading history of run %s: %w", run.ID, err)
+	var steps []db.KeelSagaStep
+	if err := json.Unmarshal(run.History, &steps); err != nil {
+		return fmt.Errorf("keel saga: decoding the history of run %s: %w", run.ID, err)
 	}
 	return newExecution(e, wf, run, steps, ctx).execute()
 }

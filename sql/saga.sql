@@ -9,21 +9,31 @@ RETURNING *;
 SELECT * FROM keel.saga_runs WHERE id = @id;
 
 -- name: ClaimRun :one
--- An executor takes a run for the job of its current generation: the epoch
--- is bumped, which fences out any older executor's checkpoints. A job of an
--- older generation (the run parked or woke since) or a final run gets no row.
-UPDATE keel.saga_runs SET
-    epoch = epoch + 1,
-    status = CASE WHEN status IN ('pending', 'waiting') THEN 'running' ELSE status END,
-    owner = @owner,
-    resumes = resumes + 1,
-    started_at = COALESCE(started_at, now()),
-    wake_at = NULL,
-    wait_reason = NULL,
-    updated_at = now()
-WHERE id = @id AND generation = @generation
-  AND status IN ('pending', 'running', 'waiting', 'compensating')
-RETURNING *;
+-- An executor takes a run for the job of its current generation, and reads
+-- its history in the same round trip: the epoch is bumped, which fences out
+-- any older executor's checkpoints. A job of an older generation (the run
+-- parked or woke since) or a final run gets no row.
+WITH claimed AS (
+    UPDATE keel.saga_runs SET
+        epoch = epoch + 1,
+        status = CASE WHEN status IN ('pending', 'waiting') THEN 'running' ELSE status END,
+        owner = @owner,
+        resumes = resumes + 1,
+        started_at = COALESCE(started_at, now()),
+        wake_at = NULL,
+        wait_reason = NULL,
+        updated_at = now()
+    WHERE id = @id AND generation = @generation
+      AND status IN ('pending', 'running', 'waiting', 'compensating')
+    RETURNING *
+)
+SELECT claimed.id, claimed.workflow, claimed.version, claimed.queue, claimed.input, claimed.parent_id,
+    claimed.epoch, claimed.deadline, claimed.cancel_requested_at,
+    (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+            'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
+            'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
+     FROM keel.saga_steps s WHERE s.run_id = claimed.id)::jsonb AS history
+FROM claimed;
 
 -- name: LoadHistory :many
 -- A run's whole history, read once per resume.
