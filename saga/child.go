@@ -79,21 +79,27 @@ func StartChild[Out any](wc Context, workflow string, input any, opts *ChildOpts
 		ex.mustCheckpoint(ex.e.pool, p)
 		return c
 	}
-	c.id = o.RunID
-	p.Output, _ = json.Marshal(c.id) // a string always encodes
+	p.Output, _ = json.Marshal(o.RunID) // a string always encodes
 	err = pgx.BeginFunc(ex.ctx, ex.e.pool, func(tx pgx.Tx) error {
 		if err := ex.checkpoint(ex.ctx, tx, p); err != nil {
 			return err
 		}
 		_, err := ex.e.insertRun(ex.ctx, tx, db.InsertRunParams{
-			ID: c.id, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue, Input: encoded,
+			ID: o.RunID, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue, Input: encoded,
 			ParentID: &ex.run.ID, ParentSeq: ptr(seq),
 		})
 		return err
 	})
+	if errors.Is(err, ErrRunIDInUse) {
+		c.err = err
+		p.Status, p.Output, p.Error = db.KeelSagaStepStatusFailed, nil, ptr(err.Error())
+		ex.mustCheckpoint(ex.e.pool, p)
+		return c
+	}
 	if err != nil {
 		panic(abort{err})
 	}
+	c.id = o.RunID
 	ex.addChild(c.id)
 	return c
 }
