@@ -30,6 +30,13 @@ func TestChildResultAndFailure(t *testing.T) {
 		}
 		return fmt.Sprint(v), err
 	})
+	saga.Register(reg, "clash", 1, func(ctx saga.Context, n int) (string, error) {
+		_, err := saga.StartChild[int](ctx, "square", n, &saga.ChildOpts{RunID: "p7"}).Get(ctx)
+		if errors.Is(err, saga.ErrRunIDInUse) {
+			return "id in use", nil
+		}
+		return "", fmt.Errorf("child start with a taken id: %v", err)
+	})
 	e := newEngine(t, pool, reg, true)
 	tests := []struct {
 		in   int
@@ -45,6 +52,10 @@ func TestChildResultAndFailure(t *testing.T) {
 		if err != nil || len(children) != 1 || children[0].ID != run.ID+"/1" {
 			t.Fatalf("children of %s: %v, %v", run.ID, children, err)
 		}
+	}
+	got, err := saga.Result[string](await(t, e, start(t, e, pool, "clash", 2, nil).ID))
+	if err != nil || got != "id in use" {
+		t.Fatalf("clash = %q, %v", got, err)
 	}
 }
 
