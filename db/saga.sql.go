@@ -14,7 +14,7 @@ import (
 
 const checkpoint = `-- name: Checkpoint :one
 WITH run AS (
-    SELECT r.id, r.cancel_requested_at FROM keel.saga_runs r
+    SELECT r.id, r.cancel_requested_at, r.status FROM keel.saga_runs r
     WHERE r.id = $1 AND r.epoch = $2
 ), ins AS (
     INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at)
@@ -29,6 +29,12 @@ WITH run AS (
     INSERT INTO keel.saga_values (run_id, name, value, seq)
     SELECT ins.run_id, $4, ins.output, ins.seq FROM ins WHERE $11::boolean
     ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value, seq = EXCLUDED.seq, updated_at = now()
+), started AS (
+    UPDATE keel.saga_runs r SET
+        status = 'running', owner = $12, resumes = r.resumes + 1,
+        started_at = COALESCE(r.started_at, now()), updated_at = now()
+    FROM ins, run
+    WHERE r.id = ins.run_id AND run.status = 'pending'
 )
 SELECT (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
 FROM run JOIN ins ON ins.run_id = run.id
@@ -46,13 +52,15 @@ type CheckpointParams struct {
 	Attempts  int32              `json:"attempts"`
 	StartedAt pgtype.Timestamptz `json:"started_at"`
 	Publish   bool               `json:"publish"`
+	Owner     *string            `json:"owner"`
 }
 
 // Records a step's outcome in one statement that also fences: it writes
 // only while the run's epoch is the executor's, and never over a recorded
 // outcome (only a waiting signal step may be completed). With publish it also
-// sets the run's published value of that name. It returns whether a cancel
-// was requested; no row means the executor was fenced out.
+// sets the run's published value of that name, and it marks a run taken
+// by ReadPendingRun running. It returns whether a cancel was requested; no
+// row means the executor was fenced out.
 func (q *Queries) Checkpoint(ctx context.Context, arg CheckpointParams) (bool, error) {
 	row := q.db.QueryRow(ctx, checkpoint,
 		arg.RunID,
@@ -66,6 +74,7 @@ func (q *Queries) Checkpoint(ctx context.Context, arg CheckpointParams) (bool, e
 		arg.Attempts,
 		arg.StartedAt,
 		arg.Publish,
+		arg.Owner,
 	)
 	var cancel_requested bool
 	err := row.Scan(&cancel_requested)
@@ -641,6 +650,57 @@ func (q *Queries) ParkRun(ctx context.Context, arg ParkRunParams) (ParkRunRow, e
 	)
 	var i ParkRunRow
 	err := row.Scan(&i.Generation, &i.Queue)
+	return i, err
+}
+
+const readPendingRun = `-- name: ReadPendingRun :one
+SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
+    r.epoch, r.deadline, r.cancel_requested_at,
+    (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+            'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
+            'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
+     FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history
+FROM keel.saga_runs r
+WHERE r.id = $1 AND r.generation = $2 AND r.status = 'pending'
+`
+
+type ReadPendingRunParams struct {
+	ID         string `json:"id"`
+	Generation int64  `json:"generation"`
+}
+
+type ReadPendingRunRow struct {
+	ID                string             `json:"id"`
+	Workflow          string             `json:"workflow"`
+	Version           int32              `json:"version"`
+	Queue             string             `json:"queue"`
+	Input             json.RawMessage    `json:"input"`
+	ParentID          *string            `json:"parent_id"`
+	Epoch             int64              `json:"epoch"`
+	Deadline          pgtype.Timestamptz `json:"deadline"`
+	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
+	History           json.RawMessage    `json:"history"`
+}
+
+// The first attempt of a pending run's job takes the run without a write:
+// no other executor of the run can exist (a pending run has one job, and
+// only a rescued job — attempt 2 on — can have a live earlier attempt), so
+// the epoch needs no bump. Its first checkpoint marks the run running.
+func (q *Queries) ReadPendingRun(ctx context.Context, arg ReadPendingRunParams) (ReadPendingRunRow, error) {
+	row := q.db.QueryRow(ctx, readPendingRun, arg.ID, arg.Generation)
+	var i ReadPendingRunRow
+	err := row.Scan(
+		&i.ID,
+		&i.Workflow,
+		&i.Version,
+		&i.Queue,
+		&i.Input,
+		&i.ParentID,
+		&i.Epoch,
+		&i.Deadline,
+		&i.CancelRequestedAt,
+		&i.History,
+	)
 	return i, err
 }
 

@@ -130,7 +130,7 @@ func (ex *execution) stepContext() (context.Context, context.CancelFunc) {
 // transactional step's transaction) and learns whether a cancel was
 // requested. A refused checkpoint means another executor holds the run.
 func (ex *execution) checkpoint(ctx context.Context, tx keel.DBTX, p db.CheckpointParams) error {
-	p.RunID, p.Epoch = ex.run.ID, ex.run.Epoch
+	p.RunID, p.Epoch, p.Owner = ex.run.ID, ex.run.Epoch, ptr(ex.e.jobs.ID())
 	if !p.StartedAt.Valid {
 		p.StartedAt = pgtype.Timestamptz{Time: time.Now(), Valid: true}
 	}

@@ -41,9 +41,11 @@
 // rescue of jobs whose process died: a run whose process was killed is
 // resumed by whichever process claims its job next, with no other service.
 //
-// Each execution takes the run by bumping its epoch (a fencing token),
-// loads the run's history once, and calls the workflow function from the
-// top. A step already in the history returns its recorded output (or error)
+// Each execution takes the run and loads its history once, in one round
+// trip, and calls the workflow function from the top. An execution that may
+// have a live predecessor (a rescued job, a run woken from a wait) bumps the
+// run's epoch, a fencing token; the first execution of a new run only reads,
+// so a run costs one commit to start, one per step and one to finish. A step already in the history returns its recorded output (or error)
 // without running; the first step that is not runs, and its outcome is
 // checkpointed by one INSERT that writes only while the run's epoch is still
 // the executor's — one round trip and one commit per step, no lock on the

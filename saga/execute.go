@@ -20,12 +20,12 @@ import (
 // the run.
 func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	q := db.New(e.pool)
-	run, err := q.ClaimRun(ctx, db.ClaimRunParams{ID: job.Args.RunID, Generation: job.Args.Generation, Owner: ptr(e.jobs.ID())})
+	run, err := e.takeRun(ctx, job)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // a stale job: the run parked, woke or ended since it was queued
 	}
 	if err != nil {
-		return fmt.Errorf("keel saga: claiming run %s: %w", job.Args.RunID, err)
+		return fmt.Errorf("keel saga: taking run %s: %w", job.Args.RunID, err)
 	}
 	wf, err := e.registry.get(run.Workflow, int(run.Version))
 	if err != nil {
@@ -42,6 +42,23 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 		return fmt.Errorf("keel saga: decoding the history of run %s: %w", run.ID, err)
 	}
 	return newExecution(e, wf, run, steps, ctx).execute()
+}
+
+// takeRun takes the run of job's generation and reads its history, in one
+// round trip. The first attempt of a pending run's job only reads; any
+// other execution bumps the run's epoch, fencing out earlier executors.
+func (e *Engine) takeRun(ctx context.Context, job *jobs.Job[runJob]) (db.ClaimRunRow, error) {
+	q := db.New(e.pool)
+	if job.Attempt == 1 {
+		run, err := q.ReadPendingRun(ctx, db.ReadPendingRunParams{ID: job.Args.RunID, Generation: job.Args.Generation})
+		if err == nil {
+			return db.ClaimRunRow(run), nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return db.ClaimRunRow{}, err
+		}
+	}
+	return q.ClaimRun(ctx, db.ClaimRunParams{ID: job.Args.RunID, Generation: job.Args.Generation, Owner: ptr(e.jobs.ID())})
 }
 
 func (ex *execution) execute() error {

@@ -35,6 +35,20 @@ SELECT claimed.id, claimed.workflow, claimed.version, claimed.queue, claimed.inp
      FROM keel.saga_steps s WHERE s.run_id = claimed.id)::jsonb AS history
 FROM claimed;
 
+-- name: ReadPendingRun :one
+-- The first attempt of a pending run's job takes the run without a write:
+-- no other executor of the run can exist (a pending run has one job, and
+-- only a rescued job — attempt 2 on — can have a live earlier attempt), so
+-- the epoch needs no bump. Its first checkpoint marks the run running.
+SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
+    r.epoch, r.deadline, r.cancel_requested_at,
+    (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+            'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
+            'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
+     FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history
+FROM keel.saga_runs r
+WHERE r.id = @id AND r.generation = @generation AND r.status = 'pending';
+
 -- name: LoadHistory :many
 -- A run's whole history, read once per resume.
 SELECT * FROM keel.saga_steps WHERE run_id = @run_id ORDER BY seq;
@@ -43,10 +57,11 @@ SELECT * FROM keel.saga_steps WHERE run_id = @run_id ORDER BY seq;
 -- Records a step's outcome in one statement that also fences: it writes
 -- only while the run's epoch is the executor's, and never over a recorded
 -- outcome (only a waiting signal step may be completed). With publish it also
--- sets the run's published value of that name. It returns whether a cancel
--- was requested; no row means the executor was fenced out.
+-- sets the run's published value of that name, and it marks a run taken
+-- by ReadPendingRun running. It returns whether a cancel was requested; no
+-- row means the executor was fenced out.
 WITH run AS (
-    SELECT r.id, r.cancel_requested_at FROM keel.saga_runs r
+    SELECT r.id, r.cancel_requested_at, r.status FROM keel.saga_runs r
     WHERE r.id = @run_id AND r.epoch = @epoch
 ), ins AS (
     INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at)
@@ -61,6 +76,12 @@ WITH run AS (
     INSERT INTO keel.saga_values (run_id, name, value, seq)
     SELECT ins.run_id, @name, ins.output, ins.seq FROM ins WHERE @publish::boolean
     ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value, seq = EXCLUDED.seq, updated_at = now()
+), started AS (
+    UPDATE keel.saga_runs r SET
+        status = 'running', owner = @owner, resumes = r.resumes + 1,
+        started_at = COALESCE(r.started_at, now()), updated_at = now()
+    FROM ins, run
+    WHERE r.id = ins.run_id AND run.status = 'pending'
 )
 SELECT (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
 FROM run JOIN ins ON ins.run_id = run.id;
