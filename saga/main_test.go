@@ -2,6 +2,8 @@ package saga_test
 
 import (
 	"context"
+	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
@@ -15,21 +17,18 @@ import (
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-// openPool opens a pool of at most maxConns connections on url and closes it
+// openPool opens a pool of at most maxConns connections on dbURL, closed
 // when the test ends.
-func openPool(t *testing.T, url string, maxConns int) *pgxpool.Pool {
+func openPool(t *testing.T, dbURL string, maxConns int) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(url)
+	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.MaxConns = int32(maxConns)
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
+	q := u.Query()
+	q.Set("pool_max_conns", strconv.Itoa(maxConns))
+	u.RawQuery = q.Encode()
+	return testdb.Open(t, u.String())
 }
 
 // testConfig has short intervals, so tests wait little for polls and
