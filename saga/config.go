@@ -24,7 +24,9 @@ type Config struct {
 	// Jobs configures the jobs client the engine runs on. The engine adds its
 	// worker to Jobs.Workers (a new set when nil, so one Workers can hold an
 	// application's own job kinds too) and works Queue. Its zero values
-	// take jobs' defaults.
+	// take jobs' defaults, except NotifyInterval and FetchCooldown, which
+	// default to 1ms: a run woken by a signal or a child is one job whose
+	// latency is the resume latency.
 	Jobs jobs.Config
 	// StepRetry is the retry policy of steps and compensations that set
 	// none. Default: 3 attempts, 100ms doubling to at most 10s.
@@ -86,6 +88,12 @@ func (c Config) withDefaults() (Config, error) {
 		queues[c.Queue] = jobs.QueueConfig{MaxWorkers: c.MaxConcurrentRuns}
 	}
 	c.Jobs.Queues = queues
+	if c.Jobs.NotifyInterval == 0 {
+		c.Jobs.NotifyInterval = time.Millisecond
+	}
+	if c.Jobs.FetchCooldown == 0 {
+		c.Jobs.FetchCooldown = time.Millisecond
+	}
 	return c, nil
 }
 
