@@ -214,6 +214,142 @@ func AllKeelOutboxStateValues() []KeelOutboxState {
 	}
 }
 
+// Where a workflow run is. pending: its job is queued (or it waits for a process that registers its version, see last_error); running: an executor replays and runs it; waiting: parked on a timer, a signal or a child, holding no worker (wake_at, wait_reason); compensating: running the undo of its completed steps after a failure or cancel; succeeded, failed, cancelled: final.
+type KeelSagaRunStatus string
+
+const (
+	KeelSagaRunStatusPending      KeelSagaRunStatus = "pending"
+	KeelSagaRunStatusRunning      KeelSagaRunStatus = "running"
+	KeelSagaRunStatusWaiting      KeelSagaRunStatus = "waiting"
+	KeelSagaRunStatusCompensating KeelSagaRunStatus = "compensating"
+	KeelSagaRunStatusSucceeded    KeelSagaRunStatus = "succeeded"
+	KeelSagaRunStatusFailed       KeelSagaRunStatus = "failed"
+	KeelSagaRunStatusCancelled    KeelSagaRunStatus = "cancelled"
+)
+
+func (e *KeelSagaRunStatus) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = KeelSagaRunStatus(s)
+	case string:
+		*e = KeelSagaRunStatus(s)
+	default:
+		return fmt.Errorf("unsupported scan type for KeelSagaRunStatus: %T", src)
+	}
+	return nil
+}
+
+type NullKeelSagaRunStatus struct {
+	KeelSagaRunStatus KeelSagaRunStatus `json:"keel_saga_run_status"`
+	Valid             bool              `json:"valid"` // Valid is true if KeelSagaRunStatus is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullKeelSagaRunStatus) Scan(value interface{}) error {
+	if value == nil {
+		ns.KeelSagaRunStatus, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.KeelSagaRunStatus.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullKeelSagaRunStatus) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.KeelSagaRunStatus), nil
+}
+
+func (e KeelSagaRunStatus) Valid() bool {
+	switch e {
+	case KeelSagaRunStatusPending,
+		KeelSagaRunStatusRunning,
+		KeelSagaRunStatusWaiting,
+		KeelSagaRunStatusCompensating,
+		KeelSagaRunStatusSucceeded,
+		KeelSagaRunStatusFailed,
+		KeelSagaRunStatusCancelled:
+		return true
+	}
+	return false
+}
+
+func AllKeelSagaRunStatusValues() []KeelSagaRunStatus {
+	return []KeelSagaRunStatus{
+		KeelSagaRunStatusPending,
+		KeelSagaRunStatusRunning,
+		KeelSagaRunStatusWaiting,
+		KeelSagaRunStatusCompensating,
+		KeelSagaRunStatusSucceeded,
+		KeelSagaRunStatusFailed,
+		KeelSagaRunStatusCancelled,
+	}
+}
+
+// The recorded outcome of a step. completed: output holds its result; failed: error holds why, after its last attempt; waiting: a signal wait whose deadline is recorded in output and whose signal has not come yet.
+type KeelSagaStepStatus string
+
+const (
+	KeelSagaStepStatusCompleted KeelSagaStepStatus = "completed"
+	KeelSagaStepStatusFailed    KeelSagaStepStatus = "failed"
+	KeelSagaStepStatusWaiting   KeelSagaStepStatus = "waiting"
+)
+
+func (e *KeelSagaStepStatus) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = KeelSagaStepStatus(s)
+	case string:
+		*e = KeelSagaStepStatus(s)
+	default:
+		return fmt.Errorf("unsupported scan type for KeelSagaStepStatus: %T", src)
+	}
+	return nil
+}
+
+type NullKeelSagaStepStatus struct {
+	KeelSagaStepStatus KeelSagaStepStatus `json:"keel_saga_step_status"`
+	Valid              bool               `json:"valid"` // Valid is true if KeelSagaStepStatus is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullKeelSagaStepStatus) Scan(value interface{}) error {
+	if value == nil {
+		ns.KeelSagaStepStatus, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.KeelSagaStepStatus.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullKeelSagaStepStatus) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.KeelSagaStepStatus), nil
+}
+
+func (e KeelSagaStepStatus) Valid() bool {
+	switch e {
+	case KeelSagaStepStatusCompleted,
+		KeelSagaStepStatusFailed,
+		KeelSagaStepStatusWaiting:
+		return true
+	}
+	return false
+}
+
+func AllKeelSagaStepStatusValues() []KeelSagaStepStatus {
+	return []KeelSagaStepStatus{
+		KeelSagaStepStatusCompleted,
+		KeelSagaStepStatusFailed,
+		KeelSagaStepStatusWaiting,
+	}
+}
+
 // Discarded jobs (the dead letters of keel.jobs) with their last error; keel jobs retry ID runs one again.
 type KeelDeadJob struct {
 	ID          int64              `json:"id"`
@@ -407,6 +543,118 @@ type KeelQueueStat struct {
 	Discarded          int64           `json:"discarded"`
 	OldestAvailableAge pgtype.Interval `json:"oldest_available_age"`
 	Paused             bool            `json:"paused"`
+}
+
+// Durable workflow runs (package saga). A row is one run of a registered workflow; it is executed and resumed by a job of kind keel.saga.run in keel.jobs.
+type KeelSagaRun struct {
+	// Run id: given at start (starting twice with one id returns the first run) or a random UUID.
+	ID string `json:"id"`
+	// Name of the registered workflow.
+	Workflow string `json:"workflow"`
+	// Workflow version the run was started with; only a process that registered this version runs it.
+	Version int32 `json:"version"`
+	// Lifecycle status, see type keel.saga_run_status.
+	Status KeelSagaRunStatus `json:"status"`
+	// Jobs queue whose workers execute the run.
+	Queue string `json:"queue"`
+	// The workflow input, encoded as JSON.
+	Input json.RawMessage `json:"input"`
+	// The workflow result, encoded as JSON, once it succeeded.
+	Output json.RawMessage `json:"output"`
+	// Why the run failed or was cancelled: {"kind", "message", ...}; kind is step, workflow, nondeterminism, timeout, cancelled or compensation.
+	Error json.RawMessage `json:"error"`
+	// The latest problem that keeps the run from progressing without ending it, e.g. no process registers its version.
+	LastError *string `json:"last_error"`
+	// The run that started this one as a child; cancelling the parent cancels it.
+	ParentID *string `json:"parent_id"`
+	// Position of the child-start step in the parent's history.
+	ParentSeq *int32 `json:"parent_seq"`
+	// The run this one was forked from, if any.
+	ForkedFrom *string `json:"forked_from"`
+	// The step position the fork starts at: history before it was copied.
+	ForkedAtSeq *int32 `json:"forked_at_seq"`
+	// Fencing token: bumped each time an executor takes the run; a checkpoint written with an older epoch is refused.
+	Epoch int64 `json:"epoch"`
+	// Bumped each time the run parks or is woken; the job that carries an older generation is stale and does nothing.
+	Generation int64 `json:"generation"`
+	// The jobs client id of the executor that holds the current epoch.
+	Owner *string `json:"owner"`
+	// How many times an executor took the run (first run, wake-ups, crash recoveries).
+	Resumes int32 `json:"resumes"`
+	// While waiting: when a timer or a wait timeout wakes the run; NULL when only a signal or a child can.
+	WakeAt pgtype.Timestamptz `json:"wake_at"`
+	// While waiting: what the run waits for, e.g. "timer", "signal approve", "child order-1/3".
+	WaitReason *string `json:"wait_reason"`
+	// Set by Cancel; the executor stops at its next step and compensates.
+	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
+	// The workflow timeout: past it the run stops, compensates and fails with kind timeout.
+	Deadline pgtype.Timestamptz `json:"deadline"`
+	// When the run was started.
+	CreatedAt pgtype.Timestamptz `json:"created_at"`
+	// When an executor first took the run.
+	StartedAt pgtype.Timestamptz `json:"started_at"`
+	// When the row last changed.
+	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
+	// When the run reached a final status.
+	FinishedAt pgtype.Timestamptz `json:"finished_at"`
+}
+
+// Signals sent to runs. A signal is kept until a signal wait of the same name consumes it, oldest first.
+type KeelSagaSignal struct {
+	// Signal id; signals of one name are consumed in id order.
+	ID int64 `json:"id"`
+	// The run the signal is for.
+	RunID string `json:"run_id"`
+	// Signal name the workflow waits on.
+	Name string `json:"name"`
+	// The signal's value, encoded as JSON.
+	Value json.RawMessage `json:"value"`
+	// A second signal with the same key to the same run is dropped.
+	IdempotencyKey *string `json:"idempotency_key"`
+	// When the signal was sent.
+	SentAt pgtype.Timestamptz `json:"sent_at"`
+	// Position of the signal wait that consumed it; NULL while unconsumed.
+	ConsumedSeq *int32 `json:"consumed_seq"`
+	// When it was consumed.
+	ConsumedAt pgtype.Timestamptz `json:"consumed_at"`
+}
+
+// The checkpointed history of each run: one row per step, in the order the workflow function reached them. Replay returns these instead of running the steps again.
+type KeelSagaStep struct {
+	// The run.
+	RunID string `json:"run_id"`
+	// Position in the run's history, from 1. A compensation is stored at minus the position of the step it undoes.
+	Seq int32 `json:"seq"`
+	// The step's name as the workflow gave it; replay checks it (determinism guard).
+	Name string `json:"name"`
+	// step (a function), tx (a transactional step), sleep (a durable timer; output is the wake time), signal (a signal wait), child (a child start; output is the child run id), await (a child result), value (a published value), compensation (the undo of step -seq).
+	Kind string `json:"kind"`
+	// See type keel.saga_step_status.
+	Status KeelSagaStepStatus `json:"status"`
+	// The step's result, encoded as JSON.
+	Output json.RawMessage `json:"output"`
+	// The error of the step's last attempt when it failed.
+	Error *string `json:"error"`
+	// Attempts the step took.
+	Attempts int32 `json:"attempts"`
+	// When the step's first attempt started.
+	StartedAt pgtype.Timestamptz `json:"started_at"`
+	// When its outcome was checkpointed.
+	FinishedAt pgtype.Timestamptz `json:"finished_at"`
+}
+
+// Named values a run published (progress, status) for callers to read; the latest value per name.
+type KeelSagaValue struct {
+	// The run.
+	RunID string `json:"run_id"`
+	// Value name.
+	Name string `json:"name"`
+	// The latest value, encoded as JSON.
+	Value json.RawMessage `json:"value"`
+	// History position of the step that set it.
+	Seq int32 `json:"seq"`
+	// When it was set.
+	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
 }
 
 // keel event store: the latest snapshot of a stream's state; loading replays only the events after it.

@@ -1,7 +1,131 @@
-// Package saga will hold keel's durable workflows: steps checkpointed in
-// Postgres and replayed after a crash, durable timers, signals, child
-// workflows, parallel steps and compensation. Workflow runs execute on
-// package jobs.
+// Package saga runs durable workflows on PostgreSQL: plain Go functions
+// whose steps are checkpointed in the database, so a run survives crashes,
+// restarts and deploys, and — as a saga — undoes its completed steps when it
+// fails or is cancelled. It is keel's answer to DBOS Transact, Temporal and
+// the Durable Task Framework, with no server besides Postgres.
 //
-// The package has no API yet; it arrives with its own migration and queries.
+// # Workflows and runs
+//
+// A workflow is a function of a [Context] and a typed input returning a
+// typed output and an error. Register it under a name and an explicit
+// version, then start runs of it in your own transaction:
+//
+//	reg := saga.NewRegistry()
+//	saga.Register(reg, "checkout", 1, func(ctx saga.Context, o Order) (Receipt, error) {
+//		id, err := saga.StepWithCompensation(ctx, "charge",
+//			func(ctx context.Context) (string, error) { return payments.Charge(ctx, o) },
+//			func(ctx context.Context, id string) error { return payments.Refund(ctx, id) }, nil)
+//		if err != nil {
+//			return Receipt{}, err
+//		}
+//		saga.Sleep(ctx, 24*time.Hour)
+//		return saga.Step(ctx, "ship", func(ctx context.Context) (Receipt, error) { return ship(ctx, o, id) }, nil)
+//	})
+//	engine, err := saga.NewEngine(pool, reg, saga.Config{})
+//	err = engine.StartWorkers(ctx)
+//	run, err := engine.Start(ctx, tx, "checkout", order, &saga.StartOpts{RunID: "order-" + order.ID})
+//	// … commit tx: the run starts if and only if your own writes commit.
+//	done, err := engine.Await(ctx, run.ID)
+//	receipt, err := saga.Result[Receipt](done)
+//
+// Starting with a RunID that exists returns the existing run and writes
+// nothing, so a retried request starts one run. Await blocks until the run
+// is final, woken by a NOTIFY when it finishes and reading the run every
+// Config.AwaitPollInterval besides; Get, List and Steps read runs later.
+//
+// # Execution on jobs
+//
+// A run is executed by a job of kind keel.saga.run in package jobs, in the
+// queue Config.Queue ("saga"), so runs inherit jobs' claiming with SKIP
+// LOCKED, per-queue concurrency, LISTEN/NOTIFY wake-ups, heartbeats and the
+// rescue of jobs whose process died: a run whose process was killed is
+// resumed by whichever process claims its job next, with no other service.
+//
+// Each execution takes the run and loads its history once, in one round
+// trip, and calls the workflow function from the top. An execution that may
+// have a live predecessor (a rescued job, a run woken from a wait) bumps the
+// run's epoch, a fencing token; the first execution of a new run only reads,
+// so a run costs one commit to start, one per step and one to finish. A step already in the history returns its recorded output (or error)
+// without running; the first step that is not runs, and its outcome is
+// checkpointed by one INSERT that writes only while the run's epoch is still
+// the executor's — one round trip and one commit per step, no lock on the
+// run. An executor that lost the run (it was thought dead and the run was
+// taken elsewhere) finds its checkpoint refused and stops.
+//
+// A step whose process dies before its checkpoint runs again: steps run at
+// least once. [TxStep] gives a step a pgx.Tx; its writes and its checkpoint
+// commit together, so its effect happens exactly once.
+//
+// # Determinism
+//
+// The workflow function must take the same steps in the same order on
+// every replay; anything that varies (time, randomness, I/O) belongs in a
+// step. Each step is recorded with its position, kind and name, and a replay
+// that reaches a different step than the history holds fails the run with a
+// [*NondeterminismError] naming the position and both steps. The workflow
+// function unwinds with a panic the executor recovers when it must stop
+// (parked, cancelled, fenced out): do not recover panics you did not raise.
+//
+// Versions are explicit: a run records the version it started with and only
+// a process that registered that version runs it. Bump the version when a
+// change would replay old histories differently and keep the old version
+// registered until its runs end. A run whose version no process registers
+// stays pending, with the reason in keel.saga_runs.last_error, and is
+// looked at again every Config.UnknownVersionRetry by any process.
+//
+// # Retries and compensation
+//
+// A step is retried in its process by [RetryPolicy] (default: 3 attempts,
+// 100ms doubling to 10s); the error of its last attempt is checkpointed and
+// returned as a [*StepError] (replayed, only its message is kept). What the
+// workflow does with it is up to its code: return it and the run fails.
+//
+// A step registered with [StepWithCompensation] carries its undo. When the
+// run fails (its function returns an error or panics), times out or is
+// cancelled, the undos of its completed steps run in reverse order of the
+// steps, each retried and checkpointed at minus the position of the step it
+// undoes, so a crash in the middle resumes the compensation where it was.
+// An undo that fails its last attempt stops the compensation and fails the
+// run with ErrCompensation; a person can read why in keel.saga_steps.
+//
+// # Waiting: timers, signals, children
+//
+// [Sleep] and [SleepUntil] park the run: the execution ends, the run is
+// marked waiting and a job is scheduled for the wake time, so no goroutine or
+// worker is held and the wake-up survives restarts. The process that parked
+// the run also keeps a timer that makes the job available at its time; if
+// that process is gone, jobs' promotion (every Jobs.MaintenanceInterval)
+// does. [AwaitSignal] consumes a
+// signal sent with [Engine.Signal] (in the sender's transaction, with an
+// optional idempotency key); a signal sent before the wait is kept until a
+// wait consumes it, oldest first; the wait parks the run until a signal or
+// its timeout. [SetValue] publishes a value (progress, a status) that callers
+// read with [Engine.GetValue].
+//
+// [StartChild] starts a child run, recorded as a step so a replay never
+// starts it twice; [Child.Get] parks the parent until the child ends.
+// Cancelling a run cancels its unfinished descendants, and a run that does
+// not succeed cancels its unfinished children. Start several children, or
+// several steps with [StepAsync], before collecting them to fan out and in:
+// each takes its history position when it is started, so parallel work
+// replays deterministically whatever order it finished in.
+//
+// A wait decides whether to park in a transaction holding the run's row
+// lock — the lock Signal, Cancel and a finishing child take too — so a
+// wake-up is never lost between checking and parking.
+//
+// # Control and inspection
+//
+// [Engine.Cancel] requests a cancel: a waiting run is woken, a running one
+// stops before its next step (a running step is not interrupted), and each
+// compensates and ends cancelled. [StartOpts.Timeout] bounds a run the same
+// way, ending it failed with ErrTimeout, and bounds its steps' contexts.
+// [Engine.Resume] re-runs a failed or cancelled run from the step that
+// failed (completed steps replay; its compensation records are dropped).
+// [Engine.Fork] starts a new run from position N of another's history.
+//
+// Runs, steps, signals and published values are the tables keel.saga_runs,
+// keel.saga_steps, keel.saga_signals and keel.saga_values, each commented
+// for psql (\d+ keel.saga_runs); statuses are the enums keel.saga_run_status
+// and keel.saga_step_status.
 package saga

@@ -1,0 +1,276 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/db"
+)
+
+// execution is one executor's pass over a run: the run as it claimed it,
+// the history it loaded once, and what the replay learnt on the way.
+type execution struct {
+	e       *Engine
+	wf      *workflow
+	run     db.ClaimRunRow
+	history map[int32]db.KeelSagaStep
+	// ctx is the job's context: it ends when the process stops.
+	ctx context.Context
+
+	mu        sync.Mutex
+	seq       int32
+	cancelReq bool
+	comps     []compensation
+	children  []string
+	// async counts step goroutines still running.
+	async sync.WaitGroup
+}
+
+// compensation is the undo of a completed step.
+type compensation struct {
+	seq   int32
+	name  string
+	retry RetryPolicy
+	undo  func(ctx context.Context) error
+}
+
+// abort unwinds the workflow function (as a panic the executor recovers)
+// when it must not go on: the run parked, the executor was fenced out, the
+// run was cancelled or timed out, the replay left the history, or the
+// process is stopping.
+type abort struct{ reason error }
+
+var (
+	errParked = errors.New("keel saga: run parked")
+	errFenced = errors.New("keel saga: another executor took the run")
+	// errHistoryChanged: a checkpoint found its position taken although the
+	// executor holds the run — a fenced-out executor's write landed after
+	// the history was loaded. The run is replayed with the new history.
+	errHistoryChanged = errors.New("keel saga: the run's history changed under its executor; replaying")
+)
+
+// workflowContext is the Context a workflow function receives.
+type workflowContext struct {
+	context.Context
+	ex *execution
+}
+
+func (c *workflowContext) RunID() string         { return c.ex.run.ID }
+func (c *workflowContext) Workflow() string      { return c.ex.run.Workflow }
+func (c *workflowContext) Version() int          { return int(c.ex.run.Version) }
+func (c *workflowContext) execution() *execution { return c.ex }
+
+func newExecution(e *Engine, wf *workflow, run db.ClaimRunRow, steps []db.KeelSagaStep, ctx context.Context) *execution {
+	ex := &execution{
+		e: e, wf: wf, run: run, ctx: ctx,
+		history:   make(map[int32]db.KeelSagaStep, len(steps)),
+		cancelReq: run.CancelRequestedAt.Valid,
+	}
+	for _, s := range steps {
+		ex.history[s.Seq] = s
+	}
+	return ex
+}
+
+// nextStep hands out the next history position to a step called name of
+// kind. It returns the recorded step when the history has one there, and
+// stops the workflow when the replay left the history, or when the run was
+// cancelled, timed out or its process stops before a step that has yet to
+// run.
+func (ex *execution) nextStep(name, kind string) (int32, *db.KeelSagaStep) {
+	ex.mu.Lock()
+	ex.seq++
+	seq := ex.seq
+	rec, ok := ex.history[seq]
+	ex.mu.Unlock()
+	if ok {
+		if rec.Name != name || rec.Kind != kind {
+			panic(abort{&NondeterminismError{Seq: int(seq), Recorded: rec.Kind + " " + rec.Name, Got: kind + " " + name}})
+		}
+		return seq, &rec
+	}
+	ex.checkStop()
+	return seq, nil
+}
+
+// checkStop stops the workflow when it must not start anything new.
+func (ex *execution) checkStop() {
+	ex.mu.Lock()
+	cancelled := ex.cancelReq
+	ex.mu.Unlock()
+	switch {
+	case cancelled:
+		panic(abort{ErrCancelled})
+	case ex.run.Deadline.Valid && !time.Now().Before(ex.run.Deadline.Time):
+		panic(abort{ErrTimeout})
+	case ex.ctx.Err() != nil:
+		panic(abort{context.Cause(ex.ctx)})
+	}
+}
+
+// stepContext is the context a step function runs with: the process's,
+// bounded by the workflow timeout.
+func (ex *execution) stepContext() (context.Context, context.CancelFunc) {
+	if ex.run.Deadline.Valid {
+		return context.WithDeadlineCause(ex.ctx, ex.run.Deadline.Time, ErrTimeout)
+	}
+	return context.WithCancel(ex.ctx)
+}
+
+// checkpoint records a step's outcome through tx (the pool, or a
+// transactional step's transaction) and learns whether a cancel was
+// requested. A refused checkpoint means another executor holds the run.
+func (ex *execution) checkpoint(ctx context.Context, tx keel.DBTX, p db.CheckpointParams) error {
+	p.RunID, p.Epoch, p.Owner = ex.run.ID, ex.run.Epoch, ptr(ex.e.jobs.ID())
+	if !p.StartedAt.Valid {
+		p.StartedAt = pgtype.Timestamptz{Time: time.Now(), Valid: true}
+	}
+	if p.Attempts == 0 {
+		p.Attempts = 1
+	}
+	cancel, err := db.New(tx).Checkpoint(ctx, p)
+	if errors.Is(err, pgx.ErrNoRows) {
+		holds, err := db.New(ex.e.pool).HoldsRun(ctx, db.HoldsRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch})
+		if err != nil {
+			return fmt.Errorf("keel saga: run %s: %w", ex.run.ID, err)
+		}
+		if holds {
+			return errHistoryChanged
+		}
+		return errFenced
+	}
+	if err != nil {
+		return fmt.Errorf("keel saga: checkpointing step %d (%s) of run %s: %w", p.Seq, p.Name, ex.run.ID, err)
+	}
+	if cancel {
+		ex.mu.Lock()
+		ex.cancelReq = true
+		ex.mu.Unlock()
+	}
+	return nil
+}
+
+// mustCheckpoint is checkpoint for the workflow goroutine: a failure stops
+// the workflow.
+func (ex *execution) mustCheckpoint(tx keel.DBTX, p db.CheckpointParams) {
+	if err := ex.checkpoint(ex.ctx, tx, p); err != nil {
+		panic(abort{err})
+	}
+}
+
+func (ex *execution) addCompensation(c compensation) {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	ex.comps = append(ex.comps, c)
+}
+
+func (ex *execution) addChild(id string) {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	ex.children = append(ex.children, id)
+}
+
+// compensations returns the registered undos in reverse step order.
+func (ex *execution) compensations() []compensation {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	cs := append([]compensation(nil), ex.comps...)
+	sort.Slice(cs, func(i, j int) bool { return cs[i].seq > cs[j].seq })
+	return cs
+}
+
+// wait makes the workflow wait, holding no worker, for what decide checks.
+// decide runs in a transaction that holds the run's row lock — the same lock
+// Signal, Cancel and a child's end take — so a wake-up is never lost
+// between the check and the park. When decide reports done, its writes
+// commit and wait returns; otherwise the run parks until wakeAt (zero: until
+// woken; the workflow timeout bounds it) and the workflow stops.
+func (ex *execution) wait(reason string, wakeAt time.Time, decide func(tx pgx.Tx) (bool, error)) {
+	done, err := ex.waitTx(reason, wakeAt, decide)
+	if err != nil {
+		panic(abort{err})
+	}
+	if !done {
+		panic(abort{errParked})
+	}
+}
+
+func (ex *execution) waitTx(reason string, wakeAt time.Time, decide func(tx pgx.Tx) (bool, error)) (done bool, err error) {
+	tx, err := ex.e.pool.Begin(ex.ctx)
+	if err != nil {
+		return false, fmt.Errorf("keel saga: run %s: %w", ex.run.ID, err)
+	}
+	defer func() {
+		if err != nil || !done {
+			_ = tx.Rollback(context.WithoutCancel(ex.ctx))
+		}
+	}()
+	q := db.New(tx)
+	cancel, err := q.LockRun(ex.ctx, db.LockRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, errFenced
+	}
+	if err != nil {
+		return false, fmt.Errorf("keel saga: locking run %s: %w", ex.run.ID, err)
+	}
+	if cancel {
+		ex.mu.Lock()
+		ex.cancelReq = true
+		ex.mu.Unlock()
+		return false, ErrCancelled
+	}
+	if decide != nil {
+		if done, err = decide(tx); err != nil {
+			return false, err
+		}
+		if done {
+			if err = tx.Commit(ex.ctx); err != nil {
+				return false, fmt.Errorf("keel saga: run %s: %w", ex.run.ID, err)
+			}
+			return true, nil
+		}
+	}
+	if dl := ex.run.Deadline; dl.Valid && (wakeAt.IsZero() || dl.Time.Before(wakeAt)) {
+		wakeAt = dl.Time
+	}
+	park := db.ParkRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch, WaitReason: &reason}
+	if !wakeAt.IsZero() {
+		park.WakeAt = pgtype.Timestamptz{Time: wakeAt, Valid: true}
+	}
+	row, err := q.ParkRun(ex.ctx, park)
+	if err != nil {
+		return false, fmt.Errorf("keel saga: parking run %s: %w", ex.run.ID, err)
+	}
+	var wakeJob int64
+	if !wakeAt.IsZero() {
+		if wakeJob, err = ex.e.enqueueJob(ex.ctx, tx, ex.run.ID, row.Generation, row.Queue, wakeAt); err != nil {
+			return false, err
+		}
+	}
+	if err = tx.Commit(ex.ctx); err != nil {
+		return false, fmt.Errorf("keel saga: parking run %s: %w", ex.run.ID, err)
+	}
+	if wakeJob != 0 {
+		ex.e.timers.add(wakeJob, wakeAt)
+	}
+	return false, nil
+}
+
+func encode(what string, v any) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrEncode, what, err)
+	}
+	return b, nil
+}
+
+func ts(t time.Time) pgtype.Timestamptz { return pgtype.Timestamptz{Time: t, Valid: true} }

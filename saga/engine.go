@@ -1,0 +1,377 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/jobs"
+)
+
+// Engine starts, signals, cancels and inspects runs, and — once its workers
+// are started — executes them. Any number of engines in any number of
+// processes may share one database.
+type Engine struct {
+	pool     *pgxpool.Pool
+	registry *Registry
+	cfg      Config
+	jobs     *jobs.Client
+	awaiter  *awaiter
+	// done debounces the run-finished notifications: a notifying commit
+	// takes a database-wide lock, so one per run would serialise finishes.
+	done   *notify.Debouncer
+	timers *timers
+}
+
+// runJob is the job that executes a run: it takes the run when the run's
+// generation is still Generation, else it is stale and does nothing.
+type runJob struct {
+	RunID      string `json:"run_id"`
+	Generation int64  `json:"generation"`
+}
+
+func (runJob) Kind() string { return runJobKind }
+
+// NewEngine returns an engine on pool for the workflows in registry. It
+// validates cfg and adds its worker to cfg.Jobs.Workers; nothing runs until
+// StartWorkers.
+func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, error) {
+	if pool == nil || registry == nil {
+		return nil, fmt.Errorf("%w: nil pool or registry", ErrInvalidOptions)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{pool: pool, registry: registry, cfg: cfg}
+	err = jobs.AddWorkerSafely(cfg.Jobs.Workers, func(ctx context.Context, job *jobs.Job[runJob]) error {
+		return e.execute(ctx, job)
+	}, &jobs.WorkerOpts{Timeout: -1})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+	}
+	if e.jobs, err = jobs.NewClient(pool, cfg.Jobs); err != nil {
+		return nil, fmt.Errorf("%w: jobs client: %w", ErrInvalidOptions, err)
+	}
+	e.awaiter = newAwaiter(pool, cfg.Logger)
+	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
+	e.timers = newTimers(e.jobs, cfg.Logger)
+	return e, nil
+}
+
+// Jobs returns the jobs client the engine runs on; it inserts and runs the
+// application's own job kinds too when they are in Config.Jobs.Workers.
+func (e *Engine) Jobs() *jobs.Client { return e.jobs }
+
+// StartWorkers starts executing runs (and resuming parked and orphaned
+// ones) in this process. It returns at once.
+func (e *Engine) StartWorkers(ctx context.Context) error {
+	return e.jobs.Start(ctx)
+}
+
+// Stop stops executing runs: running executions finish their current step
+// and stop, to be resumed by any process. It also ends Await's listening. It
+// returns ctx's error when ctx ends first.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.awaiter.close()
+	e.timers.stop()
+	err := e.jobs.StopAndCancel(ctx)
+	e.done.Close()
+	return err
+}
+
+// notifyDone tells awaiters in every process that runs finished; they ask
+// which (channelDone has no payload, so notifications can be debounced).
+func (e *Engine) notifyDone(ctx context.Context, tx keel.DBTX) error {
+	if err := e.done.Notify(ctx, tx, channelDone, ""); err != nil {
+		return fmt.Errorf("keel saga: notifying awaiters: %w", err)
+	}
+	return nil
+}
+
+// Start starts a run of the workflow name with input, through tx — the
+// caller's transaction, so the run starts if and only if tx commits — and
+// returns the run as stored. With opts.RunID of a run that exists, it writes
+// nothing and returns that run (starting is idempotent). An unregistered
+// workflow or an input that does not encode fails before anything is
+// written.
+func (e *Engine) Start(ctx context.Context, tx keel.DBTX, name string, input any, opts *StartOpts) (*Run, error) {
+	var o StartOpts
+	if opts != nil {
+		o = *opts
+	}
+	wf, err := e.registry.get(name, o.Version)
+	if err != nil {
+		return nil, err
+	}
+	encoded, err := wf.checkInput(input)
+	if err != nil {
+		return nil, err
+	}
+	if o.RunID == "" {
+		o.RunID = uuid.NewString()
+	}
+	if len(o.RunID) > 255 {
+		return nil, fmt.Errorf("%w: run id has more than 255 bytes", ErrInvalidOptions)
+	}
+	if o.Queue == "" {
+		o.Queue = e.cfg.Queue
+	}
+	if o.Timeout < 0 {
+		return nil, fmt.Errorf("%w: negative timeout", ErrInvalidOptions)
+	}
+	var run *Run
+	err = atomically(ctx, tx, func(tx keel.DBTX) error {
+		run, err = e.insertRun(ctx, tx, db.InsertRunParams{
+			ID: o.RunID, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue,
+			Input: encoded, Deadline: deadline(o.Timeout),
+		})
+		return err
+	})
+	return run, err
+}
+
+// beginner starts a transaction: *pgxpool.Pool and *pgx.Conn do.
+type beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// atomically runs fn's statements as one: in tx when it is a transaction,
+// else in a transaction begun (and committed) on the pool or connection tx,
+// so a write of several statements never half-happens.
+func atomically(ctx context.Context, tx keel.DBTX, fn func(tx keel.DBTX) error) error {
+	b, ok := tx.(beginner)
+	if _, inTx := tx.(pgx.Tx); inTx || !ok {
+		return fn(tx)
+	}
+	return pgx.BeginFunc(ctx, b, func(t pgx.Tx) error { return fn(t) })
+}
+
+func deadline(timeout time.Duration) pgtype.Timestamptz {
+	if timeout <= 0 {
+		return pgtype.Timestamptz{}
+	}
+	return pgtype.Timestamptz{Time: time.Now().Add(timeout), Valid: true}
+}
+
+// insertRun inserts a run and its first job, or returns the run holding the
+// id.
+func (e *Engine) insertRun(ctx context.Context, tx keel.DBTX, p db.InsertRunParams) (*Run, error) {
+	row, err := db.New(tx).InsertRun(ctx, p)
+	if errors.Is(err, pgx.ErrNoRows) {
+		existing, err := db.New(tx).GetRun(ctx, p.ID)
+		if err != nil {
+			return nil, fmt.Errorf("keel saga: start %s: reading run %s: %w", p.Workflow, p.ID, err)
+		}
+		if existing.Workflow != p.Workflow {
+			return nil, fmt.Errorf("%w: %s is a run of %q", ErrRunIDInUse, p.ID, existing.Workflow)
+		}
+		return runFromDB(&existing), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keel saga: start %s: %w", p.Workflow, err)
+	}
+	if err := e.enqueue(ctx, tx, row.ID, row.Generation, row.Queue, time.Time{}); err != nil {
+		return nil, err
+	}
+	return runFromDB(&row), nil
+}
+
+// enqueue inserts the job that executes a run's generation, at runAt (zero:
+// at once).
+func (e *Engine) enqueue(ctx context.Context, tx keel.DBTX, runID string, generation int64, queue string, runAt time.Time) error {
+	_, err := e.enqueueJob(ctx, tx, runID, generation, queue, runAt)
+	return err
+}
+
+// enqueueJob is enqueue returning the job's id.
+func (e *Engine) enqueueJob(ctx context.Context, tx keel.DBTX, runID string, generation int64, queue string, runAt time.Time) (int64, error) {
+	job, err := e.jobs.Insert(ctx, tx, runJob{RunID: runID, Generation: generation}, &jobs.InsertOpts{
+		Queue: queue, RunAt: runAt, MaxAttempts: 1 << 20,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("keel saga: enqueueing run %s: %w", runID, err)
+	}
+	return job.ID, nil
+}
+
+// Signal sends the signal name with value to a run, through tx (the
+// caller's transaction). The run consumes it with AwaitSignal, whether it
+// waits already or only later; signals of one name are consumed oldest
+// first. A second signal with the same non-empty idempotencyKey to the run
+// is dropped. Signalling a finished run fails with ErrRunFinished, a missing
+// one with ErrRunNotFound.
+func (e *Engine) Signal(ctx context.Context, tx keel.DBTX, runID, name string, value any, idempotencyKey string) error {
+	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.signal(ctx, tx, runID, name, value, idempotencyKey) })
+}
+
+func (e *Engine) signal(ctx context.Context, tx keel.DBTX, runID, name string, value any, idempotencyKey string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty signal name", ErrInvalidOptions)
+	}
+	encoded, err := json.Marshal(value)
+	if err != nil {
+		return fmt.Errorf("%w: signal %q: %w", ErrEncode, name, err)
+	}
+	var key *string
+	if idempotencyKey != "" {
+		key = &idempotencyKey
+	}
+	q := db.New(tx)
+	_, err = q.InsertSignal(ctx, db.InsertSignalParams{RunID: runID, Name: name, Value: encoded, IdempotencyKey: key})
+	if errors.Is(err, pgx.ErrNoRows) {
+		run, getErr := q.GetRun(ctx, runID)
+		switch {
+		case errors.Is(getErr, pgx.ErrNoRows):
+			return fmt.Errorf("%w: %s", ErrRunNotFound, runID)
+		case getErr != nil:
+			return fmt.Errorf("keel saga: signal %s: %w", runID, getErr)
+		case Status(run.Status).Final():
+			return fmt.Errorf("%w: run %s is %s", ErrRunFinished, runID, run.Status)
+		}
+		return nil // the idempotency key was used: the signal is there
+	}
+	if err != nil {
+		return fmt.Errorf("keel saga: signal %s: %w", runID, err)
+	}
+	return e.wake(ctx, tx, runID)
+}
+
+// wake makes a waiting run run: it re-checks what it waits for.
+func (e *Engine) wake(ctx context.Context, tx keel.DBTX, runID string) error {
+	row, err := db.New(tx).WakeRun(ctx, runID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // not waiting: it sees the change when it next waits
+	}
+	if err != nil {
+		return fmt.Errorf("keel saga: waking run %s: %w", runID, err)
+	}
+	return e.enqueue(ctx, tx, runID, row.Generation, row.Queue, time.Time{})
+}
+
+// Cancel requests the cancel of a run and of its children, through tx. A
+// waiting run is woken; a running one stops at its next step. Each then runs
+// the compensations of its completed steps in reverse order and ends
+// cancelled. Cancelling a finished run fails with ErrRunFinished.
+func (e *Engine) Cancel(ctx context.Context, tx keel.DBTX, runID string) error {
+	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.cancel(ctx, tx, runID) })
+}
+
+func (e *Engine) cancel(ctx context.Context, tx keel.DBTX, runID string) error {
+	rows, err := db.New(tx).RequestCancel(ctx, runID)
+	if err != nil {
+		return fmt.Errorf("keel saga: cancel %s: %w", runID, err)
+	}
+	if len(rows) == 0 {
+		if _, err := e.Get(ctx, tx, runID); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s", ErrRunFinished, runID)
+	}
+	for _, r := range rows {
+		if r.Woken {
+			if err := e.enqueue(ctx, tx, r.ID, r.Generation, r.Queue, time.Time{}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Resume makes a failed or cancelled run run again, through tx: its failed
+// steps and its compensations are forgotten, its completed steps replay from
+// their recorded outputs, and execution goes on from the step that failed.
+// The workflow timeout is cleared.
+func (e *Engine) Resume(ctx context.Context, tx keel.DBTX, runID string) error {
+	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.resume(ctx, tx, runID) })
+}
+
+func (e *Engine) resume(ctx context.Context, tx keel.DBTX, runID string) error {
+	q := db.New(tx)
+	if _, err := q.DeleteStepsForResume(ctx, runID); err != nil {
+		return fmt.Errorf("keel saga: resume %s: %w", runID, err)
+	}
+	row, err := q.ReopenRun(ctx, db.ReopenRunParams{ID: runID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err := e.Get(ctx, tx, runID); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s", ErrRunNotFinished, runID)
+	}
+	if err != nil {
+		return fmt.Errorf("keel saga: resume %s: %w", runID, err)
+	}
+	return e.enqueue(ctx, tx, runID, row.Generation, row.Queue, time.Time{})
+}
+
+// ForkOpts are the options of Fork.
+type ForkOpts struct {
+	// RunID names the new run. Default: a random UUID.
+	RunID string
+	// Version runs the fork with another registered version. Default: the
+	// source run's.
+	Version int
+	// Timeout is the fork's workflow timeout. Default: none.
+	Timeout time.Duration
+}
+
+// Fork starts, through tx, a new run of the same workflow and input as
+// runID whose history is runID's completed steps before position fromSeq
+// (from 1): those replay, and execution goes on from step fromSeq. Children
+// started before fromSeq are shared with the source, not started again.
+func (e *Engine) Fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
+	var run *Run
+	err := atomically(ctx, tx, func(tx keel.DBTX) error {
+		var err error
+		run, err = e.fork(ctx, tx, runID, fromSeq, opts)
+		return err
+	})
+	return run, err
+}
+
+func (e *Engine) fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
+	var o ForkOpts
+	if opts != nil {
+		o = *opts
+	}
+	if fromSeq < 1 {
+		return nil, fmt.Errorf("%w: fork position %d is below 1", ErrInvalidOptions, fromSeq)
+	}
+	if o.RunID == "" {
+		o.RunID = uuid.NewString()
+	}
+	var version *int32
+	if o.Version != 0 {
+		v := int32(o.Version)
+		version = &v
+	}
+	q := db.New(tx)
+	row, err := q.ForkRun(ctx, db.ForkRunParams{
+		NewID: o.RunID, Version: version, AtSeq: ptr(int32(fromSeq)), Deadline: deadline(o.Timeout), SrcID: runID,
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", ErrRunNotFound, runID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keel saga: fork %s: %w", runID, err)
+	}
+	if _, err := q.CopyHistory(ctx, db.CopyHistoryParams{NewID: o.RunID, SrcID: runID, AtSeq: int32(fromSeq)}); err != nil {
+		return nil, fmt.Errorf("keel saga: fork %s: copying history: %w", runID, err)
+	}
+	if err := e.enqueue(ctx, tx, row.ID, row.Generation, row.Queue, time.Time{}); err != nil {
+		return nil, err
+	}
+	return runFromDB(&row), nil
+}
+
+func ptr[T any](v T) *T { return &v }

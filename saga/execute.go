@@ -1,0 +1,213 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/jobs"
+)
+
+// execute is the jobs handler of runJob: it takes the run, loads its history
+// once, replays the workflow function over it and records how it ended. A
+// returned error makes jobs retry the execution (a write failed, or the
+// process is stopping); everything about the workflow itself is recorded in
+// the run.
+func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
+	q := db.New(e.pool)
+	run, err := e.takeRun(ctx, job)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // a stale job: the run parked, woke or ended since it was queued
+	}
+	if err != nil {
+		return fmt.Errorf("keel saga: taking run %s: %w", job.Args.RunID, err)
+	}
+	wf, err := e.registry.get(run.Workflow, int(run.Version))
+	if err != nil {
+		msg := fmt.Sprintf("waiting for a process that registers version %d of workflow %q (process %s does not: %v)",
+			run.Version, run.Workflow, e.jobs.ID(), err)
+		if _, err := q.RecordLastError(ctx, db.RecordLastErrorParams{ID: run.ID, Epoch: run.Epoch, LastError: &msg}); err != nil {
+			return fmt.Errorf("keel saga: run %s: %w", run.ID, err)
+		}
+		e.cfg.Logger.WarnContext(ctx, "keel saga: run of an unregistered version waits", "run", run.ID, "workflow", run.Workflow, "version", run.Version)
+		return jobs.Snooze(e.cfg.UnknownVersionRetry)
+	}
+	var steps []db.KeelSagaStep
+	if err := json.Unmarshal(run.History, &steps); err != nil {
+		return fmt.Errorf("keel saga: decoding the history of run %s: %w", run.ID, err)
+	}
+	return newExecution(e, wf, run, steps, ctx).execute()
+}
+
+// takeRun takes the run of job's generation and reads its history, in one
+// round trip. The first attempt of a pending run's job only reads; any
+// other execution bumps the run's epoch, fencing out earlier executors.
+func (e *Engine) takeRun(ctx context.Context, job *jobs.Job[runJob]) (db.ClaimRunRow, error) {
+	q := db.New(e.pool)
+	if job.Attempt == 1 {
+		run, err := q.ReadPendingRun(ctx, db.ReadPendingRunParams{ID: job.Args.RunID, Generation: job.Args.Generation})
+		if err == nil {
+			return db.ClaimRunRow(run), nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return db.ClaimRunRow{}, err
+		}
+	}
+	return q.ClaimRun(ctx, db.ClaimRunParams{ID: job.Args.RunID, Generation: job.Args.Generation, Owner: ptr(e.jobs.ID())})
+}
+
+func (ex *execution) execute() error {
+	out, werr, stopped := ex.call()
+	ex.async.Wait()
+	if stopped != nil {
+		var nd *NondeterminismError
+		switch {
+		case stopped == errParked || stopped == errFenced:
+			return nil
+		case errors.As(stopped, &nd):
+			ex.e.cfg.Logger.ErrorContext(ex.ctx, "keel saga: nondeterministic replay", "run", ex.run.ID, "error", nd)
+			return ex.finish(StatusFailed, nil, &storedError{
+				Kind: kindNondeterminism, Message: nd.Error(), Seq: nd.Seq, Recorded: nd.Recorded, Got: nd.Got,
+			})
+		case stopped == ErrCancelled:
+			return ex.compensateAndFinish(StatusCancelled, &storedError{Kind: kindCancelled, Message: "cancelled"})
+		case stopped == ErrTimeout:
+			return ex.compensateAndFinish(StatusFailed, &storedError{Kind: kindTimeout, Message: ErrTimeout.Error()})
+		case stopped == errHistoryChanged:
+			return jobs.Snooze(0)
+		}
+		return stopped // the process stops, or a write failed: jobs runs it again
+	}
+	if werr != nil {
+		return ex.compensateAndFinish(StatusFailed, &storedError{Kind: kindWorkflow, Message: werr.Error()})
+	}
+	return ex.finish(StatusSucceeded, out, nil)
+}
+
+// call runs the workflow function, turning an abort into its reason and a
+// panic of the function into its error.
+func (ex *execution) call() (out json.RawMessage, err error, stopped error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if a, ok := v.(abort); ok {
+				stopped = a.reason
+				return
+			}
+			err = fmt.Errorf("keel saga: workflow %q panicked: %v\n%s", ex.wf.name, v, debug.Stack())
+		}
+	}()
+	out, err = ex.wf.run(&workflowContext{Context: ex.ctx, ex: ex}, ex.run.Input)
+	return out, err, nil
+}
+
+// compensateAndFinish runs the compensations of the completed steps in
+// reverse order, each checkpointed, and ends the run.
+func (ex *execution) compensateAndFinish(status Status, why *storedError) error {
+	comps := ex.compensations()
+	if len(comps) > 0 {
+		n, err := db.New(ex.e.pool).SetCompensating(ex.ctx, db.SetCompensatingParams{ID: ex.run.ID, Epoch: ex.run.Epoch})
+		if err != nil {
+			return fmt.Errorf("keel saga: run %s: %w", ex.run.ID, err)
+		}
+		if n == 0 {
+			return nil // fenced out
+		}
+	}
+	for _, c := range comps {
+		failed, err := ex.compensate(c)
+		if err == errFenced {
+			return nil
+		}
+		if err == errHistoryChanged {
+			return jobs.Snooze(0)
+		}
+		if err != nil {
+			return err
+		}
+		if failed != "" {
+			status = StatusFailed
+			why = &storedError{Kind: kindCompensation, Message: fmt.Sprintf(
+				"%s; then compensating step %d (%s) failed: %s", why.Message, c.seq, c.name, failed)}
+			break
+		}
+	}
+	return ex.finish(status, nil, why)
+}
+
+// compensate runs one undo unless the history holds its outcome; failed is
+// the error of its last attempt.
+func (ex *execution) compensate(c compensation) (failed string, err error) {
+	if rec, ok := ex.history[-c.seq]; ok {
+		return deref(rec.Error), nil
+	}
+	started := ts(timeNow())
+	attempts, runErr := retry(ex.ctx, c.retry, c.undo)
+	if ex.ctx.Err() != nil {
+		return "", context.Cause(ex.ctx)
+	}
+	p := db.CheckpointParams{
+		Seq: -c.seq, Name: c.name, Kind: "compensation", Status: db.KeelSagaStepStatusCompleted,
+		Attempts: int32(attempts), StartedAt: started,
+	}
+	if runErr != nil {
+		p.Status, p.Error = db.KeelSagaStepStatusFailed, ptr(runErr.Error())
+		failed = runErr.Error()
+	}
+	return failed, ex.checkpoint(ex.ctx, ex.e.pool, p)
+}
+
+// finish ends the run, wakes its parent, cancels its children when it did
+// not succeed and notifies awaiters (debounced). Fenced out, it does
+// nothing.
+func (ex *execution) finish(status Status, out json.RawMessage, why *storedError) error {
+	var stored json.RawMessage
+	if why != nil {
+		stored, _ = json.Marshal(why) // strings and ints always encode
+	}
+	ex.mu.Lock()
+	children := append([]string(nil), ex.children...)
+	ex.mu.Unlock()
+	cascade := status != StatusSucceeded && len(children) > 0
+	p := db.FinishRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch, Status: db.KeelSagaRunStatus(status), Output: out, Error: stored}
+	if ex.run.ParentID == nil && !cascade {
+		_, err := db.New(ex.e.pool).FinishRun(ex.ctx, p)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("keel saga: finishing run %s: %w", ex.run.ID, err)
+		}
+		return ex.e.notifyDone(ex.ctx, ex.e.pool)
+	}
+	err := pgx.BeginFunc(ex.ctx, ex.e.pool, func(tx pgx.Tx) error {
+		parent, err := db.New(tx).FinishRun(ex.ctx, p)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errFenced
+		}
+		if err != nil {
+			return err
+		}
+		if parent != nil {
+			if err := ex.e.wake(ex.ctx, tx, *parent); err != nil {
+				return err
+			}
+		}
+		if cascade {
+			for _, child := range children {
+				if err := ex.e.Cancel(ex.ctx, tx, child); err != nil && !errors.Is(err, ErrRunFinished) {
+					return err
+				}
+			}
+		}
+		return ex.e.notifyDone(ex.ctx, tx)
+	})
+	if err != nil && err != errFenced {
+		return fmt.Errorf("keel saga: finishing run %s: %w", ex.run.ID, err)
+	}
+	return nil
+}

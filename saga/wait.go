@@ -1,0 +1,125 @@
+package saga
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel/db"
+)
+
+// Sleep is a durable timer: SleepUntil now plus d, where now is read once,
+// when the run first reaches the sleep.
+func Sleep(wc Context, d time.Duration) {
+	sleepUntil(wc, func() time.Time { return timeNow().Add(d) })
+}
+
+// SleepUntil parks the run until t: its execution ends, holding no goroutine
+// or worker, and a job scheduled at t resumes it — in any process, across
+// restarts. The wake time is checkpointed, so a replay sleeps only what is
+// left. A cancel or the workflow timeout ends the sleep early.
+func SleepUntil(wc Context, t time.Time) {
+	sleepUntil(wc, func() time.Time { return t })
+}
+
+func sleepUntil(wc Context, wakeAt func() time.Time) {
+	ex := wc.execution()
+	seq, rec := ex.nextStep("sleep", "sleep")
+	var at time.Time
+	if rec != nil {
+		if err := json.Unmarshal(rec.Output, &at); err != nil {
+			panic(abort{fmt.Errorf("%w: wake time of sleep %d: %w", ErrDecode, seq, err)})
+		}
+	} else {
+		at = wakeAt()
+		out, _ := json.Marshal(at) // a time always encodes
+		ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{Seq: seq, Name: "sleep", Kind: "sleep", Status: db.KeelSagaStepStatusCompleted, Output: out})
+	}
+	if timeNow().Before(at) {
+		ex.checkStop()
+		ex.wait("timer", at, nil)
+	}
+}
+
+// signalWait is the recorded state of a signal wait that has not ended.
+type signalWait struct {
+	Deadline time.Time `json:"deadline,omitzero"`
+}
+
+// AwaitSignal waits for the signal name and returns its value. A signal sent
+// before the wait is kept and consumed here; otherwise the run parks (holding
+// no worker) until one is sent or timeout passes, when it returns an error
+// wrapping ErrSignalTimeout. timeout ≤ 0 waits for ever. The consumed value
+// is checkpointed, so each wait consumes exactly one signal.
+func AwaitSignal[T any](wc Context, name string, timeout time.Duration) (T, error) {
+	var zero T
+	ex := wc.execution()
+	seq, rec := ex.nextStep(name, "signal")
+	var state signalWait
+	switch {
+	case rec == nil:
+		if timeout > 0 {
+			state.Deadline = timeNow().Add(timeout)
+		}
+	case rec.Status == db.KeelSagaStepStatusCompleted:
+		return replayed[T](rec)
+	case rec.Status == db.KeelSagaStepStatusFailed:
+		return zero, fmt.Errorf("%w: %q", ErrSignalTimeout, name)
+	default:
+		if err := json.Unmarshal(rec.Output, &state); err != nil {
+			panic(abort{fmt.Errorf("%w: state of signal wait %d: %w", ErrDecode, seq, err)})
+		}
+		ex.checkStop()
+	}
+	var value json.RawMessage
+	timedOut := false
+	ex.wait("signal "+name, state.Deadline, func(tx pgx.Tx) (bool, error) {
+		q := db.New(tx)
+		v, err := q.ConsumeSignal(ex.ctx, db.ConsumeSignalParams{RunID: ex.run.ID, Name: name, Seq: ptr(seq)})
+		p := db.CheckpointParams{Seq: seq, Name: name, Kind: "signal", Status: db.KeelSagaStepStatusCompleted}
+		switch {
+		case err == nil:
+			value, p.Output = v, v
+		case !errors.Is(err, pgx.ErrNoRows):
+			return false, fmt.Errorf("keel saga: consuming signal %q of run %s: %w", name, ex.run.ID, err)
+		case !state.Deadline.IsZero() && !timeNow().Before(state.Deadline):
+			timedOut = true
+			p.Status, p.Error = db.KeelSagaStepStatusFailed, ptr("no signal before the timeout")
+		case rec == nil:
+			p.Status = db.KeelSagaStepStatusWaiting
+			p.Output, _ = json.Marshal(state) // a time always encodes
+			return false, ex.checkpoint(ex.ctx, tx, p)
+		default:
+			return false, nil
+		}
+		return true, ex.checkpoint(ex.ctx, tx, p)
+	})
+	if timedOut {
+		return zero, fmt.Errorf("%w: %q", ErrSignalTimeout, name)
+	}
+	var out T
+	if err := json.Unmarshal(value, &out); err != nil {
+		return zero, fmt.Errorf("%w: signal %q into %T: %w", ErrDecode, name, out, err)
+	}
+	return out, nil
+}
+
+// SetValue publishes v under name for callers to read with
+// Engine.GetValue (progress, a status, an intermediate result). It is a
+// step: replays do not publish again.
+func SetValue(wc Context, name string, v any) error {
+	ex := wc.execution()
+	seq, rec := ex.nextStep(name, "value")
+	if rec != nil {
+		return nil
+	}
+	out, err := encode("value "+name, v)
+	if err != nil {
+		return err
+	}
+	ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{Seq: seq, Name: name, Kind: "value", Status: db.KeelSagaStepStatusCompleted, Output: out, Publish: true})
+	return nil
+}

@@ -1,0 +1,247 @@
+-- name: InsertRun :one
+-- Starts a run; a run id already taken inserts nothing and returns no row.
+INSERT INTO keel.saga_runs (id, workflow, version, queue, input, parent_id, parent_seq, deadline)
+VALUES (@id, @workflow, @version, @queue, @input, sqlc.narg('parent_id'), sqlc.narg('parent_seq'), sqlc.narg('deadline'))
+ON CONFLICT (id) DO NOTHING
+RETURNING *;
+
+-- name: GetRun :one
+SELECT * FROM keel.saga_runs WHERE id = @id;
+
+-- name: ClaimRun :one
+-- An executor takes a run for the job of its current generation, and reads
+-- its history in the same round trip: the epoch is bumped, which fences out
+-- any older executor's checkpoints. A job of an older generation (the run
+-- parked or woke since) or a final run gets no row.
+WITH claimed AS (
+    UPDATE keel.saga_runs SET
+        epoch = epoch + 1,
+        status = CASE WHEN status IN ('pending', 'waiting') THEN 'running' ELSE status END,
+        owner = @owner,
+        resumes = resumes + 1,
+        started_at = COALESCE(started_at, now()),
+        wake_at = NULL,
+        wait_reason = NULL,
+        updated_at = now()
+    WHERE id = @id AND generation = @generation
+      AND status IN ('pending', 'running', 'waiting', 'compensating')
+    RETURNING *
+)
+SELECT claimed.id, claimed.workflow, claimed.version, claimed.queue, claimed.input, claimed.parent_id,
+    claimed.epoch, claimed.deadline, claimed.cancel_requested_at,
+    (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+            'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
+            'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
+     FROM keel.saga_steps s WHERE s.run_id = claimed.id)::jsonb AS history
+FROM claimed;
+
+-- name: ReadPendingRun :one
+-- The first attempt of a pending run's job takes the run without a write:
+-- no other executor of the run can exist (a pending run has one job, and
+-- only a rescued job — attempt 2 on — can have a live earlier attempt), so
+-- the epoch needs no bump. Its first checkpoint marks the run running.
+SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
+    r.epoch, r.deadline, r.cancel_requested_at,
+    (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+            'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
+            'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
+     FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history
+FROM keel.saga_runs r
+WHERE r.id = @id AND r.generation = @generation AND r.status = 'pending';
+
+-- name: LoadHistory :many
+-- A run's whole history, read once per resume.
+SELECT * FROM keel.saga_steps WHERE run_id = @run_id ORDER BY seq;
+
+-- name: Checkpoint :one
+-- Records a step's outcome in one statement that also fences: it writes
+-- only while the run's epoch is the executor's, and never over a recorded
+-- outcome (only a waiting signal step may be completed). With publish it also
+-- sets the run's published value of that name, and it marks a run taken
+-- by ReadPendingRun running. It returns whether a cancel was requested; no
+-- row means the executor was fenced out.
+WITH run AS (
+    SELECT r.id, r.cancel_requested_at, r.status FROM keel.saga_runs r
+    WHERE r.id = @run_id AND r.epoch = @epoch
+), ins AS (
+    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at)
+    SELECT run.id, @seq, @name, @kind, @status, sqlc.narg('output')::jsonb, sqlc.narg('error'), @attempts, @started_at
+    FROM run
+    ON CONFLICT (run_id, seq) DO UPDATE SET
+        status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
+        attempts = EXCLUDED.attempts, finished_at = now()
+    WHERE s.status = 'waiting'
+    RETURNING s.run_id, s.seq, s.output
+), val AS (
+    INSERT INTO keel.saga_values (run_id, name, value, seq)
+    SELECT ins.run_id, @name, ins.output, ins.seq FROM ins WHERE @publish::boolean
+    ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value, seq = EXCLUDED.seq, updated_at = now()
+), started AS (
+    UPDATE keel.saga_runs r SET
+        status = 'running', owner = @owner, resumes = r.resumes + 1,
+        started_at = COALESCE(r.started_at, now()), updated_at = now()
+    FROM ins, run
+    WHERE r.id = ins.run_id AND run.status = 'pending'
+)
+SELECT (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
+FROM run JOIN ins ON ins.run_id = run.id;
+
+-- name: LockRun :one
+-- Locks the run for a wait (park) decision while the executor still holds
+-- its epoch; no row means it was fenced out.
+SELECT (cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
+FROM keel.saga_runs WHERE id = @id AND epoch = @epoch
+FOR UPDATE;
+
+-- name: ConsumeSignal :one
+-- Takes the oldest unconsumed signal of a name for the wait at seq.
+UPDATE keel.saga_signals SET consumed_seq = @seq, consumed_at = now()
+WHERE id = (
+    SELECT g.id FROM keel.saga_signals g
+    WHERE g.run_id = @run_id AND g.name = @name AND g.consumed_seq IS NULL
+    ORDER BY g.id LIMIT 1
+    FOR UPDATE
+)
+RETURNING value;
+
+-- name: ParkRun :one
+-- Parks a run: it holds no worker until a timer, a signal, a child or a
+-- cancel wakes it. The new generation makes the executing job stale.
+UPDATE keel.saga_runs SET
+    status = 'waiting',
+    generation = generation + 1,
+    owner = NULL,
+    wake_at = sqlc.narg('wake_at'),
+    wait_reason = @wait_reason,
+    updated_at = now()
+WHERE id = @id AND epoch = @epoch
+RETURNING generation, queue;
+
+-- name: WakeRun :one
+-- Wakes a waiting run; the caller inserts the job of the new generation. No
+-- row when the run does not wait.
+UPDATE keel.saga_runs SET
+    status = 'pending',
+    generation = generation + 1,
+    wake_at = NULL,
+    wait_reason = NULL,
+    updated_at = now()
+WHERE id = @id AND status = 'waiting'
+RETURNING generation, queue;
+
+-- name: InsertSignal :one
+-- Stores a signal for a run that is not final, locking the run row so a
+-- concurrent park sees either the signal or the wake-up. No row: the run is
+-- missing or final, or the idempotency key was used.
+INSERT INTO keel.saga_signals (run_id, name, value, idempotency_key)
+SELECT r.id, @name, @value, sqlc.narg('idempotency_key')
+FROM keel.saga_runs r
+WHERE r.id = @run_id AND r.status NOT IN ('succeeded', 'failed', 'cancelled')
+FOR UPDATE OF r
+ON CONFLICT (run_id, idempotency_key) DO NOTHING
+RETURNING id;
+
+-- name: SetCompensating :execrows
+UPDATE keel.saga_runs SET status = 'compensating', updated_at = now()
+WHERE id = @id AND epoch = @epoch;
+
+-- name: FinishRun :one
+-- Ends a run. Returns the parent to wake, if any.
+UPDATE keel.saga_runs SET
+    status = @status,
+    output = sqlc.narg('output')::jsonb,
+    error = sqlc.narg('error')::jsonb,
+    owner = NULL,
+    wake_at = NULL,
+    wait_reason = NULL,
+    last_error = NULL,
+    finished_at = now(),
+    updated_at = now()
+WHERE id = @id AND epoch = @epoch
+RETURNING parent_id;
+
+-- name: FinishedRuns :many
+-- Which of the runs are final: an awaiting process asks once per
+-- notification for every run it awaits.
+SELECT id FROM keel.saga_runs
+WHERE id = ANY (@ids::text[]) AND status IN ('succeeded', 'failed', 'cancelled');
+
+-- name: RecordLastError :execrows
+-- Puts a run back to pending with a reason it cannot run here (e.g. its
+-- version is not registered), visible in psql.
+UPDATE keel.saga_runs SET status = 'pending', owner = NULL, last_error = @last_error, updated_at = now()
+WHERE id = @id AND epoch = @epoch;
+
+-- name: RequestCancel :many
+-- Requests the cancel of a run and of its non-final descendants. Waiting
+-- runs are woken (woken = true; the caller inserts their jobs).
+WITH RECURSIVE tree AS (
+    SELECT t.id FROM keel.saga_runs t WHERE t.id = @id
+    UNION
+    SELECT c.id FROM keel.saga_runs c JOIN tree ON c.parent_id = tree.id
+), old AS (
+    SELECT o.id, o.status FROM keel.saga_runs o
+    WHERE o.id IN (SELECT tree.id FROM tree) AND o.status NOT IN ('succeeded', 'failed', 'cancelled')
+    FOR UPDATE
+)
+UPDATE keel.saga_runs r SET
+    cancel_requested_at = COALESCE(r.cancel_requested_at, now()),
+    status = CASE WHEN old.status = 'waiting' THEN 'pending' ELSE r.status END,
+    generation = CASE WHEN old.status = 'waiting' THEN r.generation + 1 ELSE r.generation END,
+    wake_at = NULL,
+    wait_reason = NULL,
+    updated_at = now()
+FROM old
+WHERE r.id = old.id
+RETURNING r.id, r.queue, r.generation, (old.status = 'waiting')::boolean AS woken;
+
+-- name: ListRuns :many
+SELECT * FROM keel.saga_runs
+WHERE (sqlc.narg('status')::keel.saga_run_status IS NULL OR status = sqlc.narg('status'))
+  AND (sqlc.narg('workflow')::text IS NULL OR workflow = sqlc.narg('workflow'))
+  AND (sqlc.narg('parent_id')::text IS NULL OR parent_id = sqlc.narg('parent_id'))
+ORDER BY created_at DESC, id
+LIMIT @max;
+
+-- name: GetValue :one
+SELECT value FROM keel.saga_values WHERE run_id = @run_id AND name = @name;
+
+-- name: DeleteStepsForResume :execrows
+-- Forgets a failed or cancelled run's failed steps and compensations, so a
+-- resume runs them again; completed steps replay.
+DELETE FROM keel.saga_steps s
+USING keel.saga_runs r
+WHERE s.run_id = @run_id AND r.id = s.run_id AND r.status IN ('failed', 'cancelled')
+  AND (s.status = 'failed' OR s.seq < 0);
+
+-- name: ReopenRun :one
+-- Makes a failed or cancelled run pending again under a new generation.
+UPDATE keel.saga_runs SET
+    status = 'pending',
+    generation = generation + 1,
+    error = NULL,
+    output = NULL,
+    cancel_requested_at = NULL,
+    finished_at = NULL,
+    deadline = sqlc.narg('deadline'),
+    updated_at = now()
+WHERE id = @id AND status IN ('failed', 'cancelled')
+RETURNING generation, queue;
+
+-- name: ForkRun :one
+-- Starts a new run of the same workflow and input as src.
+INSERT INTO keel.saga_runs (id, workflow, version, queue, input, forked_from, forked_at_seq, deadline)
+SELECT @new_id, s.workflow, COALESCE(sqlc.narg('version')::integer, s.version), s.queue, s.input, s.id, @at_seq, sqlc.narg('deadline')
+FROM keel.saga_runs s WHERE s.id = @src_id
+RETURNING *;
+
+-- name: CopyHistory :execrows
+-- Copies src's completed history before position at_seq into a fork.
+INSERT INTO keel.saga_steps (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
+SELECT @new_id, s.seq, s.name, s.kind, s.status, s.output, s.error, s.attempts, s.started_at, s.finished_at
+FROM keel.saga_steps s
+WHERE s.run_id = @src_id AND s.seq > 0 AND s.seq < @at_seq AND s.status = 'completed';
+
+-- name: HoldsRun :one
+-- Whether the executor of epoch still holds the run.
+SELECT EXISTS (SELECT 1 FROM keel.saga_runs WHERE id = @id AND epoch = @epoch)::boolean AS holds;
