@@ -19,6 +19,7 @@ import (
 	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/migrations"
 	"github.com/keelpg/keel/outbox"
+	"github.com/keelpg/keel/saga"
 )
 
 // runtimeRole creates a login role with only the grants GrantStatements
@@ -134,6 +135,43 @@ func TestRuntimeRoleLeastPrivilege(t *testing.T) {
 		}
 		if _, err := c.Cancel(ctx, later.ID); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("saga", func(t *testing.T) {
+		reg := saga.NewRegistry()
+		saga.Register(reg, "priv", 1, func(ctx saga.Context, in string) (string, error) {
+			out, err := saga.Step(ctx, "echo", func(context.Context) (string, error) { return in, nil }, nil)
+			if err != nil {
+				return "", err
+			}
+			if _, err := saga.AwaitSignal[bool](ctx, "go", time.Hour); err != nil {
+				return "", err
+			}
+			return out, nil
+		})
+		e, err := saga.NewEngine(app, reg, saga.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.StartWorkers(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = e.Stop(ctx) }()
+		if _, err := e.Start(ctx, app, "priv", "hi", &saga.StartOpts{RunID: "priv-1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Signal(ctx, app, "priv-1", "go", true, ""); err != nil {
+			t.Fatal(err)
+		}
+		awaitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		run, err := e.Await(awaitCtx, "priv-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := saga.Result[string](run); err != nil || out != "hi" {
+			t.Fatalf("workflow under the runtime role: %q %v", out, err)
 		}
 	})
 

@@ -389,6 +389,16 @@ type KeelEvent struct {
 	RecordedAt pgtype.Timestamptz `json:"recorded_at"`
 }
 
+// Workflow runs that failed or were cancelled, with why; keel sagas show ID prints their steps.
+type KeelFailedSaga struct {
+	ID         string             `json:"id"`
+	Workflow   string             `json:"workflow"`
+	Version    int32              `json:"version"`
+	Status     KeelSagaRunStatus  `json:"status"`
+	Error      string             `json:"error"`
+	FinishedAt pgtype.Timestamptz `json:"finished_at"`
+}
+
 // Consumer-side inbox: one row per message a consumer processed, written in the same transaction as the consumer's own writes, so a redelivered message is recognised and skipped.
 type KeelInbox struct {
 	// Name of the consumer (a message may be processed once by each consumer).
@@ -617,6 +627,19 @@ type KeelSagaSignal struct {
 	ConsumedSeq *int32 `json:"consumed_seq"`
 	// When it was consumed.
 	ConsumedAt pgtype.Timestamptz `json:"consumed_at"`
+}
+
+// One row per workflow: its runs in each status; blocked counts pending runs that cannot go on (their last_error says why, e.g. no process registers their version).
+type KeelSagaStat struct {
+	Workflow     string `json:"workflow"`
+	Pending      int64  `json:"pending"`
+	Running      int64  `json:"running"`
+	Waiting      int64  `json:"waiting"`
+	Compensating int64  `json:"compensating"`
+	Succeeded    int64  `json:"succeeded"`
+	Failed       int64  `json:"failed"`
+	Cancelled    int64  `json:"cancelled"`
+	Blocked      int64  `json:"blocked"`
 }
 
 // The checkpointed history of each run: one row per step, in the order the workflow function reached them. Replay returns these instead of running the steps again.

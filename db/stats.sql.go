@@ -72,6 +72,40 @@ func (q *Queries) QueueStats(ctx context.Context) ([]KeelQueueStat, error) {
 	return items, nil
 }
 
+const sagaStats = `-- name: SagaStats :many
+SELECT workflow, pending, running, waiting, compensating, succeeded, failed, cancelled, blocked FROM keel.saga_stats ORDER BY workflow
+`
+
+func (q *Queries) SagaStats(ctx context.Context) ([]KeelSagaStat, error) {
+	rows, err := q.db.Query(ctx, sagaStats)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []KeelSagaStat
+	for rows.Next() {
+		var i KeelSagaStat
+		if err := rows.Scan(
+			&i.Workflow,
+			&i.Pending,
+			&i.Running,
+			&i.Waiting,
+			&i.Compensating,
+			&i.Succeeded,
+			&i.Failed,
+			&i.Cancelled,
+			&i.Blocked,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const stuckJobs = `-- name: StuckJobs :many
 SELECT id, kind, queue, attempt, owner, attempted_at, heartbeat_at, silent_for FROM keel.stuck_jobs ORDER BY heartbeat_at
 `

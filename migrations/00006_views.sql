@@ -63,7 +63,29 @@ SELECT s.name,
 FROM keel.subscriptions s;
 COMMENT ON VIEW keel.subscription_lag IS 'Each event subscription: its checkpoint, how many events of its feed or category it has yet to handle, how long the oldest of them has waited, and why it is parked if it is.';
 
+CREATE VIEW keel.saga_stats AS
+SELECT workflow,
+       count(*) FILTER (WHERE status = 'pending')      AS pending,
+       count(*) FILTER (WHERE status = 'running')      AS running,
+       count(*) FILTER (WHERE status = 'waiting')      AS waiting,
+       count(*) FILTER (WHERE status = 'compensating') AS compensating,
+       count(*) FILTER (WHERE status = 'succeeded')    AS succeeded,
+       count(*) FILTER (WHERE status = 'failed')       AS failed,
+       count(*) FILTER (WHERE status = 'cancelled')    AS cancelled,
+       count(*) FILTER (WHERE status = 'pending' AND last_error IS NOT NULL) AS blocked
+FROM keel.saga_runs
+GROUP BY workflow;
+COMMENT ON VIEW keel.saga_stats IS 'One row per workflow: its runs in each status; blocked counts pending runs that cannot go on (their last_error says why, e.g. no process registers their version).';
+
+CREATE VIEW keel.failed_sagas AS
+SELECT id, workflow, version, status, (error ->> 'message')::text AS error, finished_at
+FROM keel.saga_runs
+WHERE status IN ('failed', 'cancelled');
+COMMENT ON VIEW keel.failed_sagas IS 'Workflow runs that failed or were cancelled, with why; keel sagas show ID prints their steps.';
+
 -- +goose Down
+DROP VIEW keel.failed_sagas;
+DROP VIEW keel.saga_stats;
 DROP VIEW keel.subscription_lag;
 DROP VIEW keel.outbox_dead_letters;
 DROP VIEW keel.outbox_stats;

@@ -12,3 +12,6 @@ SELECT * FROM keel.outbox_stats;
 
 -- name: SubscriptionLag :many
 SELECT * FROM keel.subscription_lag ORDER BY status = 'parked' DESC, name;
+
+-- name: SagaStats :many
+SELECT * FROM keel.saga_stats ORDER BY workflow;

@@ -40,6 +40,10 @@ Usage:
                                                          jobs, newest first
   keel jobs show|retry|cancel ID                         one job; retry or cancel it first
   keel queues list|pause NAME|resume NAME                queues and whether they are paused
+  keel sagas list [--status S] [--workflow W] [--limit N]
+                                                         workflow runs, newest first
+  keel sagas show|cancel ID                              a run with its step history (cancel it first)
+  keel sagas signal ID NAME [--value JSON] [--key K]     send a signal to a run
   keel events tail [--category C] [--from POS] [--limit N] [--follow]
                                                          the global feed (or one category), newest last
   keel subscriptions list|reset NAME [--position N]|resume NAME
@@ -99,7 +103,24 @@ func (c *cli) flags(name string) *flag.FlagSet {
 	return fs
 }
 
+// parse reads a command's flags wherever they stand among its arguments
+// (keel sagas signal ID NAME --value true), leaving the others in fs.Args.
 func (c *cli) parse(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	return parseFlags(fs, append([]string{"--"}, positional...))
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -111,7 +132,7 @@ func (c *cli) parse(fs *flag.FlagSet, args []string) error {
 
 func (c *cli) dispatch(ctx context.Context, args []string) error {
 	fs := c.flags("keel")
-	if err := c.parse(fs, args); err != nil {
+	if err := parseFlags(fs, args); err != nil { // up to the command; its own flags follow it
 		return err
 	}
 	args = fs.Args()
@@ -133,6 +154,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.jobs(ctx, args[1:])
 	case "queues":
 		return c.queues(ctx, args[1:])
+	case "sagas":
+		return c.sagas(ctx, args[1:])
 	case "events":
 		return c.events(ctx, args[1:])
 	case "subscriptions":

@@ -20,6 +20,19 @@ type statsView struct {
 	DeadJobs      int64               `json:"dead_jobs"`
 	Outbox        outboxStats         `json:"outbox"`
 	Subscriptions []subscriptionStats `json:"subscriptions"`
+	Sagas         []sagaStats         `json:"sagas"`
+}
+
+type sagaStats struct {
+	Workflow     string `json:"workflow"`
+	Pending      int64  `json:"pending"`
+	Running      int64  `json:"running"`
+	Waiting      int64  `json:"waiting"`
+	Compensating int64  `json:"compensating"`
+	Succeeded    int64  `json:"succeeded"`
+	Failed       int64  `json:"failed"`
+	Cancelled    int64  `json:"cancelled"`
+	Blocked      int64  `json:"blocked"`
 }
 
 type queueStats struct {
@@ -129,6 +142,13 @@ func readStats(ctx context.Context, q *db.Queries) (statsView, error) {
 	for _, r := range subs {
 		v.Subscriptions = append(v.Subscriptions, subscriptionStats{r.Name, deref(r.Category), r.Status, r.Position, r.Behind, seconds(r.Lag), deref(r.LastError)})
 	}
+	sagas, err := q.SagaStats(ctx)
+	if err != nil {
+		return v, err
+	}
+	for _, r := range sagas {
+		v.Sagas = append(v.Sagas, sagaStats(r))
+	}
 	return v, nil
 }
 
@@ -153,6 +173,13 @@ func (c *cli) printStats(v statsView) error {
 	}
 	fmt.Fprintf(w, "\nOUTBOX\npending: %d\toldest undelivered: %s\tdead: %d\tdelivered (kept): %d\n",
 		v.Outbox.Pending, age(v.Outbox.OldestPendingS), v.Outbox.Dead, v.Outbox.Delivered)
+	fmt.Fprintln(w, "\nSAGAS\nWORKFLOW\tPENDING\tRUNNING\tWAITING\tCOMPENSATING\tSUCCEEDED\tFAILED\tCANCELLED\tBLOCKED")
+	for _, s := range v.Sagas {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Workflow, s.Pending, s.Running, s.Waiting, s.Compensating, s.Succeeded, s.Failed, s.Cancelled, s.Blocked)
+	}
+	if len(v.Sagas) == 0 {
+		fmt.Fprintln(w, "(no workflow runs)")
+	}
 	fmt.Fprintln(w, "\nSUBSCRIPTIONS\nNAME\tCATEGORY\tSTATUS\tPOSITION\tBEHIND\tLAG\tLAST ERROR")
 	for _, s := range v.Subscriptions {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.Name, s.Category, s.Status, s.Position, s.Behind, age(s.LagS), firstLine(s.LastError))

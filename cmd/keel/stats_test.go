@@ -135,6 +135,8 @@ func TestViews(t *testing.T) {
 		{"outbox_stats", "pending dead delivered oldest_pending_age", 1},
 		{"outbox_dead_letters", "id topic key type attempts created_at last_error", 1},
 		{"subscription_lag", "name category status position behind lag owner last_error", 1},
+		{"saga_stats", "workflow pending running waiting compensating succeeded failed cancelled blocked", 0},
+		{"failed_sagas", "id workflow version status error finished_at", 0},
 	}
 	for _, tc := range tests {
 		rows, err := pool.Query(ctx, "SELECT * FROM keel."+tc.view)
