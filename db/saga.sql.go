@@ -832,14 +832,18 @@ func (q *Queries) SetCompensating(ctx context.Context, arg SetCompensatingParams
 }
 
 const wakeRun = `-- name: WakeRun :one
-UPDATE keel.saga_runs SET
+WITH target AS (
+    SELECT s.id, s.status FROM keel.saga_runs s WHERE s.id = $1::text FOR UPDATE
+)
+UPDATE keel.saga_runs r SET
     status = 'pending',
-    generation = generation + 1,
+    generation = r.generation + 1,
     wake_at = NULL,
     wait_reason = NULL,
     updated_at = now()
-WHERE id = $1 AND status = 'waiting'
-RETURNING generation, queue
+FROM target
+WHERE r.id = target.id AND target.status = 'waiting'
+RETURNING r.generation, r.queue
 `
 
 type WakeRunRow struct {
@@ -848,7 +852,10 @@ type WakeRunRow struct {
 }
 
 // Wakes a waiting run; the caller inserts the job of the new generation. No
-// row when the run does not wait.
+// row when the run does not wait. The run's row is locked whatever its
+// status: a run deciding to park holds that lock, so either this waits for
+// the park to commit and then wakes it, or the parking run waits for this
+// transaction and then sees what changed (a finished child, say).
 func (q *Queries) WakeRun(ctx context.Context, id string) (WakeRunRow, error) {
 	row := q.db.QueryRow(ctx, wakeRun, id)
 	var i WakeRunRow

@@ -119,15 +119,22 @@ RETURNING generation, queue;
 
 -- name: WakeRun :one
 -- Wakes a waiting run; the caller inserts the job of the new generation. No
--- row when the run does not wait.
-UPDATE keel.saga_runs SET
+-- row when the run does not wait. The run's row is locked whatever its
+-- status: a run deciding to park holds that lock, so either this waits for
+-- the park to commit and then wakes it, or the parking run waits for this
+-- transaction and then sees what changed (a finished child, say).
+WITH target AS (
+    SELECT s.id, s.status FROM keel.saga_runs s WHERE s.id = sqlc.arg(id)::text FOR UPDATE
+)
+UPDATE keel.saga_runs r SET
     status = 'pending',
-    generation = generation + 1,
+    generation = r.generation + 1,
     wake_at = NULL,
     wait_reason = NULL,
     updated_at = now()
-WHERE id = @id AND status = 'waiting'
-RETURNING generation, queue;
+FROM target
+WHERE r.id = target.id AND target.status = 'waiting'
+RETURNING r.generation, r.queue;
 
 -- name: InsertSignal :one
 -- Stores a signal for a run that is not final, locking the run row so a
