@@ -394,11 +394,11 @@ func TestResetSubscriptionReplays(t *testing.T) {
 	if err := store.ResetSubscription(ctx, "counter", 0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the replay", func() (bool, error) { return handled.Load() == 8, nil })
-	info, err := store.SubscriptionStatus(ctx, "counter")
-	if err != nil || info.Position != 4 {
-		t.Errorf("after the replay: %+v (%v)", info, err)
-	}
+	// The handler runs before its batch commits the checkpoint.
+	eventually(t, 30*time.Second, "the replay", func() (bool, error) {
+		info, err := store.SubscriptionStatus(ctx, "counter")
+		return handled.Load() == 8 && info.Position == 4, err
+	})
 	if err := store.ResetSubscription(ctx, "nobody", 0); !errors.Is(err, events.ErrSubscriptionNotFound) {
 		t.Errorf("reset of an unknown subscription: %v", err)
 	}
