@@ -48,9 +48,9 @@ func writeChart(path string, rows []row) error {
 	one := xOf(1)
 	for i, b := range bars {
 		y := top + i*rowH
-		label := strings.Join(strings.Fields(b.family+" "+b.scenario+" vs "+b.peer), " ")
-		if len(label) > 64 {
-			label = label[:64]
+		label := strings.Join(strings.Fields(b.family+" "+b.scenario+" "+b.unit+" vs "+b.peer), " ")
+		if len(label) > 66 {
+			label = label[:66]
 		}
 		text(pad, y+15, label)
 		x := xOf(b.ratio)
