@@ -258,7 +258,7 @@ func BenchmarkJobsInsert(b *testing.B) {
 // every row is completed in the database.
 func BenchmarkJobsWork(b *testing.B) {
 	ctx := context.Background()
-	for _, c := range []contender{keelDefaults(), keelDefaults100(), riverDefaults(), keelTuned(), riverTuned()} {
+	for _, c := range []contender{keelDefaults(), keelDefaults100(), riverDefaults(), keelTuned(), riverTuned(), sqlJobsFloor()} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
 				var handled atomic.Int64

@@ -152,6 +152,7 @@ func BenchmarkOutboxRelay(b *testing.B) {
 			b.ReportMetric(float64(relayMessages)/elapsed.Seconds(), "msgs/s")
 		})
 	}
+	b.Run("sql/relays=1", benchOutboxFloor)
 	for _, relays := range []int{1, 3} {
 		for _, batch := range []int{0, 1000} {
 			name := fmt.Sprintf("watermill/relays=%d", relays)
