@@ -2,10 +2,14 @@ package bench
 
 import (
 	"context"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/db"
@@ -109,4 +113,58 @@ func benchOutboxFloor(b *testing.B) {
 		b.Fatalf("the floor relayed %d of %d messages", n, relayMessages)
 	}
 	b.ReportMetric(float64(relayMessages)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func benchSagaFloor(b *testing.B) {
+	pool := freshDB(b, true, benchMaxConn)
+	ctx := context.Background()
+	var n atomic.Int64
+	b.ReportMetric(throughput(b, sagaWorkflows, func() error { return sagaFloor(ctx, pool, n.Add(1)) }), "workflows/s")
+}
+
+// sagaFloor is the statements one no-op three-step run costs keel, driven
+// directly by each caller: the start (run and job in one transaction), the
+// first executor's read, three checkpoints, the finish and the job's
+// completion. The job claim, which keel batches across runs, and the
+// notifications are left out, so the floor is a little above what the same
+// statements could do inside keel.
+func sagaFloor(ctx context.Context, pool *pgxpool.Pool, n int64) error {
+	id := "floor-" + strconv.FormatInt(n, 10)
+	q := db.New(pool)
+	var jobID int64
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		qt := db.New(tx)
+		if _, err := qt.InsertRun(ctx, db.InsertRunParams{ID: id, Workflow: "steps", Version: 1, Queue: jobs.DefaultQueue, Input: []byte("3")}); err != nil {
+			return err
+		}
+		job, err := qt.InsertJob(ctx, db.InsertJobParams{
+			Kind: "keel.saga.run", Queue: jobs.DefaultQueue, State: db.KeelJobStateRunning, Priority: 1,
+			Args: []byte(`{"run_id":"` + id + `","generation":1}`), Metadata: []byte("{}"), Tags: []string{},
+			MaxAttempts: 1 << 20, DependsOn: []int64{}, RunWhen: db.KeelJobRunWhenSuccess,
+			RunAt: pgtype.Timestamptz{Time: time.Now(), Valid: true},
+		})
+		jobID = job.ID
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	run, err := q.ReadPendingRun(ctx, db.ReadPendingRunParams{ID: id, Generation: 1})
+	if err != nil {
+		return err
+	}
+	owner := "floor"
+	for seq := int32(1); seq <= 3; seq++ {
+		if _, err := q.Checkpoint(ctx, db.CheckpointParams{
+			RunID: id, Epoch: run.Epoch, Seq: seq, Name: "step", Kind: "step", Status: db.KeelSagaStepStatusCompleted,
+			Output: []byte(strconv.Itoa(int(seq))), Attempts: 1, StartedAt: pgtype.Timestamptz{Time: time.Now(), Valid: true}, Owner: &owner,
+		}); err != nil {
+			return err
+		}
+	}
+	if _, err := q.FinishRun(ctx, db.FinishRunParams{Status: db.KeelSagaRunStatusSucceeded, Output: []byte("3"), ID: id, Epoch: run.Epoch}); err != nil {
+		return err
+	}
+	_, err = q.CompleteJobs(ctx, db.CompleteJobsParams{Ids: []int64{jobID}, Attempts: []int32{0}})
+	return err
 }

@@ -194,6 +194,7 @@ func BenchmarkSagaThroughput(b *testing.B) {
 			b.ReportMetric(wfs, "workflows/s")
 		}
 	})
+	b.Run("sql", benchSagaFloor)
 	b.Run("dbos", func(b *testing.B) {
 		r := dbosLaunch(b, freshDB(b, false, benchMaxConn))
 		for range b.N {
