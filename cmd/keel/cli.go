@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,7 +36,7 @@ Usage:
   keel [--database-url URL] schema                       list keel's tables and views with their comments
   keel grant ROLE [--print]                              give a runtime role keel's privileges (no DDL)
   keel stats                                             one screen: queues, stuck and dead jobs, outbox lag,
-                                                         subscription lag
+                                                         sagas, subscription lag
   keel jobs list [--state S] [--queue Q] [--kind K] [--limit N]
                                                          jobs, newest first
   keel jobs show|retry|cancel ID                         one job; retry or cancel it first
@@ -349,4 +350,48 @@ func (c *cli) version(args []string) error {
 	}
 	fmt.Fprintf(c.out, "keel %s %s\n", v, runtime.Version())
 	return nil
+}
+
+// verb is one subcommand of a command (keel jobs show ID): its name and
+// what each of its arguments is.
+type verb struct {
+	name string
+	args []string
+}
+
+// subcommand picks the verb args[0] names, parses the flags define adds to
+// its flag set, and checks that the verb got its arguments.
+func (c *cli) subcommand(command string, args []string, verbs []verb, define func(fs *flag.FlagSet)) (string, *flag.FlagSet, error) {
+	names := make([]string, len(verbs))
+	for i, v := range verbs {
+		names[i] = v.name
+	}
+	list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if len(names) == 1 {
+		list = names[0]
+	}
+	if len(args) == 0 {
+		return "", nil, usageError{fmt.Sprintf("%s needs a subcommand: %s", command, list)}
+	}
+	i := slices.Index(names, args[0])
+	if i < 0 {
+		return "", nil, usageError{fmt.Sprintf("unknown %s subcommand %q", command, args[0])}
+	}
+	v := verbs[i]
+	fs := c.flags(command + " " + v.name)
+	if define != nil {
+		define(fs)
+	}
+	if err := c.parse(fs, args[1:]); err != nil {
+		return "", nil, err
+	}
+	switch {
+	case len(v.args) == 0 && fs.NArg() > 0:
+		return "", nil, usageError{fmt.Sprintf("%s %s: unexpected argument %q", command, v.name, fs.Arg(0))}
+	case len(v.args) == 1 && fs.NArg() != 1:
+		return "", nil, usageError{fmt.Sprintf("%s %s needs one %s", command, v.name, v.args[0])}
+	case len(v.args) > 1 && fs.NArg() != len(v.args):
+		return "", nil, usageError{fmt.Sprintf("%s %s needs a %s", command, v.name, strings.Join(v.args, " and a "))}
+	}
+	return v.name, fs, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"strconv"
 	"time"
@@ -38,19 +39,17 @@ func (c *cli) withStore(ctx context.Context, fn func(pool *pgxpool.Pool, s *even
 const tailPoll = 250 * time.Millisecond
 
 func (c *cli) events(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "tail" {
-		return usageError{"events needs a subcommand: tail"}
-	}
-	fs := c.flags("events tail")
-	category := fs.String("category", "", "only events of this category's streams")
-	from := fs.Int64("from", -1, "start after this feed position (default: the last --limit positions)")
-	limit := fs.Int("limit", 20, "how many of the newest positions to show first")
-	follow := fs.Bool("follow", false, "keep printing new events until interrupted")
-	if err := c.parse(fs, args[1:]); err != nil {
+	var category *string
+	var from *int64
+	var limit *int
+	var follow *bool
+	if _, _, err := c.subcommand("events", args, []verb{{"tail", nil}}, func(fs *flag.FlagSet) {
+		category = fs.String("category", "", "only events of this category's streams")
+		from = fs.Int64("from", -1, "start after this feed position (default: the last --limit positions)")
+		limit = fs.Int("limit", 20, "how many of the newest positions to show first")
+		follow = fs.Bool("follow", false, "keep printing new events until interrupted")
+	}); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("events tail: unexpected argument %q", fs.Arg(0))}
 	}
 	if *limit < 1 {
 		return usageError{"events tail: --limit must be at least 1"}
@@ -123,26 +122,13 @@ func (c *cli) printEvents(evs []events.RecordedEvent) error {
 }
 
 func (c *cli) subscriptions(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"subscriptions needs a subcommand: list, reset or resume"}
-	}
-	sub := args[0]
-	fs := c.flags("subscriptions " + sub)
-	position := fs.Int64("position", 0, "with reset: the new checkpoint (0 handles every event again)")
-	if err := c.parse(fs, args[1:]); err != nil {
+	var position *int64
+	name := []string{"subscription name"}
+	sub, fs, err := c.subcommand("subscriptions", args, []verb{{"list", nil}, {"reset", name}, {"resume", name}}, func(fs *flag.FlagSet) {
+		position = fs.Int64("position", 0, "with reset: the new checkpoint (0 handles every event again)")
+	})
+	if err != nil {
 		return err
-	}
-	switch sub {
-	case "list":
-		if fs.NArg() > 0 {
-			return usageError{fmt.Sprintf("subscriptions list: unexpected argument %q", fs.Arg(0))}
-		}
-	case "reset", "resume":
-		if fs.NArg() != 1 {
-			return usageError{fmt.Sprintf("subscriptions %s needs one subscription name", sub)}
-		}
-	default:
-		return usageError{fmt.Sprintf("unknown subscriptions subcommand %q", sub)}
 	}
 	return c.withStore(ctx, func(pool *pgxpool.Pool, s *events.Store) error {
 		switch sub {

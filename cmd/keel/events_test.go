@@ -143,7 +143,7 @@ func TestEventsTailAndSubscriptions(t *testing.T) {
 		{[]string{"subscriptions", "reset", "nobody"}, exitError, "nobody"},
 		{[]string{"subscriptions", "reset"}, exitUsage, "needs one subscription name"},
 		{[]string{"events", "tail", "--limit", "0"}, exitUsage, "--limit must be at least 1"},
-		{[]string{"events", "head"}, exitUsage, "events needs a subcommand: tail"},
+		{[]string{"events", "head"}, exitUsage, `unknown events subcommand "head"`},
 	}
 	for _, tc := range failures {
 		code, _, errOut := keel(t, env, tc.args...)

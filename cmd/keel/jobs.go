@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"strconv"
 	"time"
@@ -68,23 +69,20 @@ func (c *cli) withJobs(ctx context.Context, fn func(jc *jobs.Client) error) erro
 }
 
 func (c *cli) jobs(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"jobs needs a subcommand: list, show, retry or cancel"}
-	}
-	sub := args[0]
-	fs := c.flags("jobs " + sub)
-	state := fs.String("state", "", "only jobs in this state")
-	queue := fs.String("queue", "", "only jobs of this queue")
-	kind := fs.String("kind", "", "only jobs of this kind")
-	limit := fs.Int("limit", 50, "at most this many jobs")
-	if err := c.parse(fs, args[1:]); err != nil {
+	var state, queue, kind *string
+	var limit *int
+	id := []string{"job id"}
+	sub, fs, err := c.subcommand("jobs", args, []verb{{"list", nil}, {"show", id}, {"retry", id}, {"cancel", id}}, func(fs *flag.FlagSet) {
+		state = fs.String("state", "", "only jobs in this state")
+		queue = fs.String("queue", "", "only jobs of this queue")
+		kind = fs.String("kind", "", "only jobs of this kind")
+		limit = fs.Int("limit", 50, "at most this many jobs")
+	})
+	if err != nil {
 		return err
 	}
 	switch sub {
 	case "list":
-		if fs.NArg() > 0 {
-			return usageError{fmt.Sprintf("jobs list: unexpected argument %q", fs.Arg(0))}
-		}
 		if *limit < 1 {
 			return usageError{"jobs list: --limit must be at least 1"}
 		}
@@ -103,10 +101,7 @@ func (c *cli) jobs(ctx context.Context, args []string) error {
 				}
 			})
 		})
-	case "show", "retry", "cancel":
-		if fs.NArg() != 1 {
-			return usageError{fmt.Sprintf("jobs %s needs one job id", sub)}
-		}
+	default:
 		id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
 		if err != nil || id < 1 {
 			return usageError{fmt.Sprintf("jobs %s: %q is not a job id", sub, fs.Arg(0))}
@@ -126,8 +121,6 @@ func (c *cli) jobs(ctx context.Context, args []string) error {
 			}
 			return c.showJob(toJobView(row))
 		})
-	default:
-		return usageError{fmt.Sprintf("unknown jobs subcommand %q", sub)}
 	}
 }
 
@@ -159,25 +152,10 @@ func (c *cli) showJob(v jobView) error {
 }
 
 func (c *cli) queues(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"queues needs a subcommand: list, pause or resume"}
-	}
-	sub := args[0]
-	fs := c.flags("queues " + sub)
-	if err := c.parse(fs, args[1:]); err != nil {
+	name := []string{"queue name"}
+	sub, fs, err := c.subcommand("queues", args, []verb{{"list", nil}, {"pause", name}, {"resume", name}}, nil)
+	if err != nil {
 		return err
-	}
-	switch sub {
-	case "list":
-		if fs.NArg() > 0 {
-			return usageError{fmt.Sprintf("queues list: unexpected argument %q", fs.Arg(0))}
-		}
-	case "pause", "resume":
-		if fs.NArg() != 1 {
-			return usageError{fmt.Sprintf("queues %s needs one queue name", sub)}
-		}
-	default:
-		return usageError{fmt.Sprintf("unknown queues subcommand %q", sub)}
 	}
 	return c.withJobs(ctx, func(jc *jobs.Client) error {
 		switch sub {

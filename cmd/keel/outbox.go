@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strconv"
 	"time"
@@ -59,21 +60,17 @@ func deref(s *string) string {
 }
 
 func (c *cli) outbox(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"outbox needs a subcommand: list, show or requeue"}
-	}
-	sub := args[0]
-	fs := c.flags("outbox " + sub)
-	state := fs.String("state", "", "only messages in this state: dead, pending or delivered")
-	limit := fs.Int("limit", 50, "at most this many messages")
-	if err := c.parse(fs, args[1:]); err != nil {
+	var state *string
+	var limit *int
+	sub, fs, err := c.subcommand("outbox", args, []verb{{"list", nil}, {"show", []string{"message id"}}, {"requeue", []string{"message id"}}}, func(fs *flag.FlagSet) {
+		state = fs.String("state", "", "only messages in this state: dead, pending or delivered")
+		limit = fs.Int("limit", 50, "at most this many messages")
+	})
+	if err != nil {
 		return err
 	}
 	switch sub {
 	case "list":
-		if fs.NArg() > 0 {
-			return usageError{fmt.Sprintf("outbox list: unexpected argument %q", fs.Arg(0))}
-		}
 		p := db.OutboxListParams{MaxRows: int32(*limit)}
 		if *state != "" {
 			s := db.KeelOutboxState(*state)
@@ -86,10 +83,7 @@ func (c *cli) outbox(ctx context.Context, args []string) error {
 			return usageError{"outbox list: --limit must be at least 1"}
 		}
 		return c.withDB(ctx, func(pool *pgxpool.Pool) error { return c.outboxList(ctx, db.New(pool), p) })
-	case "show", "requeue":
-		if fs.NArg() != 1 {
-			return usageError{fmt.Sprintf("outbox %s needs one message id", sub)}
-		}
+	default:
 		id, err := uuid.Parse(fs.Arg(0))
 		if err != nil {
 			return usageError{fmt.Sprintf("outbox %s: %q is not a message id (a UUID)", sub, fs.Arg(0))}
@@ -102,8 +96,6 @@ func (c *cli) outbox(ctx context.Context, args []string) error {
 			}
 			return c.outboxShow(ctx, db.New(pool), id)
 		})
-	default:
-		return usageError{fmt.Sprintf("unknown outbox subcommand %q", sub)}
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"strconv"
 	"time"
@@ -77,24 +78,21 @@ func (c *cli) withEngine(ctx context.Context, fn func(pool *pgxpool.Pool, e *sag
 }
 
 func (c *cli) sagas(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"sagas needs a subcommand: list, show, cancel or signal"}
-	}
-	sub := args[0]
-	fs := c.flags("sagas " + sub)
-	status := fs.String("status", "", "only runs in this status")
-	workflow := fs.String("workflow", "", "only runs of this workflow")
-	limit := fs.Int("limit", 50, "at most this many runs")
-	value := fs.String("value", "null", "with signal: the signal's value, as JSON")
-	key := fs.String("key", "", "with signal: an idempotency key (a repeat with the same key is ignored)")
-	if err := c.parse(fs, args[1:]); err != nil {
+	var status, workflow, value, key *string
+	var limit *int
+	run := []string{"run id"}
+	sub, fs, err := c.subcommand("sagas", args, []verb{{"list", nil}, {"show", run}, {"cancel", run}, {"signal", []string{"run id", "signal name"}}}, func(fs *flag.FlagSet) {
+		status = fs.String("status", "", "only runs in this status")
+		workflow = fs.String("workflow", "", "only runs of this workflow")
+		limit = fs.Int("limit", 50, "at most this many runs")
+		value = fs.String("value", "null", "with signal: the signal's value, as JSON")
+		key = fs.String("key", "", "with signal: an idempotency key (a repeat with the same key is ignored)")
+	})
+	if err != nil {
 		return err
 	}
 	switch sub {
 	case "list":
-		if fs.NArg() > 0 {
-			return usageError{fmt.Sprintf("sagas list: unexpected argument %q", fs.Arg(0))}
-		}
 		if *limit < 1 {
 			return usageError{"sagas list: --limit must be at least 1"}
 		}
@@ -117,19 +115,10 @@ func (c *cli) sagas(ctx context.Context, args []string) error {
 				}
 			})
 		})
-	case "show", "cancel":
-		if fs.NArg() != 1 {
-			return usageError{fmt.Sprintf("sagas %s needs one run id", sub)}
-		}
 	case "signal":
-		if fs.NArg() != 2 {
-			return usageError{"sagas signal needs a run id and a signal name"}
-		}
 		if !json.Valid([]byte(*value)) {
 			return usageError{fmt.Sprintf("sagas signal: --value %q is not JSON", *value)}
 		}
-	default:
-		return usageError{fmt.Sprintf("unknown sagas subcommand %q", sub)}
 	}
 	runID := fs.Arg(0)
 	return c.withEngine(ctx, func(pool *pgxpool.Pool, e *saga.Engine) error {
