@@ -20,8 +20,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -92,7 +94,10 @@ func realMain() {
 	container := flag.Bool("container", false, "run PostgreSQL in a throwaway container through testcontainers (needs Docker)")
 	flag.Parse()
 	start := time.Now()
-	ctx := context.Background()
+	// Ctrl-C ends the demo through its deferred clean-up (the scratch
+	// database is dropped, the container removed).
+	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
 	if *container {
 		stop, err := startContainer(ctx)
 		if err != nil {
@@ -206,14 +211,18 @@ func (d *demo) count(id int64, what string) int {
 	return d.seen[id][what]
 }
 
-// waitFor polls until cond holds, for at most 20 seconds.
-func waitFor(what string, cond func() bool) error {
-	deadline := time.Now().Add(20 * time.Second)
+// waitFor polls until cond holds, for at most 20 seconds or until ctx ends.
+func waitFor(ctx context.Context, what string, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out waiting for %s", what)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
+		case <-tick.C:
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	return nil
 }
@@ -279,7 +288,7 @@ func (d *demo) scenarios(ctx context.Context, svc *orders.Service, pool *pgxpool
 	if err != nil {
 		return err
 	}
-	if err := waitFor("order "+fmt.Sprint(ada)+"'s job, message and projection", func() bool {
+	if err := waitFor(ctx, "order "+fmt.Sprint(ada)+"'s job, message and projection", func() bool {
 		return d.count(ada, "job ran") > 0 && d.count(ada, "message relayed") > 0 && d.count(ada, "projection updated") > 0
 	}); err != nil {
 		return err
@@ -298,7 +307,7 @@ func (d *demo) scenarios(ctx context.Context, svc *orders.Service, pool *pgxpool
 	if err != nil {
 		return err
 	}
-	if err := waitFor("order "+fmt.Sprint(bob)+"'s job, message and projection", func() bool {
+	if err := waitFor(ctx, "order "+fmt.Sprint(bob)+"'s job, message and projection", func() bool {
 		return d.count(bob, "job ran") > 0 && d.count(bob, "message relayed") > 0 && d.count(bob, "projection updated") > 0
 	}); err != nil {
 		return err
@@ -337,7 +346,7 @@ func (d *demo) scenarios(ctx context.Context, svc *orders.Service, pool *pgxpool
 // payWhenWaiting signals the payment once the saga waits for it (sent
 // earlier, the signal would be kept for the wait all the same).
 func (d *demo) payWhenWaiting(ctx context.Context, svc *orders.Service, id int64, confirmed bool) error {
-	if err := waitFor("the saga to wait for payment", func() bool {
+	if err := waitFor(ctx, "the saga to wait for payment", func() bool {
 		r, err := svc.Engine().Get(ctx, svc.Pool(), orders.RunID(id))
 		return err == nil && r.Status == saga.StatusWaiting
 	}); err != nil {
