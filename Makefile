@@ -49,12 +49,10 @@ ci: check-generate lint test
 db:
 	@bash scripts/postgres.sh
 
-## demo: apply keel's schema to DATABASE_URL (or a local server) and show it
+## demo: run the orders example end to end in a scratch database on
+## DATABASE_URL's server, or in a throwaway local Postgres it starts and removes
 demo:
-	@url="$${DATABASE_URL:-$$(bash scripts/postgres.sh --url)}" && \
-	$(GO) run ./cmd/keel --database-url "$$url" migrate up && \
-	$(GO) run ./cmd/keel --database-url "$$url" migrate status && \
-	$(GO) run ./cmd/keel --database-url "$$url" schema
+	@GO=$(GO) bash scripts/demo.sh
 
 ## bench: run every benchmark in bench/ against DATABASE_URL, print the
 ## comparison table and write bench/RESULTS.md and bench/results.png
