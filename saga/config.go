@@ -23,7 +23,9 @@ type Config struct {
 	MaxConcurrentRuns int
 	// Jobs configures the jobs client the engine runs on. The engine adds its
 	// worker to Jobs.Workers (a new set when nil, so one Workers can hold an
-	// application's own job kinds too) and works Queue. Its zero values
+	// application's own job kinds too) and works Queue — and, when
+	// Jobs.Queues is empty, jobs' default queue as a plain jobs client
+	// would, so the application's own jobs run too. Its zero values
 	// take jobs' defaults, except NotifyInterval and FetchCooldown, which
 	// default to 1ms: a run woken by a signal or a child is one job whose
 	// latency is the resume latency.
@@ -80,9 +82,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Jobs.Workers == nil {
 		c.Jobs.Workers = jobs.NewWorkers()
 	}
-	queues := make(map[string]jobs.QueueConfig, len(c.Jobs.Queues)+1)
+	queues := make(map[string]jobs.QueueConfig, len(c.Jobs.Queues)+2)
 	for name, q := range c.Jobs.Queues {
 		queues[name] = q
+	}
+	if len(c.Jobs.Queues) == 0 {
+		queues[jobs.DefaultQueue] = jobs.QueueConfig{}
 	}
 	if _, ok := queues[c.Queue]; !ok {
 		queues[c.Queue] = jobs.QueueConfig{MaxWorkers: c.MaxConcurrentRuns}
