@@ -22,15 +22,16 @@ $(GOOSE): tools/go.mod tools/go.sum
 generate: $(SQLC)
 	$(SQLC) generate
 
-## check-generate: fail when db/ differs from what sqlc generates
+## check-generate: fail when db/ (or the example's ordersdb/) differs from what sqlc generates
 check-generate: $(SQLC)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	cp -r sqlc.yaml migrations sql "$$tmp"/ && \
+	mkdir -p "$$tmp/examples/orders" && cp -r examples/orders/migrations examples/orders/sql "$$tmp/examples/orders/" && \
 	(cd "$$tmp" && $(SQLC) generate) && \
-	if ! diff -ru "$$tmp/db" db; then \
-		echo "db/ is not what sqlc generates from migrations/ and sql/: run make generate" >&2; exit 1; \
+	if ! diff -ru "$$tmp/db" db || ! diff -ru "$$tmp/examples/orders/ordersdb" examples/orders/ordersdb; then \
+		echo "db/ or examples/orders/ordersdb/ is not what sqlc generates: run make generate" >&2; exit 1; \
 	fi
-	@echo "db/ matches sqlc's output"
+	@echo "db/ and examples/orders/ordersdb/ match sqlc's output"
 
 ## lint: gofmt and go vet, for keel and bench/
 lint:

@@ -33,29 +33,10 @@ import (
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
+	"github.com/keelpg/keel/examples/orders/ordersdb"
 	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/outbox"
 	"github.com/keelpg/keel/saga"
-)
-
-// The example's own SQL. keel's rule — SQL reaches Go only through sqlc —
-// holds for keel's schema; this is an application's code, kept small and
-// readable in one place instead of adding a second sqlc configuration that
-// `make check-generate` would not cover.
-const (
-	// insertOrder writes the order row in the request's transaction.
-	insertOrder = `INSERT INTO public.orders (customer, email, items, total_cents)
-VALUES ($1, $2, $3, $4) RETURNING id`
-	// orderExists checks a payment's order before signalling its saga.
-	orderExists = `SELECT EXISTS (SELECT 1 FROM public.orders WHERE id = $1)`
-	// setStatus records a saga step on the order row.
-	setStatus = `UPDATE public.orders SET status = $2, updated_at = now() WHERE id = $1`
-	// project folds one OrderPlaced into the orders-per-customer read model.
-	project = `INSERT INTO public.orders_per_customer (customer, orders, total_cents, last_order_id)
-VALUES ($1, 1, $2, $3)
-ON CONFLICT (customer) DO UPDATE SET orders = orders_per_customer.orders + 1,
-    total_cents = orders_per_customer.total_cents + EXCLUDED.total_cents,
-    last_order_id = EXCLUDED.last_order_id, updated_at = now()`
 )
 
 // VersionTable is where the example records its own migrations, apart from
@@ -298,7 +279,9 @@ func (s *Service) Place(ctx context.Context, tx keel.DBTX, o NewOrder) (Placed, 
 	if err != nil {
 		return Placed{}, err
 	}
-	if err := tx.QueryRow(ctx, insertOrder, p.Customer, p.Email, items, p.TotalCents).Scan(&p.ID); err != nil {
+	if p.ID, err = ordersdb.New(tx).InsertOrder(ctx, ordersdb.InsertOrderParams{
+		Customer: p.Customer, Email: p.Email, Items: items, TotalCents: p.TotalCents,
+	}); err != nil {
 		return Placed{}, fmt.Errorf("inserting the order: %w", err)
 	}
 	ev, err := events.NewEvent(EventPlaced, p)
@@ -331,8 +314,8 @@ var ErrNoOrder = errors.New("no such order")
 
 // Pay sends the payment-confirmed signal to the order's saga through tx.
 func (s *Service) Pay(ctx context.Context, tx keel.DBTX, id int64, confirmed bool) error {
-	var ok bool
-	if err := tx.QueryRow(ctx, orderExists, id).Scan(&ok); err != nil {
+	ok, err := ordersdb.New(tx).OrderExists(ctx, id)
+	if err != nil {
 		return err
 	}
 	if !ok {
@@ -370,7 +353,7 @@ func (s *Service) project(ctx context.Context, tx pgx.Tx, e events.RecordedEvent
 	if err := e.Decode(&p); err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, project, p.Customer, p.TotalCents, p.ID); err != nil {
+	if err := ordersdb.New(tx).ProjectOrder(ctx, ordersdb.ProjectOrderParams{Customer: p.Customer, TotalCents: p.TotalCents, OrderID: p.ID}); err != nil {
 		return err
 	}
 	s.observe("projection updated", p.ID, fmt.Sprintf("%s: +1 order, +%d cents (feed position %d)", p.Customer, p.TotalCents, e.Position))
@@ -379,7 +362,7 @@ func (s *Service) project(ctx context.Context, tx pgx.Tx, e events.RecordedEvent
 
 // status records a saga step on the order row and reports it.
 func (s *Service) status(ctx context.Context, id int64, status string) error {
-	if _, err := s.pool.Exec(ctx, setStatus, id, status); err != nil {
+	if err := ordersdb.New(s.pool).SetOrderStatus(ctx, ordersdb.SetOrderStatusParams{ID: id, Status: status}); err != nil {
 		return err
 	}
 	s.observe("saga step", id, status)
