@@ -41,13 +41,13 @@ const appendEvents = `-- name: AppendEvents :many
 WITH bumped AS (
     UPDATE keel.streams s
     SET version = s.version + $8::bigint, updated_at = now()
-    WHERE s.stream_id = $2::text
+    WHERE s.stream_id = $1::text
       AND s.deleted_at IS NULL
       AND ($9::text IN ('any', 'exists') OR ($9::text = 'exact' AND s.version = $10::bigint))
     RETURNING s.version - $8::bigint AS prev
 ), created AS (
     INSERT INTO keel.streams (stream_id, version)
-    SELECT $2::text, $8::bigint
+    SELECT $1::text, $8::bigint
     WHERE NOT EXISTS (SELECT 1 FROM bumped)
       AND ($9::text IN ('any', 'no_stream') OR ($9::text = 'exact' AND $10::bigint = 0))
     ON CONFLICT (stream_id) DO NOTHING
@@ -56,19 +56,23 @@ WITH bumped AS (
     SELECT prev FROM bumped
     UNION ALL
     SELECT prev FROM created
+), queued AS (
+    INSERT INTO keel.unsequenced (stream_id, first_version, event_count)
+    SELECT $1::text, base.prev + 1, $8::bigint
+    FROM base
 )
-INSERT INTO keel.events (event_id, stream_id, version, type, data, metadata, causation_id, correlation_id)
-SELECT ($1::uuid[])[i], $2::text, base.prev + i, ($3::text[])[i],
+INSERT INTO keel.events (stream_id, version, event_id, type, data, metadata, causation_id, correlation_id)
+SELECT $1::text, base.prev + i, ($2::uuid[])[i], ($3::text[])[i],
        ($4::jsonb[])[i], ($5::jsonb[])[i],
        NULLIF(($6::text[])[i], ''), NULLIF(($7::text[])[i], '')
-FROM base, generate_series(1, $8::bigint) AS i
+FROM base, generate_subscripts($2::uuid[], 1) AS i
 ORDER BY i
-RETURNING seq, event_id, version, recorded_at
+RETURNING event_id, version, recorded_at
 `
 
 type AppendEventsParams struct {
-	EventIds       []uuid.UUID       `json:"event_ids"`
 	StreamID       string            `json:"stream_id"`
+	EventIds       []uuid.UUID       `json:"event_ids"`
 	Types          []string          `json:"types"`
 	Datas          []json.RawMessage `json:"datas"`
 	Metadatas      []json.RawMessage `json:"metadatas"`
@@ -80,7 +84,6 @@ type AppendEventsParams struct {
 }
 
 type AppendEventsRow struct {
-	Seq        int64              `json:"seq"`
 	EventID    uuid.UUID          `json:"event_id"`
 	Version    int64              `json:"version"`
 	RecordedAt pgtype.Timestamptz `json:"recorded_at"`
@@ -92,12 +95,15 @@ type AppendEventsRow struct {
 // expectation allows a new stream ('any', 'no_stream', or 'exact' 0). Returns
 // no rows when the expectation does not hold (or the stream is deleted) and
 // nothing is written. The row lock on the stream makes concurrent appends to
-// one stream queue up, so versions have no holes and insert order follows
-// version order within a stream.
+// one stream queue up, so versions have no holes and, because the append is
+// queued for the sequencer after the lock is taken, append order follows
+// version order within a stream. generate_subscripts keeps the planner
+// estimate the same for every batch size, so the prepared statement settles
+// on one generic plan instead of being planned again on every call.
 func (q *Queries) AppendEvents(ctx context.Context, arg AppendEventsParams) ([]AppendEventsRow, error) {
 	rows, err := q.db.Query(ctx, appendEvents,
-		arg.EventIds,
 		arg.StreamID,
+		arg.EventIds,
 		arg.Types,
 		arg.Datas,
 		arg.Metadatas,
@@ -114,12 +120,7 @@ func (q *Queries) AppendEvents(ctx context.Context, arg AppendEventsParams) ([]A
 	var items []AppendEventsRow
 	for rows.Next() {
 		var i AppendEventsRow
-		if err := rows.Scan(
-			&i.Seq,
-			&i.EventID,
-			&i.Version,
-			&i.RecordedAt,
-		); err != nil {
+		if err := rows.Scan(&i.EventID, &i.Version, &i.RecordedAt); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -369,10 +370,10 @@ func (q *Queries) GetSubscription(ctx context.Context, name string) (KeelSubscri
 }
 
 const headPosition = `-- name: HeadPosition :one
-SELECT COALESCE(max(position), 0)::bigint FROM keel.events
+SELECT COALESCE(max(last_position), 0)::bigint FROM keel.feed
 `
 
-// The newest stamped position of the global feed (0 when none).
+// The newest position of the global feed (0 when none).
 func (q *Queries) HeadPosition(ctx context.Context) (int64, error) {
 	row := q.db.QueryRow(ctx, headPosition)
 	var column_1 int64
@@ -447,15 +448,20 @@ func (q *Queries) LoadSnapshot(ctx context.Context, arg LoadSnapshotParams) (Loa
 }
 
 const readAll = `-- name: ReadAll :many
-SELECT e.seq, e.position, e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
+SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
+       e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
-FROM keel.events e
-JOIN keel.streams s ON s.stream_id = e.stream_id
-WHERE e.position > $1::bigint
-  AND e.position <= $2::bigint
-  AND s.deleted_at IS NULL
+FROM keel.feed f
+JOIN keel.streams s ON s.stream_id = f.stream_id
+JOIN keel.events e ON e.stream_id = f.stream_id
+WHERE e.version >= GREATEST(f.first_version, f.first_version + ($1::bigint) - (f.last_position - f.event_count))
+  AND e.version <= f.first_version + f.event_count - 1
   AND e.version >= s.truncated_before
-ORDER BY e.position
+  AND e.version - f.first_version <= ($2::bigint) - (f.last_position - f.event_count + 1)
+  AND f.last_position > $1::bigint
+  AND f.last_position - f.event_count < $2::bigint
+  AND s.deleted_at IS NULL
+ORDER BY f.last_position, e.version
 LIMIT $3::bigint
 `
 
@@ -466,8 +472,7 @@ type ReadAllParams struct {
 }
 
 type ReadAllRow struct {
-	Seq           int64              `json:"seq"`
-	Position      *int64             `json:"position"`
+	Position      int64              `json:"position"`
 	EventID       uuid.UUID          `json:"event_id"`
 	StreamID      string             `json:"stream_id"`
 	Version       int64              `json:"version"`
@@ -479,8 +484,8 @@ type ReadAllRow struct {
 	RecordedAt    pgtype.Timestamptz `json:"recorded_at"`
 }
 
-// The global feed after a position: stamped events only, in position order,
-// skipping deleted streams and truncated events.
+// The global feed after a position, in position order: the events of the
+// feed's appends, skipping deleted streams and truncated events.
 func (q *Queries) ReadAll(ctx context.Context, arg ReadAllParams) ([]ReadAllRow, error) {
 	rows, err := q.db.Query(ctx, readAll, arg.After, arg.UntilPosition, arg.MaxCount)
 	if err != nil {
@@ -491,7 +496,6 @@ func (q *Queries) ReadAll(ctx context.Context, arg ReadAllParams) ([]ReadAllRow,
 	for rows.Next() {
 		var i ReadAllRow
 		if err := rows.Scan(
-			&i.Seq,
 			&i.Position,
 			&i.EventID,
 			&i.StreamID,
@@ -514,30 +518,33 @@ func (q *Queries) ReadAll(ctx context.Context, arg ReadAllParams) ([]ReadAllRow,
 }
 
 const readCategory = `-- name: ReadCategory :many
-SELECT e.seq, e.position, e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
+SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
+       e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
-FROM keel.events e
-JOIN keel.streams s ON s.stream_id = e.stream_id
-WHERE e.category = $1::text
-  AND e.position IS NOT NULL
-  AND e.position > $2::bigint
-  AND e.position <= $3::bigint
-  AND s.deleted_at IS NULL
+FROM keel.feed f
+JOIN keel.streams s ON s.stream_id = f.stream_id
+JOIN keel.events e ON e.stream_id = f.stream_id
+WHERE e.version >= GREATEST(f.first_version, f.first_version + ($1::bigint) - (f.last_position - f.event_count))
+  AND e.version <= f.first_version + f.event_count - 1
   AND e.version >= s.truncated_before
-ORDER BY e.position
+  AND e.version - f.first_version <= ($2::bigint) - (f.last_position - f.event_count + 1)
+  AND f.category = $3::text
+  AND f.last_position > $1::bigint
+  AND f.last_position - f.event_count < $2::bigint
+  AND s.deleted_at IS NULL
+ORDER BY f.last_position, e.version
 LIMIT $4::bigint
 `
 
 type ReadCategoryParams struct {
-	Category      string `json:"category"`
 	After         int64  `json:"after"`
 	UntilPosition int64  `json:"until_position"`
+	Category      string `json:"category"`
 	MaxCount      int64  `json:"max_count"`
 }
 
 type ReadCategoryRow struct {
-	Seq           int64              `json:"seq"`
-	Position      *int64             `json:"position"`
+	Position      int64              `json:"position"`
 	EventID       uuid.UUID          `json:"event_id"`
 	StreamID      string             `json:"stream_id"`
 	Version       int64              `json:"version"`
@@ -549,13 +556,13 @@ type ReadCategoryRow struct {
 	RecordedAt    pgtype.Timestamptz `json:"recorded_at"`
 }
 
-// One category's events after a feed position: stamped events only, in
-// position order, skipping deleted streams and truncated events.
+// One category's events after a feed position, in position order, skipping
+// deleted streams and truncated events.
 func (q *Queries) ReadCategory(ctx context.Context, arg ReadCategoryParams) ([]ReadCategoryRow, error) {
 	rows, err := q.db.Query(ctx, readCategory,
-		arg.Category,
 		arg.After,
 		arg.UntilPosition,
+		arg.Category,
 		arg.MaxCount,
 	)
 	if err != nil {
@@ -566,7 +573,6 @@ func (q *Queries) ReadCategory(ctx context.Context, arg ReadCategoryParams) ([]R
 	for rows.Next() {
 		var i ReadCategoryRow
 		if err := rows.Scan(
-			&i.Seq,
 			&i.Position,
 			&i.EventID,
 			&i.StreamID,
@@ -589,7 +595,7 @@ func (q *Queries) ReadCategory(ctx context.Context, arg ReadCategoryParams) ([]R
 }
 
 const readStreamBackward = `-- name: ReadStreamBackward :many
-SELECT seq, position, event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
+SELECT event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
 FROM keel.events
 WHERE stream_id = $1::text
   AND version <= $2::bigint
@@ -607,22 +613,8 @@ type ReadStreamBackwardParams struct {
 	MaxCount        int64              `json:"max_count"`
 }
 
-type ReadStreamBackwardRow struct {
-	Seq           int64              `json:"seq"`
-	Position      *int64             `json:"position"`
-	EventID       uuid.UUID          `json:"event_id"`
-	StreamID      string             `json:"stream_id"`
-	Version       int64              `json:"version"`
-	Type          string             `json:"type"`
-	Data          json.RawMessage    `json:"data"`
-	Metadata      json.RawMessage    `json:"metadata"`
-	CausationID   *string            `json:"causation_id"`
-	CorrelationID *string            `json:"correlation_id"`
-	RecordedAt    pgtype.Timestamptz `json:"recorded_at"`
-}
-
 // A stream's events from a version downwards, hiding truncated ones.
-func (q *Queries) ReadStreamBackward(ctx context.Context, arg ReadStreamBackwardParams) ([]ReadStreamBackwardRow, error) {
+func (q *Queries) ReadStreamBackward(ctx context.Context, arg ReadStreamBackwardParams) ([]KeelEvent, error) {
 	rows, err := q.db.Query(ctx, readStreamBackward,
 		arg.StreamID,
 		arg.FromVersion,
@@ -634,12 +626,10 @@ func (q *Queries) ReadStreamBackward(ctx context.Context, arg ReadStreamBackward
 		return nil, err
 	}
 	defer rows.Close()
-	var items []ReadStreamBackwardRow
+	var items []KeelEvent
 	for rows.Next() {
-		var i ReadStreamBackwardRow
+		var i KeelEvent
 		if err := rows.Scan(
-			&i.Seq,
-			&i.Position,
 			&i.EventID,
 			&i.StreamID,
 			&i.Version,
@@ -661,7 +651,7 @@ func (q *Queries) ReadStreamBackward(ctx context.Context, arg ReadStreamBackward
 }
 
 const readStreamForward = `-- name: ReadStreamForward :many
-SELECT seq, position, event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
+SELECT event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
 FROM keel.events
 WHERE stream_id = $1::text
   AND version >= GREATEST($2::bigint, $3::bigint)
@@ -680,23 +670,9 @@ type ReadStreamForwardParams struct {
 	MaxCount        int64              `json:"max_count"`
 }
 
-type ReadStreamForwardRow struct {
-	Seq           int64              `json:"seq"`
-	Position      *int64             `json:"position"`
-	EventID       uuid.UUID          `json:"event_id"`
-	StreamID      string             `json:"stream_id"`
-	Version       int64              `json:"version"`
-	Type          string             `json:"type"`
-	Data          json.RawMessage    `json:"data"`
-	Metadata      json.RawMessage    `json:"metadata"`
-	CausationID   *string            `json:"causation_id"`
-	CorrelationID *string            `json:"correlation_id"`
-	RecordedAt    pgtype.Timestamptz `json:"recorded_at"`
-}
-
 // A stream's events from a version upwards, hiding truncated ones, up to a
 // version and a point in time.
-func (q *Queries) ReadStreamForward(ctx context.Context, arg ReadStreamForwardParams) ([]ReadStreamForwardRow, error) {
+func (q *Queries) ReadStreamForward(ctx context.Context, arg ReadStreamForwardParams) ([]KeelEvent, error) {
 	rows, err := q.db.Query(ctx, readStreamForward,
 		arg.StreamID,
 		arg.FromVersion,
@@ -709,12 +685,10 @@ func (q *Queries) ReadStreamForward(ctx context.Context, arg ReadStreamForwardPa
 		return nil, err
 	}
 	defer rows.Close()
-	var items []ReadStreamForwardRow
+	var items []KeelEvent
 	for rows.Next() {
-		var i ReadStreamForwardRow
+		var i KeelEvent
 		if err := rows.Scan(
-			&i.Seq,
-			&i.Position,
 			&i.EventID,
 			&i.StreamID,
 			&i.Version,
@@ -810,30 +784,78 @@ func (q *Queries) SaveSnapshot(ctx context.Context, arg SaveSnapshotParams) erro
 	return err
 }
 
-const stampPositions = `-- name: StampPositions :execrows
+const sequenceAppends = `-- name: SequenceAppends :execrows
 WITH head AS (
-    SELECT COALESCE(max(position), 0) AS position FROM keel.events
-), pending AS (
-    SELECT seq, row_number() OVER (ORDER BY seq) AS n
-    FROM (SELECT seq FROM keel.events WHERE position IS NULL ORDER BY seq LIMIT $1::bigint) u
+    SELECT COALESCE(max(last_position), 0) AS position FROM keel.feed
+), picked AS (
+    DELETE FROM keel.unsequenced
+    WHERE append_id IN (SELECT u.append_id FROM keel.unsequenced u ORDER BY u.append_id LIMIT $1::bigint)
+    RETURNING append_id, stream_id, first_version, event_count
 )
-UPDATE keel.events e
-SET position = head.position + pending.n
-FROM pending, head
-WHERE e.seq = pending.seq
+INSERT INTO keel.feed (last_position, stream_id, first_version, event_count, category)
+SELECT head.position + sum(picked.event_count) OVER (ORDER BY picked.append_id),
+       picked.stream_id, picked.first_version, picked.event_count, split_part(picked.stream_id, '-', 1)
+FROM picked, head
 `
 
-// The sequencer: gives the committed rows that have no position yet the next
-// positions, in insert order (max + row_number, so positions are dense).
-// Rows of transactions still open are invisible to this statement and get
-// their positions on a later pass, after whatever committed before them.
-// Runs only under the sequencer's advisory lock.
-func (q *Queries) StampPositions(ctx context.Context, maxCount int64) (int64, error) {
-	result, err := q.db.Exec(ctx, stampPositions, maxCount)
+// The sequencer: moves the committed appends that have no position yet into
+// the feed, in append order, each taking the next event_count positions
+// (the current head plus a running sum, so positions are dense). Appends of
+// transactions still open are invisible to this statement and get their
+// positions on a later pass, after whatever committed before them. Runs only
+// under the sequencer's advisory lock.
+func (q *Queries) SequenceAppends(ctx context.Context, maxCount int64) (int64, error) {
+	result, err := q.db.Exec(ctx, sequenceAppends, maxCount)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const streamFeed = `-- name: StreamFeed :many
+SELECT first_version, event_count, last_position
+FROM keel.feed
+WHERE stream_id = $1::text
+  AND first_version <= $2::bigint
+  AND first_version >= COALESCE((SELECT f.first_version FROM keel.feed f
+                                 WHERE f.stream_id = $1::text AND f.first_version <= $3::bigint
+                                 ORDER BY f.first_version DESC LIMIT 1), $3::bigint)
+ORDER BY first_version
+`
+
+type StreamFeedParams struct {
+	StreamID   string `json:"stream_id"`
+	MaxVersion int64  `json:"max_version"`
+	MinVersion int64  `json:"min_version"`
+}
+
+type StreamFeedRow struct {
+	FirstVersion int64 `json:"first_version"`
+	EventCount   int32 `json:"event_count"`
+	LastPosition int64 `json:"last_position"`
+}
+
+// The feed rows of a stream's appends that may hold versions from
+// @min_version to @max_version, in version order: the positions of events
+// read from the stream. Appends the sequencer has not reached have none.
+func (q *Queries) StreamFeed(ctx context.Context, arg StreamFeedParams) ([]StreamFeedRow, error) {
+	rows, err := q.db.Query(ctx, streamFeed, arg.StreamID, arg.MaxVersion, arg.MinVersion)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StreamFeedRow
+	for rows.Next() {
+		var i StreamFeedRow
+		if err := rows.Scan(&i.FirstVersion, &i.EventCount, &i.LastPosition); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const tombstoneStream = `-- name: TombstoneStream :one

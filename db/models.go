@@ -361,18 +361,12 @@ type KeelDeadJob struct {
 	LastError   string             `json:"last_error"`
 }
 
-// keel event store: every event of every stream. Writers insert with no position; the sequencer stamps committed rows with dense global positions in insert order.
+// keel event store: every event of every stream, written once by its append. Feed positions live in keel.feed.
 type KeelEvent struct {
-	// Insert order, handed out when the row is written (not when it commits); the sequencer stamps positions in this order.
-	Seq int64 `json:"seq"`
-	// Position in the global feed: dense, gap-free and in the order events became visible. NULL until the sequencer stamps the row; the feed shows stamped rows only.
-	Position *int64 `json:"position"`
 	// The event's id (UUIDv7 unless the writer chose one); appending the same id again is idempotent.
 	EventID uuid.UUID `json:"event_id"`
 	// The stream the event belongs to. The append statement that inserts an event creates or locks its keel.streams row, so no foreign key trigger runs per event.
 	StreamID string `json:"stream_id"`
-	// The stream id up to its first '-' (order-123 belongs to order).
-	Category string `json:"category"`
 	// The event's version in its stream: 1, 2, 3 … with no holes.
 	Version int64 `json:"version"`
 	// The event's type name, e.g. OrderPlaced.
@@ -389,6 +383,21 @@ type KeelEvent struct {
 	RecordedAt pgtype.Timestamptz `json:"recorded_at"`
 }
 
+// Every event that has a feed position, with it; ORDER BY position reads the global feed.
+type KeelEventFeed struct {
+	Position      int32              `json:"position"`
+	StreamID      string             `json:"stream_id"`
+	Version       int64              `json:"version"`
+	Category      string             `json:"category"`
+	Type          string             `json:"type"`
+	Data          json.RawMessage    `json:"data"`
+	Metadata      json.RawMessage    `json:"metadata"`
+	EventID       uuid.UUID          `json:"event_id"`
+	CausationID   *string            `json:"causation_id"`
+	CorrelationID *string            `json:"correlation_id"`
+	RecordedAt    pgtype.Timestamptz `json:"recorded_at"`
+}
+
 // Workflow runs that failed or were cancelled, with why; keel sagas show ID prints their steps.
 type KeelFailedSaga struct {
 	ID         string             `json:"id"`
@@ -397,6 +406,20 @@ type KeelFailedSaga struct {
 	Status     KeelSagaRunStatus  `json:"status"`
 	Error      string             `json:"error"`
 	FinishedAt pgtype.Timestamptz `json:"finished_at"`
+}
+
+// keel event store: the global feed, one row per append, in position order. The events of a row hold positions last_position - event_count + 1 … last_position, in version order. Positions are dense, gap-free and follow the order in which appends became visible; keel.event_feed lists them per event.
+type KeelFeed struct {
+	// Feed position of the append's last event.
+	LastPosition int64 `json:"last_position"`
+	// The stream appended to.
+	StreamID string `json:"stream_id"`
+	// Version of the append's first event; the event at position last_position - event_count + 1.
+	FirstVersion int64 `json:"first_version"`
+	// How many events the append wrote.
+	EventCount int32 `json:"event_count"`
+	// The stream id up to its first '-' (order-123 belongs to order), for category reads.
+	Category string `json:"category"`
 }
 
 // Consumer-side inbox: one row per message a consumer processed, written in the same transaction as the consumer's own writes, so a redelivered message is recognised and skipped.
@@ -758,4 +781,16 @@ type KeelSubscriptionLag struct {
 	Lag       pgtype.Interval `json:"lag"`
 	Owner     *string         `json:"owner"`
 	LastError *string         `json:"last_error"`
+}
+
+// keel event store: appends whose events have no feed position yet, one row per append. The sequencer moves committed rows into keel.feed in append_id order; rows of open transactions wait for a later pass.
+type KeelUnsequenced struct {
+	// Append order, handed out when the append is written (after it locked its stream), not when it commits.
+	AppendID int64 `json:"append_id"`
+	// The stream appended to.
+	StreamID string `json:"stream_id"`
+	// The version of the append's first event.
+	FirstVersion int64 `json:"first_version"`
+	// How many events the append wrote; their versions follow first_version without holes.
+	EventCount int32 `json:"event_count"`
 }

@@ -27,10 +27,11 @@ type Config struct {
 	// DisableNotify stops appends from sending wake-up notifications;
 	// subscriptions then rely on polling alone. Default: false.
 	DisableNotify bool
-	// SequencerBatch is the most events one sequencer pass stamps.
+	// SequencerBatch is the most appends one sequencer pass gives
+	// positions (an append is the events one Append call wrote).
 	// Default: 10000.
 	SequencerBatch int
-	// SequencerInterval is how often RunSequencer stamps new events.
+	// SequencerInterval is how often RunSequencer gives new events positions.
 	// Default: 50ms.
 	SequencerInterval time.Duration
 }

@@ -40,19 +40,21 @@
 // with the bigserial that Marten and Message DB hand out at insert time:
 // transactions commit in another order than they insert, so a reader that
 // remembers "the last position I saw" skips an event whose transaction
-// commits late. keel's writers insert with no position. A sequencer — one
-// short UPDATE run under an advisory lock by whichever process gets it —
-// gives the committed rows that have none the next positions (the current
-// maximum plus their row number in insert order). Rows of open transactions
-// are invisible to it and get positions on a later pass. So positions are
-// dense, follow the order in which events became visible, keep each
-// stream's version order, and a long-running transaction delays only its own
-// events, never anyone else's.
+// commits late. keel's writers insert events with no position and queue one
+// small row per append. A sequencer — one short statement run under an
+// advisory lock by whichever process gets it — moves the committed appends
+// in the queue into the feed, in append order, each taking the next
+// positions (the current maximum plus a running count). Appends of open
+// transactions are invisible to it and get positions on a later pass. So
+// positions are dense, follow the order in which events became visible, keep
+// each stream's version order, and a long-running transaction delays only
+// its own events, never anyone else's. Each event is written once: the feed
+// holds one narrow row per append, not a copy of the event.
 //
-// [Store.ReadAll] and [Store.ReadCategory] return stamped events only.
-// Subscriptions run the sequencer themselves before each read; other readers
-// call [Store.Sequence] first or keep [Store.RunSequencer] running in some
-// process. Positions start at 1.
+// [Store.ReadAll] and [Store.ReadCategory] return events that have positions
+// only. Subscriptions run the sequencer themselves before each read; other
+// readers call [Store.Sequence] first or keep [Store.RunSequencer] running in
+// some process. Positions start at 1.
 //
 // # Reading
 //
@@ -111,7 +113,9 @@
 // # Tables
 //
 // keel.streams (one row per stream: version, truncation, tombstone),
-// keel.events (the events; position is NULL until stamped),
-// keel.snapshots and keel.subscriptions. Every table and column has a
+// keel.events (the events, written once), keel.unsequenced (appends waiting
+// for positions), keel.feed (the global feed, one row per append),
+// keel.snapshots and keel.subscriptions; the view keel.event_feed lists
+// every event with its position. Every table and column has a
 // comment: \d+ keel.events in psql explains itself.
 package events

@@ -76,8 +76,9 @@ func Category(streamID string) string {
 	return category
 }
 
-// fromRow converts a row of any of the read queries, which share one shape.
-func fromRow(r db.ReadAllRow) RecordedEvent {
+// fromEvent converts a stored event row; its Position is 0 until the caller
+// sets it.
+func fromEvent(r db.KeelEvent) RecordedEvent {
 	ev := RecordedEvent{
 		ID:         r.EventID,
 		StreamID:   r.StreamID,
@@ -86,9 +87,6 @@ func fromRow(r db.ReadAllRow) RecordedEvent {
 		Data:       r.Data,
 		Metadata:   r.Metadata,
 		RecordedAt: r.RecordedAt.Time,
-	}
-	if r.Position != nil {
-		ev.Position = *r.Position
 	}
 	if r.CausationID != nil {
 		ev.CausationID = *r.CausationID
@@ -99,10 +97,21 @@ func fromRow(r db.ReadAllRow) RecordedEvent {
 	return ev
 }
 
-func fromRows[R any](rows []R, conv func(R) db.ReadAllRow) []RecordedEvent {
+// fromFeedRow converts a row of the feed queries, which share one shape.
+func fromFeedRow(r db.ReadAllRow) RecordedEvent {
+	ev := fromEvent(db.KeelEvent{
+		EventID: r.EventID, StreamID: r.StreamID, Version: r.Version, Type: r.Type,
+		Data: r.Data, Metadata: r.Metadata, CausationID: r.CausationID,
+		CorrelationID: r.CorrelationID, RecordedAt: r.RecordedAt,
+	})
+	ev.Position = r.Position
+	return ev
+}
+
+func convert[R any](rows []R, conv func(R) RecordedEvent) []RecordedEvent {
 	out := make([]RecordedEvent, len(rows))
 	for i, r := range rows {
-		out[i] = fromRow(conv(r))
+		out[i] = conv(r)
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,7 +75,7 @@ func (s *Store) ReadStream(ctx context.Context, q keel.DBTX, streamID string, op
 		if err != nil {
 			return nil, fmt.Errorf("keel events: reading %q: %w", streamID, err)
 		}
-		return fromRows(rows, func(r db.ReadStreamBackwardRow) db.ReadAllRow { return db.ReadAllRow(r) }), nil
+		return s.withPositions(ctx, queries, streamID, convert(rows, fromEvent))
 	}
 	rows, err := queries.ReadStreamForward(ctx, db.ReadStreamForwardParams{
 		StreamID: streamID, FromVersion: max(opts.From, 1), TruncatedBefore: st.TruncatedBefore,
@@ -83,7 +84,38 @@ func (s *Store) ReadStream(ctx context.Context, q keel.DBTX, streamID string, op
 	if err != nil {
 		return nil, fmt.Errorf("keel events: reading %q: %w", streamID, err)
 	}
-	return fromRows(rows, func(r db.ReadStreamForwardRow) db.ReadAllRow { return db.ReadAllRow(r) }), nil
+	return s.withPositions(ctx, queries, streamID, convert(rows, fromEvent))
+}
+
+// withPositions fills in the feed positions of events read from a stream,
+// looking up the feed rows of the appends that wrote them. Events the
+// sequencer has not reached keep Position 0.
+func (s *Store) withPositions(ctx context.Context, q *db.Queries, streamID string, evs []RecordedEvent) ([]RecordedEvent, error) {
+	if len(evs) == 0 {
+		return evs, nil
+	}
+	lo, hi := evs[0].Version, evs[len(evs)-1].Version
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	appends, err := q.StreamFeed(ctx, db.StreamFeedParams{StreamID: streamID, MinVersion: lo, MaxVersion: hi})
+	if err != nil {
+		return nil, fmt.Errorf("keel events: positions of %q: %w", streamID, err)
+	}
+	for i := range evs {
+		v := evs[i].Version
+		// The last append that starts at or below v is the only one that
+		// can hold it.
+		j := sort.Search(len(appends), func(j int) bool { return appends[j].FirstVersion > v }) - 1
+		if j < 0 {
+			continue
+		}
+		a := appends[j]
+		if offset := v - a.FirstVersion; offset < int64(a.EventCount) {
+			evs[i].Position = a.LastPosition - int64(a.EventCount) + 1 + offset
+		}
+	}
+	return evs, nil
 }
 
 // StreamInfo is the state of one stream.
@@ -157,7 +189,7 @@ func (s *Store) ReadAll(ctx context.Context, q keel.DBTX, opts FeedOptions) ([]R
 	if err != nil {
 		return nil, fmt.Errorf("keel events: reading the feed: %w", err)
 	}
-	return fromRows(rows, func(r db.ReadAllRow) db.ReadAllRow { return r }), nil
+	return convert(rows, fromFeedRow), nil
 }
 
 // ReadCategory is ReadAll restricted to the streams of one category.
@@ -175,7 +207,7 @@ func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, 
 	if err != nil {
 		return nil, fmt.Errorf("keel events: reading category %q: %w", category, err)
 	}
-	return fromRows(rows, func(r db.ReadCategoryRow) db.ReadAllRow { return db.ReadAllRow(r) }), nil
+	return convert(rows, func(r db.ReadCategoryRow) RecordedEvent { return fromFeedRow(db.ReadAllRow(r)) }), nil
 }
 
 func (o FeedOptions) bounds() (after, until, limit int64, err error) {

@@ -21,7 +21,7 @@ func (s *Store) sequencerDuty(interval time.Duration) periodic.Duty {
 		Key:      sequencerKey,
 		Interval: interval,
 		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
-			n, err := db.New(tx).StampPositions(ctx, int64(s.cfg.SequencerBatch))
+			n, err := db.New(tx).SequenceAppends(ctx, int64(s.cfg.SequencerBatch))
 			return n == int64(s.cfg.SequencerBatch), err
 		},
 	}

@@ -5,8 +5,11 @@
 -- expectation allows a new stream ('any', 'no_stream', or 'exact' 0). Returns
 -- no rows when the expectation does not hold (or the stream is deleted) and
 -- nothing is written. The row lock on the stream makes concurrent appends to
--- one stream queue up, so versions have no holes and insert order follows
--- version order within a stream.
+-- one stream queue up, so versions have no holes and, because the append is
+-- queued for the sequencer after the lock is taken, append order follows
+-- version order within a stream. generate_subscripts keeps the planner
+-- estimate the same for every batch size, so the prepared statement settles
+-- on one generic plan instead of being planned again on every call.
 WITH bumped AS (
     UPDATE keel.streams s
     SET version = s.version + @count::bigint, updated_at = now()
@@ -25,14 +28,18 @@ WITH bumped AS (
     SELECT prev FROM bumped
     UNION ALL
     SELECT prev FROM created
+), queued AS (
+    INSERT INTO keel.unsequenced (stream_id, first_version, event_count)
+    SELECT @stream_id::text, base.prev + 1, @count::bigint
+    FROM base
 )
-INSERT INTO keel.events (event_id, stream_id, version, type, data, metadata, causation_id, correlation_id)
-SELECT (@event_ids::uuid[])[i], @stream_id::text, base.prev + i, (@types::text[])[i],
+INSERT INTO keel.events (stream_id, version, event_id, type, data, metadata, causation_id, correlation_id)
+SELECT @stream_id::text, base.prev + i, (@event_ids::uuid[])[i], (@types::text[])[i],
        (@datas::jsonb[])[i], (@metadatas::jsonb[])[i],
        NULLIF((@causation_ids::text[])[i], ''), NULLIF((@correlation_ids::text[])[i], '')
-FROM base, generate_series(1, @count::bigint) AS i
+FROM base, generate_subscripts(@event_ids::uuid[], 1) AS i
 ORDER BY i
-RETURNING seq, event_id, version, recorded_at;
+RETURNING event_id, version, recorded_at;
 
 -- name: GetStream :one
 -- The state of one stream.
@@ -50,7 +57,7 @@ ORDER BY stream_id, version;
 -- name: ReadStreamForward :many
 -- A stream's events from a version upwards, hiding truncated ones, up to a
 -- version and a point in time.
-SELECT seq, position, event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
+SELECT event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
 FROM keel.events
 WHERE stream_id = @stream_id::text
   AND version >= GREATEST(@from_version::bigint, @truncated_before::bigint)
@@ -61,7 +68,7 @@ LIMIT @max_count::bigint;
 
 -- name: ReadStreamBackward :many
 -- A stream's events from a version downwards, hiding truncated ones.
-SELECT seq, position, event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
+SELECT event_id, stream_id, version, type, data, metadata, causation_id, correlation_id, recorded_at
 FROM keel.events
 WHERE stream_id = @stream_id::text
   AND version <= @from_version::bigint
@@ -70,56 +77,80 @@ WHERE stream_id = @stream_id::text
 ORDER BY version DESC
 LIMIT @max_count::bigint;
 
+-- name: StreamFeed :many
+-- The feed rows of a stream's appends that may hold versions from
+-- @min_version to @max_version, in version order: the positions of events
+-- read from the stream. Appends the sequencer has not reached have none.
+SELECT first_version, event_count, last_position
+FROM keel.feed
+WHERE stream_id = @stream_id::text
+  AND first_version <= @max_version::bigint
+  AND first_version >= COALESCE((SELECT f.first_version FROM keel.feed f
+                                 WHERE f.stream_id = @stream_id::text AND f.first_version <= @min_version::bigint
+                                 ORDER BY f.first_version DESC LIMIT 1), @min_version::bigint)
+ORDER BY first_version;
+
 -- name: ReadAll :many
--- The global feed after a position: stamped events only, in position order,
--- skipping deleted streams and truncated events.
-SELECT e.seq, e.position, e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
+-- The global feed after a position, in position order: the events of the
+-- feed's appends, skipping deleted streams and truncated events.
+SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
+       e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
-FROM keel.events e
-JOIN keel.streams s ON s.stream_id = e.stream_id
-WHERE e.position > @after::bigint
-  AND e.position <= @until_position::bigint
-  AND s.deleted_at IS NULL
+FROM keel.feed f
+JOIN keel.streams s ON s.stream_id = f.stream_id
+JOIN keel.events e ON e.stream_id = f.stream_id
+WHERE e.version >= GREATEST(f.first_version, f.first_version + (@after::bigint) - (f.last_position - f.event_count))
+  AND e.version <= f.first_version + f.event_count - 1
   AND e.version >= s.truncated_before
-ORDER BY e.position
+  AND e.version - f.first_version <= (@until_position::bigint) - (f.last_position - f.event_count + 1)
+  AND f.last_position > @after::bigint
+  AND f.last_position - f.event_count < @until_position::bigint
+  AND s.deleted_at IS NULL
+ORDER BY f.last_position, e.version
 LIMIT @max_count::bigint;
 
 -- name: ReadCategory :many
--- One category's events after a feed position: stamped events only, in
--- position order, skipping deleted streams and truncated events.
-SELECT e.seq, e.position, e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
+-- One category's events after a feed position, in position order, skipping
+-- deleted streams and truncated events.
+SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
+       e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
-FROM keel.events e
-JOIN keel.streams s ON s.stream_id = e.stream_id
-WHERE e.category = @category::text
-  AND e.position IS NOT NULL
-  AND e.position > @after::bigint
-  AND e.position <= @until_position::bigint
-  AND s.deleted_at IS NULL
+FROM keel.feed f
+JOIN keel.streams s ON s.stream_id = f.stream_id
+JOIN keel.events e ON e.stream_id = f.stream_id
+WHERE e.version >= GREATEST(f.first_version, f.first_version + (@after::bigint) - (f.last_position - f.event_count))
+  AND e.version <= f.first_version + f.event_count - 1
   AND e.version >= s.truncated_before
-ORDER BY e.position
+  AND e.version - f.first_version <= (@until_position::bigint) - (f.last_position - f.event_count + 1)
+  AND f.category = @category::text
+  AND f.last_position > @after::bigint
+  AND f.last_position - f.event_count < @until_position::bigint
+  AND s.deleted_at IS NULL
+ORDER BY f.last_position, e.version
 LIMIT @max_count::bigint;
 
 -- name: HeadPosition :one
--- The newest stamped position of the global feed (0 when none).
-SELECT COALESCE(max(position), 0)::bigint FROM keel.events;
+-- The newest position of the global feed (0 when none).
+SELECT COALESCE(max(last_position), 0)::bigint FROM keel.feed;
 
--- name: StampPositions :execrows
--- The sequencer: gives the committed rows that have no position yet the next
--- positions, in insert order (max + row_number, so positions are dense).
--- Rows of transactions still open are invisible to this statement and get
--- their positions on a later pass, after whatever committed before them.
--- Runs only under the sequencer's advisory lock.
+-- name: SequenceAppends :execrows
+-- The sequencer: moves the committed appends that have no position yet into
+-- the feed, in append order, each taking the next event_count positions
+-- (the current head plus a running sum, so positions are dense). Appends of
+-- transactions still open are invisible to this statement and get their
+-- positions on a later pass, after whatever committed before them. Runs only
+-- under the sequencer's advisory lock.
 WITH head AS (
-    SELECT COALESCE(max(position), 0) AS position FROM keel.events
-), pending AS (
-    SELECT seq, row_number() OVER (ORDER BY seq) AS n
-    FROM (SELECT seq FROM keel.events WHERE position IS NULL ORDER BY seq LIMIT @max_count::bigint) u
+    SELECT COALESCE(max(last_position), 0) AS position FROM keel.feed
+), picked AS (
+    DELETE FROM keel.unsequenced
+    WHERE append_id IN (SELECT u.append_id FROM keel.unsequenced u ORDER BY u.append_id LIMIT @max_count::bigint)
+    RETURNING append_id, stream_id, first_version, event_count
 )
-UPDATE keel.events e
-SET position = head.position + pending.n
-FROM pending, head
-WHERE e.seq = pending.seq;
+INSERT INTO keel.feed (last_position, stream_id, first_version, event_count, category)
+SELECT head.position + sum(picked.event_count) OVER (ORDER BY picked.append_id),
+       picked.stream_id, picked.first_version, picked.event_count, split_part(picked.stream_id, '-', 1)
+FROM picked, head;
 
 -- name: TombstoneStream :one
 -- Soft-deletes a live stream whose version matches the expectation (kind

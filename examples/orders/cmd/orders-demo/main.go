@@ -47,7 +47,7 @@ const (
 // The queries the demo shows the user, to run in psql themselves.
 const (
 	queryOrders    = `SELECT id, customer, total_cents, status FROM orders ORDER BY id;`
-	queryEvents    = `SELECT position, stream_id, version, type FROM keel.events ORDER BY position;`
+	queryEvents    = `SELECT position, stream_id, version, type FROM keel.event_feed ORDER BY position;`
 	queryOutbox    = `SELECT topic, key, type, state, attempts FROM keel.outbox ORDER BY id;`
 	queryJobs      = `SELECT kind, state, attempt FROM keel.jobs WHERE kind NOT LIKE 'keel.%' ORDER BY id;`
 	querySagas     = `SELECT id, status, error->>'message' AS error FROM keel.saga_runs ORDER BY created_at;`
