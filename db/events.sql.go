@@ -62,17 +62,17 @@ WITH bumped AS (
     FROM base
 )
 INSERT INTO keel.events (stream_id, version, event_id, type, data, metadata, causation_id, correlation_id)
-SELECT $1::text, base.prev + i, ($2::uuid[])[i], ($3::text[])[i],
+SELECT $1::text, base.prev + i, ($2::text[])[i]::uuid, ($3::text[])[i],
        ($4::jsonb[])[i], ($5::jsonb[])[i],
        NULLIF(($6::text[])[i], ''), NULLIF(($7::text[])[i], '')
-FROM base, generate_subscripts($2::uuid[], 1) AS i
+FROM base, generate_subscripts($2::text[], 1) AS i
 ORDER BY i
-RETURNING event_id, version, recorded_at
+RETURNING version, recorded_at
 `
 
 type AppendEventsParams struct {
 	StreamID       string            `json:"stream_id"`
-	EventIds       []uuid.UUID       `json:"event_ids"`
+	EventIds       []string          `json:"event_ids"`
 	Types          []string          `json:"types"`
 	Datas          []json.RawMessage `json:"datas"`
 	Metadatas      []json.RawMessage `json:"metadatas"`
@@ -84,7 +84,6 @@ type AppendEventsParams struct {
 }
 
 type AppendEventsRow struct {
-	EventID    uuid.UUID          `json:"event_id"`
 	Version    int64              `json:"version"`
 	RecordedAt pgtype.Timestamptz `json:"recorded_at"`
 }
@@ -99,7 +98,10 @@ type AppendEventsRow struct {
 // queued for the sequencer after the lock is taken, append order follows
 // version order within a stream. generate_subscripts keeps the planner
 // estimate the same for every batch size, so the prepared statement settles
-// on one generic plan instead of being planned again on every call.
+// on one generic plan instead of being planned again on every call. Event
+// ids travel as text: pgx encodes a []string in one pass, where each
+// uuid.UUID would go through its driver.Valuer, fail as binary and be parsed
+// back.
 func (q *Queries) AppendEvents(ctx context.Context, arg AppendEventsParams) ([]AppendEventsRow, error) {
 	rows, err := q.db.Query(ctx, appendEvents,
 		arg.StreamID,
@@ -120,7 +122,7 @@ func (q *Queries) AppendEvents(ctx context.Context, arg AppendEventsParams) ([]A
 	var items []AppendEventsRow
 	for rows.Next() {
 		var i AppendEventsRow
-		if err := rows.Scan(&i.EventID, &i.Version, &i.RecordedAt); err != nil {
+		if err := rows.Scan(&i.Version, &i.RecordedAt); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

@@ -174,7 +174,7 @@ INSERT INTO keel.outbox (id, topic, key, type, payload, headers, available_at)
 SELECT u.id, u.topic, NULLIF(u.key, ''), u.type, u.payload, u.headers::jsonb, GREATEST(u.not_before, COALESCE($1::timestamptz, now()))
 FROM (
     SELECT
-        unnest($2::uuid[]) AS id,
+        unnest($2::text[])::uuid AS id,
         unnest($3::text[]) AS topic,
         unnest($4::text[]) AS key,
         unnest($5::text[]) AS type,
@@ -187,7 +187,7 @@ ON CONFLICT (id) DO NOTHING
 
 type OutboxEnqueueParams struct {
 	Now       pgtype.Timestamptz   `json:"now"`
-	Ids       []uuid.UUID          `json:"ids"`
+	Ids       []string             `json:"ids"`
 	Topics    []string             `json:"topics"`
 	Keys      []string             `json:"keys"`
 	Types     []string             `json:"types"`
@@ -197,6 +197,9 @@ type OutboxEnqueueParams struct {
 }
 
 // Inserts messages given as parallel arrays; an id already present is skipped.
+// Ids travel as text: pgx encodes a []string in one pass, where each
+// uuid.UUID would go through its driver.Valuer, fail as binary and be parsed
+// back.
 // A not-before in the past (the Unix epoch for none) means now; now is the
 // database clock unless the caller moves it.
 func (q *Queries) OutboxEnqueue(ctx context.Context, arg OutboxEnqueueParams) (int64, error) {

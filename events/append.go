@@ -42,13 +42,13 @@ type AppendResult struct {
 // wins, the other fails with ErrDuplicateEvent and its transaction is
 // aborted; retrying it reports Duplicate.
 func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expected ExpectedVersion, evs ...EventData) (AppendResult, error) {
-	params, callerIDs, err := appendParams(streamID, expected, evs)
+	params, ids, callerIDs, err := appendParams(streamID, expected, evs)
 	if err != nil {
 		return AppendResult{}, err
 	}
 	q := db.New(tx)
 	if len(callerIDs) > 0 {
-		res, done, err := s.alreadyAppended(ctx, q, streamID, callerIDs, params.EventIds)
+		res, done, err := s.alreadyAppended(ctx, q, streamID, callerIDs, ids)
 		if done || err != nil {
 			return res, err
 		}
@@ -72,7 +72,7 @@ func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expec
 	for i, r := range rows {
 		e := evs[i]
 		res.Events[i] = RecordedEvent{
-			ID: r.EventID, StreamID: streamID, Version: r.Version, Type: e.Type,
+			ID: ids[i], StreamID: streamID, Version: r.Version, Type: e.Type,
 			Data: e.Data, Metadata: params.Metadatas[i], CausationID: e.CausationID,
 			CorrelationID: e.CorrelationID, RecordedAt: r.RecordedAt.Time,
 		}
@@ -95,61 +95,61 @@ func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expec
 }
 
 // appendParams checks the input and builds the append query's arguments,
-// giving events without an id a new UUIDv7. It also returns the ids the
-// caller chose.
-func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (db.AppendEventsParams, []uuid.UUID, error) {
-	var p db.AppendEventsParams
+// giving events without an id a new UUIDv7. It also returns every event's id
+// and the ids the caller chose.
+func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (p db.AppendEventsParams, ids, callerIDs []uuid.UUID, err error) {
 	if streamID == "" {
-		return p, nil, invalid("stream id is empty")
+		return p, nil, nil, invalid("stream id is empty")
 	}
 	if err := expected.validate(); err != nil {
-		return p, nil, err
+		return p, nil, nil, err
 	}
 	if len(evs) == 0 {
-		return p, nil, invalid("no events to append to %q", streamID)
+		return p, nil, nil, invalid("no events to append to %q", streamID)
 	}
 	p = db.AppendEventsParams{
 		StreamID:       streamID,
 		Count:          int64(len(evs)),
 		Kind:           expected.kind,
 		Expected:       expected.version,
-		EventIds:       make([]uuid.UUID, len(evs)),
+		EventIds:       make([]string, len(evs)),
 		Types:          make([]string, len(evs)),
 		Datas:          make([]json.RawMessage, len(evs)),
 		Metadatas:      make([]json.RawMessage, len(evs)),
 		CausationIds:   make([]string, len(evs)),
 		CorrelationIds: make([]string, len(evs)),
 	}
-	var callerIDs []uuid.UUID
+	ids = make([]uuid.UUID, len(evs))
 	for i, e := range evs {
 		if e.Type == "" {
-			return p, nil, invalid("event %d of %q has no type", i, streamID)
+			return p, nil, nil, invalid("event %d of %q has no type", i, streamID)
 		}
 		if !json.Valid(e.Data) {
-			return p, nil, invalid("event %d (%s) of %q: data is not JSON", i, e.Type, streamID)
+			return p, nil, nil, invalid("event %d (%s) of %q: data is not JSON", i, e.Type, streamID)
 		}
 		meta := e.Metadata
 		if meta == nil {
 			meta = json.RawMessage(`{}`)
 		} else if !isJSONObject(meta) {
-			return p, nil, invalid("event %d (%s) of %q: metadata is not a JSON object", i, e.Type, streamID)
+			return p, nil, nil, invalid("event %d (%s) of %q: metadata is not a JSON object", i, e.Type, streamID)
 		}
 		id := e.ID
 		if id == uuid.Nil {
-			var err error
 			if id, err = uuid.NewV7(); err != nil {
-				return p, nil, fmt.Errorf("keel events: event id: %w", err)
+				return p, nil, nil, fmt.Errorf("keel events: event id: %w", err)
 			}
 		} else {
 			callerIDs = append(callerIDs, id)
 		}
-		p.EventIds[i], p.Types[i], p.Datas[i], p.Metadatas[i] = id, e.Type, e.Data, meta
+		ids[i] = id
+		p.EventIds[i], p.Types[i], p.Datas[i], p.Metadatas[i] = id.String(), e.Type, e.Data, meta
 		p.CausationIds[i], p.CorrelationIds[i] = e.CausationID, e.CorrelationID
 	}
-	if dup := firstDuplicate(p.EventIds); dup != uuid.Nil {
-		return p, nil, invalid("event id %s appears twice in one append", dup)
+	// New UUIDv7s never repeat, so only the caller's ids can.
+	if dup := firstDuplicate(callerIDs); dup != uuid.Nil {
+		return p, nil, nil, invalid("event id %s appears twice in one append", dup)
 	}
-	return p, callerIDs, nil
+	return p, ids, callerIDs, nil
 }
 
 func isJSONObject(b json.RawMessage) bool {

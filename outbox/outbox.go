@@ -62,7 +62,7 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 		return 0, nil
 	}
 	p := db.OutboxEnqueueParams{
-		Ids:       make([]uuid.UUID, len(msgs)),
+		Ids:       make([]string, len(msgs)),
 		Topics:    make([]string, len(msgs)),
 		Keys:      make([]string, len(msgs)),
 		Types:     make([]string, len(msgs)),
@@ -84,7 +84,7 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 				return 0, fmt.Errorf("keel outbox: new id: %w", err)
 			}
 		}
-		p.Ids[i], p.Topics[i], p.Keys[i], p.Types[i], p.Payloads[i], p.Headers[i] = m.ID, m.Topic, m.Key, m.Type, m.Payload, h
+		p.Ids[i], p.Topics[i], p.Keys[i], p.Types[i], p.Payloads[i], p.Headers[i] = m.ID.String(), m.Topic, m.Key, m.Type, m.Payload, h
 		p.NotBefore[i] = pgtype.Timestamptz{Time: m.NotBefore, Valid: true}
 		if m.NotBefore.IsZero() {
 			p.NotBefore[i].Time = time.Unix(0, 0)

@@ -9,7 +9,10 @@
 -- queued for the sequencer after the lock is taken, append order follows
 -- version order within a stream. generate_subscripts keeps the planner
 -- estimate the same for every batch size, so the prepared statement settles
--- on one generic plan instead of being planned again on every call.
+-- on one generic plan instead of being planned again on every call. Event
+-- ids travel as text: pgx encodes a []string in one pass, where each
+-- uuid.UUID would go through its driver.Valuer, fail as binary and be parsed
+-- back.
 WITH bumped AS (
     UPDATE keel.streams s
     SET version = s.version + @count::bigint, updated_at = now()
@@ -34,12 +37,12 @@ WITH bumped AS (
     FROM base
 )
 INSERT INTO keel.events (stream_id, version, event_id, type, data, metadata, causation_id, correlation_id)
-SELECT @stream_id::text, base.prev + i, (@event_ids::uuid[])[i], (@types::text[])[i],
+SELECT @stream_id::text, base.prev + i, (@event_ids::text[])[i]::uuid, (@types::text[])[i],
        (@datas::jsonb[])[i], (@metadatas::jsonb[])[i],
        NULLIF((@causation_ids::text[])[i], ''), NULLIF((@correlation_ids::text[])[i], '')
-FROM base, generate_subscripts(@event_ids::uuid[], 1) AS i
+FROM base, generate_subscripts(@event_ids::text[], 1) AS i
 ORDER BY i
-RETURNING event_id, version, recorded_at;
+RETURNING version, recorded_at;
 
 -- name: GetStream :one
 -- The state of one stream.

@@ -1,12 +1,15 @@
 -- name: OutboxEnqueue :execrows
 -- Inserts messages given as parallel arrays; an id already present is skipped.
+-- Ids travel as text: pgx encodes a []string in one pass, where each
+-- uuid.UUID would go through its driver.Valuer, fail as binary and be parsed
+-- back.
 -- A not-before in the past (the Unix epoch for none) means now; now is the
 -- database clock unless the caller moves it.
 INSERT INTO keel.outbox (id, topic, key, type, payload, headers, available_at)
 SELECT u.id, u.topic, NULLIF(u.key, ''), u.type, u.payload, u.headers::jsonb, GREATEST(u.not_before, COALESCE(sqlc.narg(now)::timestamptz, now()))
 FROM (
     SELECT
-        unnest(sqlc.arg(ids)::uuid[]) AS id,
+        unnest(sqlc.arg(ids)::text[])::uuid AS id,
         unnest(sqlc.arg(topics)::text[]) AS topic,
         unnest(sqlc.arg(keys)::text[]) AS key,
         unnest(sqlc.arg(types)::text[]) AS type,
