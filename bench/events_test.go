@@ -16,7 +16,7 @@ import (
 )
 
 // analyzeEvents is maintenance, not a query keel makes, so it is not in sql/.
-const analyzeEvents = "ANALYZE keel.streams, keel.events"
+const analyzeEvents = "ANALYZE keel.streams, keel.events, keel.feed"
 
 // The SQL floor the appends are compared with: rows with the same payload
 // inserted per transaction into a table with a bigserial key, and no

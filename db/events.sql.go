@@ -63,7 +63,7 @@ WITH bumped AS (
 )
 INSERT INTO keel.events (stream_id, version, event_id, type, data, metadata, causation_id, correlation_id)
 SELECT $1::text, base.prev + i, ($2::text[])[i]::uuid, ($3::text[])[i],
-       ($4::jsonb[])[i], ($5::jsonb[])[i],
+       ($4::text[])[i]::jsonb, ($5::text[])[i]::jsonb,
        NULLIF(($6::text[])[i], ''), NULLIF(($7::text[])[i], '')
 FROM base, generate_subscripts($2::text[], 1) AS i
 ORDER BY i
@@ -71,16 +71,16 @@ RETURNING version, recorded_at
 `
 
 type AppendEventsParams struct {
-	StreamID       string            `json:"stream_id"`
-	EventIds       []string          `json:"event_ids"`
-	Types          []string          `json:"types"`
-	Datas          []json.RawMessage `json:"datas"`
-	Metadatas      []json.RawMessage `json:"metadatas"`
-	CausationIds   []string          `json:"causation_ids"`
-	CorrelationIds []string          `json:"correlation_ids"`
-	Count          int64             `json:"count"`
-	Kind           string            `json:"kind"`
-	Expected       int64             `json:"expected"`
+	StreamID       string   `json:"stream_id"`
+	EventIds       []string `json:"event_ids"`
+	Types          []string `json:"types"`
+	Datas          []string `json:"datas"`
+	Metadatas      []string `json:"metadatas"`
+	CausationIds   []string `json:"causation_ids"`
+	CorrelationIds []string `json:"correlation_ids"`
+	Count          int64    `json:"count"`
+	Kind           string   `json:"kind"`
+	Expected       int64    `json:"expected"`
 }
 
 type AppendEventsRow struct {
@@ -99,9 +99,10 @@ type AppendEventsRow struct {
 // version order within a stream. generate_subscripts keeps the planner
 // estimate the same for every batch size, so the prepared statement settles
 // on one generic plan instead of being planned again on every call. Event
-// ids travel as text: pgx encodes a []string in one pass, where each
-// uuid.UUID would go through its driver.Valuer, fail as binary and be parsed
-// back.
+// ids, data and metadata travel as text[]: pgx encodes a []string in one
+// pass, where a []uuid.UUID goes through each id's driver.Valuer (failing as
+// binary and parsed back) and a []json.RawMessage through reflection. The
+// server parses the JSON either way.
 func (q *Queries) AppendEvents(ctx context.Context, arg AppendEventsParams) ([]AppendEventsRow, error) {
 	rows, err := q.db.Query(ctx, appendEvents,
 		arg.StreamID,

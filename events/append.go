@@ -73,7 +73,7 @@ func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expec
 		e := evs[i]
 		res.Events[i] = RecordedEvent{
 			ID: ids[i], StreamID: streamID, Version: r.Version, Type: e.Type,
-			Data: e.Data, Metadata: params.Metadatas[i], CausationID: e.CausationID,
+			Data: e.Data, Metadata: json.RawMessage(params.Metadatas[i]), CausationID: e.CausationID,
 			CorrelationID: e.CorrelationID, RecordedAt: r.RecordedAt.Time,
 		}
 	}
@@ -114,8 +114,8 @@ func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (p
 		Expected:       expected.version,
 		EventIds:       make([]string, len(evs)),
 		Types:          make([]string, len(evs)),
-		Datas:          make([]json.RawMessage, len(evs)),
-		Metadatas:      make([]json.RawMessage, len(evs)),
+		Datas:          make([]string, len(evs)),
+		Metadatas:      make([]string, len(evs)),
 		CausationIds:   make([]string, len(evs)),
 		CorrelationIds: make([]string, len(evs)),
 	}
@@ -142,7 +142,7 @@ func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (p
 			callerIDs = append(callerIDs, id)
 		}
 		ids[i] = id
-		p.EventIds[i], p.Types[i], p.Datas[i], p.Metadatas[i] = id.String(), e.Type, e.Data, meta
+		p.EventIds[i], p.Types[i], p.Datas[i], p.Metadatas[i] = id.String(), e.Type, string(e.Data), string(meta)
 		p.CausationIds[i], p.CorrelationIds[i] = e.CausationID, e.CorrelationID
 	}
 	// New UUIDv7s never repeat, so only the caller's ids can.

@@ -10,9 +10,10 @@
 -- version order within a stream. generate_subscripts keeps the planner
 -- estimate the same for every batch size, so the prepared statement settles
 -- on one generic plan instead of being planned again on every call. Event
--- ids travel as text: pgx encodes a []string in one pass, where each
--- uuid.UUID would go through its driver.Valuer, fail as binary and be parsed
--- back.
+-- ids, data and metadata travel as text[]: pgx encodes a []string in one
+-- pass, where a []uuid.UUID goes through each id's driver.Valuer (failing as
+-- binary and parsed back) and a []json.RawMessage through reflection. The
+-- server parses the JSON either way.
 WITH bumped AS (
     UPDATE keel.streams s
     SET version = s.version + @count::bigint, updated_at = now()
@@ -38,7 +39,7 @@ WITH bumped AS (
 )
 INSERT INTO keel.events (stream_id, version, event_id, type, data, metadata, causation_id, correlation_id)
 SELECT @stream_id::text, base.prev + i, (@event_ids::text[])[i]::uuid, (@types::text[])[i],
-       (@datas::jsonb[])[i], (@metadatas::jsonb[])[i],
+       (@datas::text[])[i]::jsonb, (@metadatas::text[])[i]::jsonb,
        NULLIF((@causation_ids::text[])[i], ''), NULLIF((@correlation_ids::text[])[i], '')
 FROM base, generate_subscripts(@event_ids::text[], 1) AS i
 ORDER BY i
