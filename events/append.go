@@ -53,11 +53,11 @@ func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expec
 			return res, err
 		}
 	}
-	rows, err := q.AppendEvents(ctx, params)
+	rows, err := appendRows(ctx, q, params)
 	if len(rows) == 0 && err == nil && expected.kind == kindAny {
 		// A concurrent append created the stream between this statement's
 		// update and insert; with Any that is no conflict, so go again.
-		rows, err = q.AppendEvents(ctx, params)
+		rows, err = appendRows(ctx, q, params)
 	}
 	if err != nil {
 		if isUniqueViolation(err, "events_event_id_key") {
@@ -92,6 +92,26 @@ func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expec
 		s.cfg.Metrics.Appended(streamID, len(rows))
 	}
 	return res, nil
+}
+
+// appendRows runs the append statement: the one for a single event when
+// there is one, the one taking arrays otherwise.
+func appendRows(ctx context.Context, q *db.Queries, p db.AppendEventsParams) ([]db.AppendEventsRow, error) {
+	if p.Count != 1 {
+		return q.AppendEvents(ctx, p)
+	}
+	row, err := q.AppendEvent(ctx, db.AppendEventParams{
+		StreamID: p.StreamID, Kind: p.Kind, Expected: p.Expected,
+		EventID: p.EventIds[0], Type: p.Types[0], Data: p.Datas[0], Metadata: p.Metadatas[0],
+		CausationID: p.CausationIds[0], CorrelationID: p.CorrelationIds[0],
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []db.AppendEventsRow{db.AppendEventsRow(row)}, nil
 }
 
 // appendParams checks the input and builds the append query's arguments,
