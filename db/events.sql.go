@@ -523,15 +523,22 @@ SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bi
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
 FROM keel.feed f
-JOIN keel.streams s ON s.stream_id = f.stream_id
-JOIN keel.events e ON e.stream_id = f.stream_id
-WHERE e.version >= GREATEST(f.first_version, f.first_version + ($1::bigint) - (f.last_position - f.event_count))
-  AND e.version <= f.first_version + f.event_count - 1
-  AND e.version >= s.truncated_before
-  AND e.version - f.first_version <= ($2::bigint) - (f.last_position - f.event_count + 1)
-  AND f.last_position > $1::bigint
+CROSS JOIN LATERAL (
+    SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
+           ev.causation_id, ev.correlation_id, ev.recorded_at
+    FROM keel.events ev
+    WHERE ev.stream_id = f.stream_id
+      AND ev.version >= GREATEST(f.first_version, f.first_version + ($1::bigint) - (f.last_position - f.event_count))
+      AND ev.version <= f.first_version + f.event_count - 1
+      AND ev.version - f.first_version <= ($2::bigint) - (f.last_position - f.event_count + 1)
+      AND NOT EXISTS (SELECT 1 FROM keel.streams s
+                      WHERE s.stream_id = ev.stream_id
+                        AND (s.deleted_at IS NOT NULL OR s.truncated_before > 0)
+                        AND (s.deleted_at IS NOT NULL OR ev.version < s.truncated_before))
+    OFFSET 0
+) e
+WHERE f.last_position > $1::bigint
   AND f.last_position - f.event_count < $2::bigint
-  AND s.deleted_at IS NULL
 ORDER BY f.last_position, e.version
 LIMIT $3::bigint
 `
@@ -556,7 +563,12 @@ type ReadAllRow struct {
 }
 
 // The global feed after a position, in position order: the events of the
-// feed's appends, skipping deleted streams and truncated events.
+// feed's appends, skipping deleted streams and truncated events. The feed is
+// walked in position order and each append's events fetched by their
+// stream and versions (OFFSET 0 keeps that nested loop: a planner that
+// misjudges how many events an append holds would otherwise join everything
+// and sort). Hidden streams come from a partial index that holds only the
+// deleted and truncated ones.
 func (q *Queries) ReadAll(ctx context.Context, arg ReadAllParams) ([]ReadAllRow, error) {
 	rows, err := q.db.Query(ctx, readAll, arg.After, arg.UntilPosition, arg.MaxCount)
 	if err != nil {
@@ -593,16 +605,23 @@ SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bi
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
 FROM keel.feed f
-JOIN keel.streams s ON s.stream_id = f.stream_id
-JOIN keel.events e ON e.stream_id = f.stream_id
-WHERE e.version >= GREATEST(f.first_version, f.first_version + ($1::bigint) - (f.last_position - f.event_count))
-  AND e.version <= f.first_version + f.event_count - 1
-  AND e.version >= s.truncated_before
-  AND e.version - f.first_version <= ($2::bigint) - (f.last_position - f.event_count + 1)
-  AND f.category = $3::text
+CROSS JOIN LATERAL (
+    SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
+           ev.causation_id, ev.correlation_id, ev.recorded_at
+    FROM keel.events ev
+    WHERE ev.stream_id = f.stream_id
+      AND ev.version >= GREATEST(f.first_version, f.first_version + ($1::bigint) - (f.last_position - f.event_count))
+      AND ev.version <= f.first_version + f.event_count - 1
+      AND ev.version - f.first_version <= ($2::bigint) - (f.last_position - f.event_count + 1)
+      AND NOT EXISTS (SELECT 1 FROM keel.streams s
+                      WHERE s.stream_id = ev.stream_id
+                        AND (s.deleted_at IS NOT NULL OR s.truncated_before > 0)
+                        AND (s.deleted_at IS NOT NULL OR ev.version < s.truncated_before))
+    OFFSET 0
+) e
+WHERE f.category = $3::text
   AND f.last_position > $1::bigint
   AND f.last_position - f.event_count < $2::bigint
-  AND s.deleted_at IS NULL
 ORDER BY f.last_position, e.version
 LIMIT $4::bigint
 `
@@ -627,8 +646,7 @@ type ReadCategoryRow struct {
 	RecordedAt    pgtype.Timestamptz `json:"recorded_at"`
 }
 
-// One category's events after a feed position, in position order, skipping
-// deleted streams and truncated events.
+// ReadAll restricted to one category's appends.
 func (q *Queries) ReadCategory(ctx context.Context, arg ReadCategoryParams) ([]ReadCategoryRow, error) {
 	rows, err := q.db.Query(ctx, readCategory,
 		arg.After,

@@ -31,6 +31,8 @@ COMMENT ON COLUMN keel.feed.event_count IS 'How many events the append wrote.';
 COMMENT ON COLUMN keel.feed.category IS 'The stream id up to its first ''-'' (order-123 belongs to order), for category reads.';
 CREATE INDEX feed_category ON keel.feed (category, last_position);
 COMMENT ON INDEX keel.feed_category IS 'Category reads and category subscriptions, in feed order.';
+CREATE INDEX streams_hidden ON keel.streams (stream_id) WHERE deleted_at IS NOT NULL OR truncated_before > 0;
+COMMENT ON INDEX keel.streams_hidden IS 'The deleted and truncated streams, whose events feed reads leave out; small, so checking it per event is cheap.';
 
 INSERT INTO keel.feed (last_position, stream_id, first_version, event_count, category)
 SELECT position, stream_id, version, 1, category
@@ -84,6 +86,7 @@ COMMENT ON VIEW keel.subscription_lag IS 'Each event subscription: its checkpoin
 -- +goose Down
 DROP VIEW keel.subscription_lag;
 DROP VIEW keel.event_feed;
+DROP INDEX keel.streams_hidden;
 ALTER TABLE keel.events DROP CONSTRAINT events_pkey;
 ALTER TABLE keel.events ADD COLUMN seq bigint;
 ALTER TABLE keel.events ADD COLUMN position bigint;

@@ -129,40 +129,58 @@ ORDER BY first_version;
 
 -- name: ReadAll :many
 -- The global feed after a position, in position order: the events of the
--- feed's appends, skipping deleted streams and truncated events.
+-- feed's appends, skipping deleted streams and truncated events. The feed is
+-- walked in position order and each append's events fetched by their
+-- stream and versions (OFFSET 0 keeps that nested loop: a planner that
+-- misjudges how many events an append holds would otherwise join everything
+-- and sort). Hidden streams come from a partial index that holds only the
+-- deleted and truncated ones.
 SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
 FROM keel.feed f
-JOIN keel.streams s ON s.stream_id = f.stream_id
-JOIN keel.events e ON e.stream_id = f.stream_id
-WHERE e.version >= GREATEST(f.first_version, f.first_version + (@after::bigint) - (f.last_position - f.event_count))
-  AND e.version <= f.first_version + f.event_count - 1
-  AND e.version >= s.truncated_before
-  AND e.version - f.first_version <= (@until_position::bigint) - (f.last_position - f.event_count + 1)
-  AND f.last_position > @after::bigint
+CROSS JOIN LATERAL (
+    SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
+           ev.causation_id, ev.correlation_id, ev.recorded_at
+    FROM keel.events ev
+    WHERE ev.stream_id = f.stream_id
+      AND ev.version >= GREATEST(f.first_version, f.first_version + (@after::bigint) - (f.last_position - f.event_count))
+      AND ev.version <= f.first_version + f.event_count - 1
+      AND ev.version - f.first_version <= (@until_position::bigint) - (f.last_position - f.event_count + 1)
+      AND NOT EXISTS (SELECT 1 FROM keel.streams s
+                      WHERE s.stream_id = ev.stream_id
+                        AND (s.deleted_at IS NOT NULL OR s.truncated_before > 0)
+                        AND (s.deleted_at IS NOT NULL OR ev.version < s.truncated_before))
+    OFFSET 0
+) e
+WHERE f.last_position > @after::bigint
   AND f.last_position - f.event_count < @until_position::bigint
-  AND s.deleted_at IS NULL
 ORDER BY f.last_position, e.version
 LIMIT @max_count::bigint;
 
 -- name: ReadCategory :many
--- One category's events after a feed position, in position order, skipping
--- deleted streams and truncated events.
+-- ReadAll restricted to one category's appends.
 SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
 FROM keel.feed f
-JOIN keel.streams s ON s.stream_id = f.stream_id
-JOIN keel.events e ON e.stream_id = f.stream_id
-WHERE e.version >= GREATEST(f.first_version, f.first_version + (@after::bigint) - (f.last_position - f.event_count))
-  AND e.version <= f.first_version + f.event_count - 1
-  AND e.version >= s.truncated_before
-  AND e.version - f.first_version <= (@until_position::bigint) - (f.last_position - f.event_count + 1)
-  AND f.category = @category::text
+CROSS JOIN LATERAL (
+    SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
+           ev.causation_id, ev.correlation_id, ev.recorded_at
+    FROM keel.events ev
+    WHERE ev.stream_id = f.stream_id
+      AND ev.version >= GREATEST(f.first_version, f.first_version + (@after::bigint) - (f.last_position - f.event_count))
+      AND ev.version <= f.first_version + f.event_count - 1
+      AND ev.version - f.first_version <= (@until_position::bigint) - (f.last_position - f.event_count + 1)
+      AND NOT EXISTS (SELECT 1 FROM keel.streams s
+                      WHERE s.stream_id = ev.stream_id
+                        AND (s.deleted_at IS NOT NULL OR s.truncated_before > 0)
+                        AND (s.deleted_at IS NOT NULL OR ev.version < s.truncated_before))
+    OFFSET 0
+) e
+WHERE f.category = @category::text
   AND f.last_position > @after::bigint
   AND f.last_position - f.event_count < @until_position::bigint
-  AND s.deleted_at IS NULL
 ORDER BY f.last_position, e.version
 LIMIT @max_count::bigint;
 
