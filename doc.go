@@ -4,7 +4,8 @@
 // transaction.
 //
 // This root package holds only what every feature shares: [DBTX], the
-// transaction contract. Every keel operation that writes takes a DBTX, and it
+// transaction contract, and [Listener], the one LISTEN connection a process's
+// components can share. Every keel operation that writes takes a DBTX, and it
 // never begins, commits or rolls back a transaction it was given. Pass a
 // pgx.Tx and the write commits or rolls back with the rest of your work:
 //

@@ -24,6 +24,10 @@ type Config struct {
 	// this process sends to subscribers; appends in between share one
 	// trailing notification. Default: 5ms.
 	NotifyInterval time.Duration
+	// Listener is the LISTEN connection the store's subscriptions share with
+	// the process's other keel components (see keel.Listener). Default: the
+	// store opens its own.
+	Listener *keel.Listener
 	// DisableNotify stops appends from sending wake-up notifications;
 	// subscriptions then rely on polling alone. Default: false.
 	DisableNotify bool

@@ -34,12 +34,15 @@ func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		return nil, errors.New("keel events: pool is nil")
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Listener == nil {
+		cfg.Listener = notify.NewListener(pool, cfg.Logger)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Store{
 		pool:     pool,
 		cfg:      cfg,
 		debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger),
-		listener: notify.NewListener(pool, cfg.Logger),
+		listener: cfg.Listener,
 		ctx:      ctx,
 		cancel:   cancel,
 	}, nil

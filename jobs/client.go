@@ -121,10 +121,13 @@ func (c *Client) Start(ctx context.Context) error {
 	jobsCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
 	r := &run{
 		stopFetch: stopFetch, stopAll: stopAll, stopJobs: stopJobs, jobsCtx: jobsCtx,
-		listener:    notify.NewListener(c.pool, c.cfg.Logger),
+		listener:    c.cfg.Listener,
 		queues:      map[string]*queue{},
 		kickResolve: make(chan struct{}, 1),
 		running:     map[int64]*runningJob{},
+	}
+	if r.listener == nil {
+		r.listener = notify.NewListener(c.pool, c.cfg.Logger)
 	}
 	r.completer = newCompleter(c, r)
 	c.run = r

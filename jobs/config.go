@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/keelpg/keel"
 )
 
 // DefaultQueue is the queue of jobs inserted without one, and the queue a
@@ -39,6 +41,10 @@ type Config struct {
 	// one queue from this client; inserts in between get one trailing
 	// notification. Default 5ms.
 	NotifyInterval time.Duration
+	// Listener is the LISTEN connection the client shares with the
+	// process's other keel components (see keel.Listener). Default: the
+	// client opens its own.
+	Listener *keel.Listener
 
 	// JobTimeout bounds an attempt when neither the job nor its kind set a
 	// timeout. Default 1 minute; negative means no timeout.

@@ -35,9 +35,10 @@
 // An insert sends a NOTIFY that fires on commit. Because a notifying commit
 // takes a database-wide lock, a client sends at most one per queue per
 // Config.NotifyInterval (5ms) and a trailing one for inserts held back
-// (internal/notify's Debouncer). Workers LISTEN on one connection per client
-// and also poll every Config.FetchPollInterval (1s), so no job waits on a
-// lost notification for longer than that.
+// (internal/notify's Debouncer). Workers LISTEN on one connection per client,
+// or on the process's shared one when Config.Listener is set (see
+// keel.Listener), and also poll every Config.FetchPollInterval (1s), so no
+// job waits on a lost notification for longer than that.
 //
 // # States
 //

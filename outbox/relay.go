@@ -92,6 +92,10 @@ type RelayConfig struct {
 	Logger *slog.Logger
 	// Hooks receive measurements. Default: NoHooks.
 	Hooks Hooks
+	// Listener is the LISTEN connection the relay shares with the
+	// process's other keel components (see keel.Listener). Default: the
+	// relay opens its own.
+	Listener *keel.Listener
 }
 
 // DefaultBackoff waits about 1s after the first failure, doubling each time
@@ -162,7 +166,10 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 func (r *Relay) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	listener := notify.NewListener(r.pool, r.log)
+	listener := r.cfg.Listener
+	if listener == nil {
+		listener = notify.NewListener(r.pool, r.log)
+	}
 	wake := listener.Subscribe(Channel, 1)
 	defer wake.Close()
 	done := make(chan struct{}, 2)

@@ -17,11 +17,12 @@ const channelDone = "keel_saga_done"
 
 // awaiter routes run-finished notifications to the Await calls of this
 // engine: on each notification it asks, in one query, which of the awaited
-// runs are final, and wakes their Awaits. Its LISTEN connection is opened by
-// the first Await.
+// runs are final, and wakes their Awaits. Its listener (the process's shared
+// one when the engine's jobs.Config has it) is run from the first Await.
 type awaiter struct {
-	pool   *pgxpool.Pool
-	logger *slog.Logger
+	pool     *pgxpool.Pool
+	listener *notify.Listener
+	logger   *slog.Logger
 
 	mu       sync.Mutex
 	started  bool
@@ -31,8 +32,11 @@ type awaiter struct {
 	watchers map[string]map[chan struct{}]struct{}
 }
 
-func newAwaiter(pool *pgxpool.Pool, logger *slog.Logger) *awaiter {
-	return &awaiter{pool: pool, logger: logger, watchers: map[string]map[chan struct{}]struct{}{}}
+func newAwaiter(pool *pgxpool.Pool, listener *notify.Listener, logger *slog.Logger) *awaiter {
+	if listener == nil {
+		listener = notify.NewListener(pool, logger)
+	}
+	return &awaiter{pool: pool, listener: listener, logger: logger, watchers: map[string]map[chan struct{}]struct{}{}}
 }
 
 // watch returns a channel that receives when runID may have finished.
@@ -48,7 +52,7 @@ func (a *awaiter) watch(runID string) chan struct{} {
 		a.started = true
 		ctx, stop := context.WithCancel(context.Background())
 		a.stop, a.done = stop, make(chan struct{})
-		l := notify.NewListener(a.pool, a.logger)
+		l := a.listener
 		sub := l.Subscribe(channelDone, 256)
 		go func() {
 			defer close(a.done)

@@ -28,7 +28,8 @@ type Config struct {
 	// would, so the application's own jobs run too. Its zero values
 	// take jobs' defaults, except NotifyInterval and FetchCooldown, which
 	// default to 1ms: a run woken by a signal or a child is one job whose
-	// latency is the resume latency.
+	// latency is the resume latency. Await listens through Jobs.Listener
+	// too, when it is set.
 	Jobs jobs.Config
 	// StepRetry is the retry policy of steps and compensations that set
 	// none. Default: 3 attempts, 100ms doubling to at most 10s.

@@ -63,7 +63,7 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	if e.jobs, err = jobs.NewClient(pool, cfg.Jobs); err != nil {
 		return nil, fmt.Errorf("%w: jobs client: %w", ErrInvalidOptions, err)
 	}
-	e.awaiter = newAwaiter(pool, cfg.Logger)
+	e.awaiter = newAwaiter(pool, cfg.Jobs.Listener, cfg.Logger)
 	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
 	e.timers = newTimers(e.jobs, cfg.Logger)
 	return e, nil

@@ -177,11 +177,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// MinPoolSize is the fewest connections New accepts: the outbox, events
-// and saga each keep a LISTEN connection, and the workers, relay and
-// subscription need connections of their own to make progress. pgxpool's
-// default (the number of CPUs, at least 4) is too small and would stall.
-const MinPoolSize = 10
+// MinPoolSize is the fewest connections New accepts: the relay, the
+// subscription, the job and saga workers and their maintenance need
+// connections of their own to make progress, and the process's one LISTEN
+// connection (shared by all of them through a keel.Listener) is taken out of
+// the pool. pgxpool's default (the number of CPUs, at least 4) is too small
+// and would stall.
+const MinPoolSize = 8
 
 // New builds the service on pool, where keel's and the example's migrations
 // are applied. Nothing runs until Run.
@@ -199,9 +201,12 @@ func New(pool *pgxpool.Pool, cfg Config) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{pool: pool, cfg: cfg}
+	// One LISTEN connection for the relay, the subscription, the job and saga
+	// workers and Await.
+	listener := keel.NewListener(pool, cfg.Logger)
 	s.box = outbox.New(pool, outbox.Config{})
 	var err error
-	if s.store, err = events.NewStore(pool, events.Config{}); err != nil {
+	if s.store, err = events.NewStore(pool, events.Config{Listener: listener}); err != nil {
 		return nil, err
 	}
 
@@ -212,7 +217,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Service, error) {
 	fast := saga.RetryPolicy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: time.Second}
 	// The engine works its own queue "saga"; name "default" too, for the
 	// confirmation job.
-	jcfg := jobs.Config{Workers: workers, Logger: cfg.Logger, Queues: map[string]jobs.QueueConfig{"default": {MaxWorkers: 10}}}
+	jcfg := jobs.Config{Workers: workers, Logger: cfg.Logger, Listener: listener, Queues: map[string]jobs.QueueConfig{"default": {MaxWorkers: 10}}}
 	if cfg.PollInterval > 0 {
 		jcfg.FetchPollInterval = cfg.PollInterval
 		jcfg.MaintenanceInterval = cfg.PollInterval
@@ -221,7 +226,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if s.relay, err = outbox.NewRelay(pool, outbox.PublisherFunc(s.publish),
-		outbox.RelayConfig{Logger: cfg.Logger, PollInterval: cfg.PollInterval}); err != nil {
+		outbox.RelayConfig{Logger: cfg.Logger, PollInterval: cfg.PollInterval, Listener: listener}); err != nil {
 		return nil, err
 	}
 	if s.sub, err = s.store.Subscription(events.SubscriptionConfig{

@@ -65,7 +65,8 @@ func setup(t *testing.T, timeout time.Duration) (*pgxpool.Pool, *orders.Service,
 	if strings.Contains(url, "?") {
 		sep = "&"
 	}
-	pool := testdb.Open(t, url+sep+"pool_max_conns=20")
+	// The least pool New accepts, so the tests show it is enough.
+	pool := testdb.Open(t, fmt.Sprintf("%s%spool_max_conns=%d", url, sep, orders.MinPoolSize))
 	if err := orders.Migrate(t.Context(), pool); err != nil {
 		t.Fatal(err)
 	}

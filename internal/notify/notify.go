@@ -64,7 +64,8 @@ func (s *Subscription) Close() {
 	}
 }
 
-// Listener holds the process's one LISTEN connection.
+// Listener holds the process's one LISTEN connection. Several components may
+// share one: each calls Run, and the connection lives while any Run does.
 type Listener struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
@@ -72,6 +73,11 @@ type Listener struct {
 	mu        sync.Mutex
 	subs      map[string]map[*Subscription]struct{}
 	interrupt context.CancelFunc // cancels the current wait, so listens are re-synced
+
+	runMu    sync.Mutex
+	runners  int                // Run calls whose context is live
+	stopLoop context.CancelFunc // ends the connection's loop
+	loopDone chan struct{}      // closed when that loop has returned
 }
 
 // NewListener returns a Listener on the pool. Run must be called for it to
@@ -104,18 +110,55 @@ func (l *Listener) poke() {
 	}
 }
 
-// Run holds the connection until ctx ends, reconnecting with backoff.
+// Run keeps the connection open until ctx ends, reconnecting with backoff.
+// Any number of components may call Run on one Listener: the first opens the
+// connection, the others share it, and it closes when the last of their
+// contexts ends; that last Run returns once the connection is closed.
 func (l *Listener) Run(ctx context.Context) error {
+	l.runMu.Lock()
+	if l.runners == 0 {
+		if l.loopDone != nil {
+			<-l.loopDone
+		}
+		loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		l.stopLoop, l.loopDone = stop, done
+		go func() {
+			defer close(done)
+			l.loop(loopCtx)
+		}()
+	}
+	l.runners++
+	l.runMu.Unlock()
+
+	<-ctx.Done()
+
+	l.runMu.Lock()
+	l.runners--
+	last := l.runners == 0
+	if last {
+		l.stopLoop()
+	}
+	done := l.loopDone
+	l.runMu.Unlock()
+	if last {
+		<-done
+	}
+	return nil
+}
+
+// loop holds the connection until ctx ends, reconnecting with backoff.
+func (l *Listener) loop(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for {
 		err := l.session(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		l.logger.WarnContext(ctx, "keel: listen connection lost; reconnecting", "error", err, "in", backoff)
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)

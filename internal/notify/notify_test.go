@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/notify"
@@ -169,5 +170,102 @@ func TestDebouncerCoalescesBurst(t *testing.T) {
 	}
 	if got := recv(t, s); got != "z" {
 		t.Errorf("trailing notification %q, want the last payload z", got)
+	}
+}
+
+// listenSessions counts this database's sessions whose last statement was a
+// LISTEN: the Listeners' connections.
+func listenSessions(t *testing.T, pool interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Components that share a Listener share its one connection: it opens with
+// the first Run, serves every subscriber while any Run lasts, and closes when
+// the last Run's context ends.
+func TestListenerSharedByRuns(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	ctx := context.Background()
+	l := notify.NewListener(pool, nil)
+	jobs, events := l.Subscribe("keel_jobs", 8), l.Subscribe("keel_events", 8)
+	runs := make([]context.CancelFunc, 3)
+	done := make([]chan struct{}, 3)
+	for i := range runs {
+		var runCtx context.Context
+		runCtx, runs[i] = context.WithCancel(ctx)
+		done[i] = make(chan struct{})
+		go func() {
+			defer close(done[i])
+			_ = l.Run(runCtx)
+		}()
+	}
+	t.Cleanup(func() {
+		for _, stop := range runs {
+			stop()
+		}
+	})
+	waitDelivered(t, pool, jobs, "keel_jobs")
+	waitDelivered(t, pool, events, "keel_events")
+	if n := listenSessions(t, pool); n != 1 {
+		t.Errorf("three Runs of one Listener hold %d listening connections, want 1", n)
+	}
+
+	runs[0]()
+	runs[1]()
+	<-done[0]
+	<-done[1]
+	drain(jobs, events)
+	for _, ch := range []string{"keel_jobs", "keel_events"} {
+		if err := db.New(pool).Notify(ctx, db.NotifyParams{Channel: ch, Payload: "still here"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, s := range map[string]*notify.Subscription{"jobs": jobs, "events": events} {
+		if got := recv(t, s); got != "still here" {
+			t.Errorf("%s subscriber, with one Run left, got %q", name, got)
+		}
+	}
+
+	runs[2]()
+	<-done[2]
+	deadline := time.Now().Add(10 * time.Second)
+	for listenSessions(t, pool) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the listening connection is still open after the last Run returned")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A later Run opens the connection again.
+	again, stop := context.WithCancel(ctx)
+	t.Cleanup(stop)
+	go func() { _ = l.Run(again) }()
+	waitDelivered(t, pool, jobs, "keel_jobs")
+}
+
+// waitDelivered notifies channel until s receives it, then drains s.
+func waitDelivered(t *testing.T, pool *pgxpool.Pool, s *notify.Subscription, channel string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := db.New(pool).Notify(context.Background(), db.NotifyParams{Channel: channel, Payload: "ping"}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.C:
+			drain(s)
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing delivered on %s within 10s", channel)
+		}
 	}
 }
