@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -153,6 +154,9 @@ func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (p
 		} else if !isJSONObject(meta) {
 			return p, nil, nil, invalid("event %d (%s) of %q: metadata is not a JSON object", i, e.Type, streamID)
 		}
+		if hasNULEscape(e.Data) || hasNULEscape(meta) {
+			return p, nil, nil, invalid("event %d (%s) of %q: the escape \\u0000 cannot be stored in jsonb", i, e.Type, streamID)
+		}
 		id := e.ID
 		if id == uuid.Nil {
 			if id, err = uuid.NewV7(); err != nil {
@@ -170,6 +174,25 @@ func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (p
 		return p, nil, nil, invalid("event id %s appears twice in one append", dup)
 	}
 	return p, ids, callerIDs, nil
+}
+
+// hasNULEscape reports whether valid JSON holds the escape \u0000, which
+// Postgres' jsonb rejects (failing the caller's transaction).
+func hasNULEscape(b json.RawMessage) bool {
+	nul := []byte(`\u0000`)
+	if !bytes.Contains(b, nul) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		if bytes.HasPrefix(b[i:], nul) {
+			return true
+		}
+		i++ // the escaped character, so \\u0000 is a backslash and text
+	}
+	return false
 }
 
 func isJSONObject(b json.RawMessage) bool {

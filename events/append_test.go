@@ -229,6 +229,8 @@ func TestAppendBadInput(t *testing.T) {
 		{"no type", "bad-1", events.Any, []events.EventData{{Data: json.RawMessage(`{}`)}}},
 		{"data not JSON", "bad-1", events.Any, []events.EventData{{Type: "A", Data: json.RawMessage(`{oops`)}}},
 		{"no data", "bad-1", events.Any, []events.EventData{{Type: "A"}}},
+		{"data with a NUL escape", "bad-1", events.Any, []events.EventData{{Type: "A", Data: json.RawMessage(`{"s":"a\u0000b"}`)}}},
+		{"metadata with a NUL escape", "bad-1", events.Any, []events.EventData{{Type: "A", Data: json.RawMessage(`1`), Metadata: json.RawMessage(`{"\u0000":1}`)}}},
 		{"metadata not an object", "bad-1", events.Any, []events.EventData{{Type: "A", Data: json.RawMessage(`1`), Metadata: json.RawMessage(`[1]`)}}},
 		{"one id twice", "bad-1", events.Any, []events.EventData{{ID: id, Type: "A", Data: json.RawMessage(`1`)}, {ID: id, Type: "A", Data: json.RawMessage(`2`)}}},
 	} {
@@ -249,5 +251,15 @@ func TestAppendBadInput(t *testing.T) {
 	}
 	if _, err := store.Stream(ctx, pool, "bad-1"); !errors.Is(err, events.ErrStreamNotFound) || head != 0 {
 		t.Errorf("bad input wrote something: stream %v, head %d", err, head)
+	}
+	// An escaped backslash followed by u0000 is text, not the NUL escape.
+	text := json.RawMessage(`{"s":"\\u0000"}`)
+	if _, err := store.Append(ctx, pool, "text-1", events.NoStream, events.EventData{Type: "A", Data: text}); err != nil {
+		t.Fatalf("appending %s: %v", text, err)
+	}
+	got, err := store.ReadStream(ctx, pool, "text-1", events.ReadOptions{})
+	var data struct{ S string }
+	if err != nil || len(got) != 1 || got[0].Decode(&data) != nil || data.S != `\u0000` {
+		t.Errorf("read back %v (%q), %v", got, data.S, err)
 	}
 }
