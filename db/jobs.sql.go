@@ -186,7 +186,7 @@ UPDATE keel.jobs j SET
     owner = NULL,
     heartbeat_at = NULL
 FROM (SELECT unnest($2::bigint[]) AS id, unnest($3::int[]) AS attempt) AS c
-WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'running'
+WHERE j.id = ANY ($2::bigint[]) AND j.id = c.id AND j.attempt = c.attempt AND j.state = 'running'
 `
 
 type CompleteJobsParams struct {
@@ -197,6 +197,9 @@ type CompleteJobsParams struct {
 
 // Marks a batch of running jobs completed. Each (id, attempt) pair guards
 // against completing an attempt that was rescued and run again elsewhere.
+// The rows are found by primary key (id = ANY): joined only on the pairs,
+// a planner that believes few jobs run may scan every running job once per
+// pair.
 func (q *Queries) CompleteJobs(ctx context.Context, arg CompleteJobsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, completeJobs, arg.Now, arg.Ids, arg.Attempts)
 	if err != nil {
@@ -231,11 +234,13 @@ func (q *Queries) CountJobsByIDs(ctx context.Context, ids []int64) (int64, error
 
 const deleteFinalizedJobs = `-- name: DeleteFinalizedJobs :execrows
 DELETE FROM keel.jobs
-WHERE id IN (
+WHERE id = ANY (ARRAY(
     SELECT f.id FROM keel.jobs f
     WHERE f.state = $1::keel.job_state AND f.finalized_at < $2::timestamptz
+    ORDER BY f.finalized_at
     LIMIT $3
-)
+))
+AND state = $1::keel.job_state AND finalized_at < $2::timestamptz
 `
 
 type DeleteFinalizedJobsParams struct {
@@ -244,7 +249,11 @@ type DeleteFinalizedJobsParams struct {
 	Max    int32              `json:"max"`
 }
 
-// Deletes up to max jobs in a final state that were finalized before the cutoff.
+// Deletes up to max jobs in a final state that were finalized before the
+// cutoff, oldest first. The ids are gathered into an array so the delete
+// reaches each row by primary key (a semi-join may be planned as a scan of
+// the whole table), and the outer conditions leave alone a job retried
+// while the statement ran.
 func (q *Queries) DeleteFinalizedJobs(ctx context.Context, arg DeleteFinalizedJobsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, deleteFinalizedJobs, arg.State, arg.Before, arg.Max)
 	if err != nil {
@@ -377,12 +386,13 @@ func (q *Queries) GetJob(ctx context.Context, id int64) (KeelJob, error) {
 
 const heartbeat = `-- name: Heartbeat :many
 UPDATE keel.jobs SET heartbeat_at = COALESCE($1::timestamptz, now())
-WHERE owner = $2 AND state = 'running'
+WHERE id = ANY ($2::bigint[]) AND owner = $3 AND state = 'running'
 RETURNING id, (cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
 `
 
 type HeartbeatParams struct {
 	Now   pgtype.Timestamptz `json:"now"`
+	Ids   []int64            `json:"ids"`
 	Owner *string            `json:"owner"`
 }
 
@@ -391,10 +401,11 @@ type HeartbeatRow struct {
 	CancelRequested bool  `json:"cancel_requested"`
 }
 
-// Refreshes the heartbeat of every job this owner runs and returns those
-// whose cancellation was requested.
+// Refreshes the heartbeat of the jobs a client is running — the ones it
+// names, not every row it owns, so a job whose outcome it lost is rescued —
+// and returns those whose cancellation was requested.
 func (q *Queries) Heartbeat(ctx context.Context, arg HeartbeatParams) ([]HeartbeatRow, error) {
-	rows, err := q.db.Query(ctx, heartbeat, arg.Now, arg.Owner)
+	rows, err := q.db.Query(ctx, heartbeat, arg.Now, arg.Ids, arg.Owner)
 	if err != nil {
 		return nil, err
 	}
@@ -723,8 +734,8 @@ func (q *Queries) RecordProgress(ctx context.Context, arg RecordProgressParams) 
 const rescueJobs = `-- name: RescueJobs :many
 WITH stuck AS (
     SELECT id FROM keel.jobs
-    WHERE state = 'running' AND heartbeat_at < $2::timestamptz
-    ORDER BY id
+    WHERE heartbeat_at < $2::timestamptz AND state = 'running'
+    ORDER BY heartbeat_at
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )

@@ -47,9 +47,13 @@ func (q *Queries) InboxClaim(ctx context.Context, arg InboxClaimParams) (pgtype.
 
 const inboxExpire = `-- name: InboxExpire :execrows
 DELETE FROM keel.inbox
-WHERE (consumer, message_id) IN (
-    SELECT consumer, message_id FROM keel.inbox WHERE processed_at < $1::timestamptz LIMIT $2::integer
-)
+WHERE ctid = ANY(ARRAY(
+    SELECT i.ctid FROM keel.inbox i
+    WHERE i.processed_at < $1::timestamptz
+    ORDER BY i.processed_at
+    LIMIT $2::integer
+))
+AND processed_at < $1::timestamptz
 `
 
 type InboxExpireParams struct {
@@ -57,7 +61,11 @@ type InboxExpireParams struct {
 	BatchSize int32              `json:"batch_size"`
 }
 
-// Deletes up to batch_size seen-records older than before.
+// Deletes up to batch_size seen-records older than before, oldest first.
+// The rows are reached by their tuple ids (a TID scan): a composite key has
+// no array form the planner can look up, and a semi-join may be planned as
+// a scan of the whole table. A record claimed again meanwhile has moved and
+// is left alone.
 func (q *Queries) InboxExpire(ctx context.Context, arg InboxExpireParams) (int64, error) {
 	result, err := q.db.Exec(ctx, inboxExpire, arg.Before, arg.BatchSize)
 	if err != nil {
@@ -68,16 +76,16 @@ func (q *Queries) InboxExpire(ctx context.Context, arg InboxExpireParams) (int64
 
 const outboxClaim = `-- name: OutboxClaim :many
 WITH candidates AS (
-    SELECT o.seq
-    FROM keel.outbox o
-    WHERE o.state = 'pending'
-      AND o.available_at <= COALESCE($1::timestamptz, now())
-      AND (o.locked_until IS NULL OR o.locked_until < COALESCE($1::timestamptz, now()))
-      AND (o.key IS NULL OR NOT EXISTS (
+    SELECT p.seq
+    FROM keel.outbox p
+    WHERE p.state = 'pending'
+      AND p.available_at <= COALESCE($1::timestamptz, now())
+      AND (p.locked_until IS NULL OR p.locked_until < COALESCE($1::timestamptz, now()))
+      AND (p.key IS NULL OR NOT EXISTS (
           SELECT 1 FROM keel.outbox e
-          WHERE e.key = o.key AND e.state = 'pending' AND e.seq < o.seq
+          WHERE e.key = p.key AND e.state < 'delivered' AND e.seq < p.seq
       ))
-    ORDER BY o.seq
+    ORDER BY p.seq
     LIMIT $4::integer
     FOR UPDATE SKIP LOCKED
 )
@@ -111,6 +119,11 @@ type OutboxClaimRow struct {
 
 // Leases up to batch_size publishable messages to one relay: pending,
 // available, not leased by a live relay, and first undelivered of their key.
+// The earlier-message check says state < 'delivered' (pending is the only
+// state before it), the predicate of the (key, seq) index and of no other:
+// written as state = 'pending' it let a planner that believed few messages
+// were pending walk the pending index over every earlier message, for each
+// candidate, instead of looking up the candidate's key.
 func (q *Queries) OutboxClaim(ctx context.Context, arg OutboxClaimParams) ([]OutboxClaimRow, error) {
 	rows, err := q.db.Query(ctx, outboxClaim,
 		arg.Now,
@@ -148,11 +161,13 @@ func (q *Queries) OutboxClaim(ctx context.Context, arg OutboxClaimParams) ([]Out
 
 const outboxDeleteDelivered = `-- name: OutboxDeleteDelivered :execrows
 DELETE FROM keel.outbox
-WHERE seq IN (
-    SELECT seq FROM keel.outbox
-    WHERE state = 'delivered' AND delivered_at < $1::timestamptz
+WHERE seq = ANY(ARRAY(
+    SELECT d.seq FROM keel.outbox d
+    WHERE d.state = 'delivered' AND d.delivered_at < $1::timestamptz
+    ORDER BY d.delivered_at
     LIMIT $2::integer
-)
+))
+AND state = 'delivered' AND delivered_at < $1::timestamptz
 `
 
 type OutboxDeleteDeliveredParams struct {
@@ -160,7 +175,9 @@ type OutboxDeleteDeliveredParams struct {
 	BatchSize int32              `json:"batch_size"`
 }
 
-// Retention: deletes up to batch_size messages delivered before before.
+// Retention: deletes up to batch_size messages delivered before before,
+// oldest first. The seqs are gathered into an array so each row is reached
+// by primary key (a semi-join may be planned as a scan of the whole table).
 func (q *Queries) OutboxDeleteDelivered(ctx context.Context, arg OutboxDeleteDeliveredParams) (int64, error) {
 	result, err := q.db.Exec(ctx, outboxDeleteDelivered, arg.Before, arg.BatchSize)
 	if err != nil {
@@ -328,7 +345,7 @@ SET state = (CASE WHEN o.attempts >= $1::integer THEN 'dead' ELSE 'pending' END)
 FROM (
     SELECT unnest($3::bigint[]) AS seq, unnest($4::text[]) AS error, unnest($5::bigint[]) AS retry_ms
 ) AS u
-WHERE o.seq = u.seq AND o.state = 'pending'
+WHERE o.seq = ANY($3::bigint[]) AND o.seq = u.seq AND o.state = 'pending'
 RETURNING o.seq, o.state
 `
 
@@ -346,7 +363,9 @@ type OutboxMarkFailedRow struct {
 }
 
 // Records a batch of failed attempts: back to pending with the next retry
-// time, or dead once the message has used max_attempts attempts.
+// time, or dead once the message has used max_attempts attempts. The rows
+// are found by primary key (seq = ANY), never by walking every pending
+// message to join it with the batch.
 func (q *Queries) OutboxMarkFailed(ctx context.Context, arg OutboxMarkFailedParams) ([]OutboxMarkFailedRow, error) {
 	rows, err := q.db.Query(ctx, outboxMarkFailed,
 		arg.MaxAttempts,

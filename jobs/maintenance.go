@@ -165,9 +165,10 @@ func (c *Client) notifyQueues(ctx context.Context, tx pgx.Tx, queues []string) e
 	return nil
 }
 
-// heartbeatLoop refreshes the heartbeat of this client's running jobs and
-// cancels those whose cancellation was requested (the path that works even
-// when notifications do not arrive).
+// heartbeatLoop refreshes the heartbeat of the jobs this client's handlers
+// are running — only those, so a job whose outcome was lost stops
+// heartbeating and is rescued — and cancels those whose cancellation was
+// requested (the path that works even when notifications do not arrive).
 func (c *Client) heartbeatLoop(ctx context.Context, r *run) {
 	tick := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer tick.Stop()
@@ -178,7 +179,11 @@ func (c *Client) heartbeatLoop(ctx context.Context, r *run) {
 			return
 		case <-tick.C:
 		}
-		rows, err := db.New(c.pool).Heartbeat(ctx, db.HeartbeatParams{Now: ts(c.now()), Owner: &owner})
+		ids := r.runningIDs()
+		if len(ids) == 0 {
+			continue
+		}
+		rows, err := db.New(c.pool).Heartbeat(ctx, db.HeartbeatParams{Now: ts(c.now()), Owner: &owner, Ids: ids})
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -211,6 +216,17 @@ func (c *Client) handleControl(r *run, payload string) {
 			q.wakeUp()
 		}
 	}
+}
+
+// runningIDs lists the jobs whose handlers this client is running now.
+func (r *run) runningIDs() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]int64, 0, len(r.running))
+	for id := range r.running {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 func (r *run) cancelRunning(id int64) {

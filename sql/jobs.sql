@@ -67,6 +67,9 @@ RETURNING j.*;
 -- name: CompleteJobs :execrows
 -- Marks a batch of running jobs completed. Each (id, attempt) pair guards
 -- against completing an attempt that was rescued and run again elsewhere.
+-- The rows are found by primary key (id = ANY): joined only on the pairs,
+-- a planner that believes few jobs run may scan every running job once per
+-- pair.
 UPDATE keel.jobs j SET
     state = 'completed',
     finalized_at = COALESCE(sqlc.narg('now')::timestamptz, now()),
@@ -74,7 +77,7 @@ UPDATE keel.jobs j SET
     owner = NULL,
     heartbeat_at = NULL
 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@attempts::int[]) AS attempt) AS c
-WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'running';
+WHERE j.id = ANY (@ids::bigint[]) AND j.id = c.id AND j.attempt = c.attempt AND j.state = 'running';
 
 -- name: FinishAttempt :execrows
 -- Ends a running attempt that did not complete: retryable, scheduled (a
@@ -91,10 +94,11 @@ UPDATE keel.jobs SET
 WHERE id = @id AND attempt = @attempt AND state = 'running';
 
 -- name: Heartbeat :many
--- Refreshes the heartbeat of every job this owner runs and returns those
--- whose cancellation was requested.
+-- Refreshes the heartbeat of the jobs a client is running — the ones it
+-- names, not every row it owns, so a job whose outcome it lost is rescued —
+-- and returns those whose cancellation was requested.
 UPDATE keel.jobs SET heartbeat_at = COALESCE(sqlc.narg('now')::timestamptz, now())
-WHERE owner = @owner AND state = 'running'
+WHERE id = ANY (@ids::bigint[]) AND owner = @owner AND state = 'running'
 RETURNING id, (cancel_requested_at IS NOT NULL)::boolean AS cancel_requested;
 
 -- name: RescueJobs :many
@@ -102,8 +106,8 @@ RETURNING id, (cancel_requested_at IS NOT NULL)::boolean AS cancel_requested;
 -- discarded when out of attempts, cancelled when a cancel was requested).
 WITH stuck AS (
     SELECT id FROM keel.jobs
-    WHERE state = 'running' AND heartbeat_at < @stale_before::timestamptz
-    ORDER BY id
+    WHERE heartbeat_at < @stale_before::timestamptz AND state = 'running'
+    ORDER BY heartbeat_at
     LIMIT @max
     FOR UPDATE SKIP LOCKED
 )
@@ -171,13 +175,19 @@ WHERE j.id = settled.id AND j.state = 'pending'
 RETURNING j.id, j.queue, j.state;
 
 -- name: DeleteFinalizedJobs :execrows
--- Deletes up to max jobs in a final state that were finalized before the cutoff.
+-- Deletes up to max jobs in a final state that were finalized before the
+-- cutoff, oldest first. The ids are gathered into an array so the delete
+-- reaches each row by primary key (a semi-join may be planned as a scan of
+-- the whole table), and the outer conditions leave alone a job retried
+-- while the statement ran.
 DELETE FROM keel.jobs
-WHERE id IN (
+WHERE id = ANY (ARRAY(
     SELECT f.id FROM keel.jobs f
     WHERE f.state = @state::keel.job_state AND f.finalized_at < @before::timestamptz
+    ORDER BY f.finalized_at
     LIMIT @max
-);
+))
+AND state = @state::keel.job_state AND finalized_at < @before::timestamptz;
 
 -- name: CancelJob :one
 -- Cancels a job that is not final: a queued one at once; a running one gets

@@ -22,17 +22,22 @@ ON CONFLICT (id) DO NOTHING;
 -- name: OutboxClaim :many
 -- Leases up to batch_size publishable messages to one relay: pending,
 -- available, not leased by a live relay, and first undelivered of their key.
+-- The earlier-message check says state < 'delivered' (pending is the only
+-- state before it), the predicate of the (key, seq) index and of no other:
+-- written as state = 'pending' it let a planner that believed few messages
+-- were pending walk the pending index over every earlier message, for each
+-- candidate, instead of looking up the candidate's key.
 WITH candidates AS (
-    SELECT o.seq
-    FROM keel.outbox o
-    WHERE o.state = 'pending'
-      AND o.available_at <= COALESCE(sqlc.narg(now)::timestamptz, now())
-      AND (o.locked_until IS NULL OR o.locked_until < COALESCE(sqlc.narg(now)::timestamptz, now()))
-      AND (o.key IS NULL OR NOT EXISTS (
+    SELECT p.seq
+    FROM keel.outbox p
+    WHERE p.state = 'pending'
+      AND p.available_at <= COALESCE(sqlc.narg(now)::timestamptz, now())
+      AND (p.locked_until IS NULL OR p.locked_until < COALESCE(sqlc.narg(now)::timestamptz, now()))
+      AND (p.key IS NULL OR NOT EXISTS (
           SELECT 1 FROM keel.outbox e
-          WHERE e.key = o.key AND e.state = 'pending' AND e.seq < o.seq
+          WHERE e.key = p.key AND e.state < 'delivered' AND e.seq < p.seq
       ))
-    ORDER BY o.seq
+    ORDER BY p.seq
     LIMIT sqlc.arg(batch_size)::integer
     FOR UPDATE SKIP LOCKED
 )
@@ -52,7 +57,9 @@ WHERE seq = ANY(sqlc.arg(seqs)::bigint[]) AND state = 'pending';
 
 -- name: OutboxMarkFailed :many
 -- Records a batch of failed attempts: back to pending with the next retry
--- time, or dead once the message has used max_attempts attempts.
+-- time, or dead once the message has used max_attempts attempts. The rows
+-- are found by primary key (seq = ANY), never by walking every pending
+-- message to join it with the batch.
 UPDATE keel.outbox o
 SET state = (CASE WHEN o.attempts >= sqlc.arg(max_attempts)::integer THEN 'dead' ELSE 'pending' END)::keel.outbox_state,
     available_at = COALESCE(sqlc.narg(now)::timestamptz, now()) + u.retry_ms * interval '1 millisecond',
@@ -62,17 +69,21 @@ SET state = (CASE WHEN o.attempts >= sqlc.arg(max_attempts)::integer THEN 'dead'
 FROM (
     SELECT unnest(sqlc.arg(seqs)::bigint[]) AS seq, unnest(sqlc.arg(errors)::text[]) AS error, unnest(sqlc.arg(retry_ms)::bigint[]) AS retry_ms
 ) AS u
-WHERE o.seq = u.seq AND o.state = 'pending'
+WHERE o.seq = ANY(sqlc.arg(seqs)::bigint[]) AND o.seq = u.seq AND o.state = 'pending'
 RETURNING o.seq, o.state;
 
 -- name: OutboxDeleteDelivered :execrows
--- Retention: deletes up to batch_size messages delivered before before.
+-- Retention: deletes up to batch_size messages delivered before before,
+-- oldest first. The seqs are gathered into an array so each row is reached
+-- by primary key (a semi-join may be planned as a scan of the whole table).
 DELETE FROM keel.outbox
-WHERE seq IN (
-    SELECT seq FROM keel.outbox
-    WHERE state = 'delivered' AND delivered_at < sqlc.arg(before)::timestamptz
+WHERE seq = ANY(ARRAY(
+    SELECT d.seq FROM keel.outbox d
+    WHERE d.state = 'delivered' AND d.delivered_at < sqlc.arg(before)::timestamptz
+    ORDER BY d.delivered_at
     LIMIT sqlc.arg(batch_size)::integer
-);
+))
+AND state = 'delivered' AND delivered_at < sqlc.arg(before)::timestamptz;
 
 -- name: OutboxOldestPending :one
 -- The enqueue time of the oldest undelivered message, for the lag metric.
@@ -101,11 +112,19 @@ WHERE keel.inbox.processed_at < COALESCE(sqlc.narg(now)::timestamptz, now()) - s
 RETURNING processed_at;
 
 -- name: InboxExpire :execrows
--- Deletes up to batch_size seen-records older than before.
+-- Deletes up to batch_size seen-records older than before, oldest first.
+-- The rows are reached by their tuple ids (a TID scan): a composite key has
+-- no array form the planner can look up, and a semi-join may be planned as
+-- a scan of the whole table. A record claimed again meanwhile has moved and
+-- is left alone.
 DELETE FROM keel.inbox
-WHERE (consumer, message_id) IN (
-    SELECT consumer, message_id FROM keel.inbox WHERE processed_at < sqlc.arg(before)::timestamptz LIMIT sqlc.arg(batch_size)::integer
-);
+WHERE ctid = ANY(ARRAY(
+    SELECT i.ctid FROM keel.inbox i
+    WHERE i.processed_at < sqlc.arg(before)::timestamptz
+    ORDER BY i.processed_at
+    LIMIT sqlc.arg(batch_size)::integer
+))
+AND processed_at < sqlc.arg(before)::timestamptz;
 
 -- name: OutboxRelease :exec
 -- Hands back messages a stopping relay claimed but did not get to publish:
