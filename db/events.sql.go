@@ -522,7 +522,18 @@ const readAll = `-- name: ReadAll :many
 SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
-FROM keel.feed f
+FROM (
+    SELECT a.last_position, a.stream_id, a.first_version, a.event_count
+    FROM keel.feed a
+    WHERE a.last_position > $1::bigint
+      AND a.last_position - a.event_count < $2::bigint
+      AND NOT EXISTS (SELECT 1 FROM keel.streams h
+                      WHERE h.stream_id = a.stream_id
+                        AND (h.deleted_at IS NOT NULL OR h.truncated_before > 0)
+                        AND (h.deleted_at IS NOT NULL OR h.truncated_before > a.first_version + a.event_count - 1))
+    ORDER BY a.last_position
+    LIMIT $3::bigint
+) f
 CROSS JOIN LATERAL (
     SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
            ev.causation_id, ev.correlation_id, ev.recorded_at
@@ -537,8 +548,6 @@ CROSS JOIN LATERAL (
                         AND (s.deleted_at IS NOT NULL OR ev.version < s.truncated_before))
     OFFSET 0
 ) e
-WHERE f.last_position > $1::bigint
-  AND f.last_position - f.event_count < $2::bigint
 ORDER BY f.last_position, e.version
 LIMIT $3::bigint
 `
@@ -568,7 +577,11 @@ type ReadAllRow struct {
 // stream and versions (OFFSET 0 keeps that nested loop: a planner that
 // misjudges how many events an append holds would otherwise join everything
 // and sort). Hidden streams come from a partial index that holds only the
-// deleted and truncated ones.
+// deleted and truncated ones. The appends are picked first, at most
+// max_count of them in position order and none wholly hidden, so each gives
+// at least one event and the final sort holds one page: sorting the joined
+// rows of every append after @after let a planner that believed a category
+// was rare read the category's whole backlog for each page.
 func (q *Queries) ReadAll(ctx context.Context, arg ReadAllParams) ([]ReadAllRow, error) {
 	rows, err := q.db.Query(ctx, readAll, arg.After, arg.UntilPosition, arg.MaxCount)
 	if err != nil {
@@ -604,32 +617,41 @@ const readCategory = `-- name: ReadCategory :many
 SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
-FROM keel.feed f
+FROM (
+    SELECT a.last_position, a.stream_id, a.first_version, a.event_count
+    FROM keel.feed a
+    WHERE a.category = $1::text
+      AND a.last_position > $2::bigint
+      AND a.last_position - a.event_count < $3::bigint
+      AND NOT EXISTS (SELECT 1 FROM keel.streams h
+                      WHERE h.stream_id = a.stream_id
+                        AND (h.deleted_at IS NOT NULL OR h.truncated_before > 0)
+                        AND (h.deleted_at IS NOT NULL OR h.truncated_before > a.first_version + a.event_count - 1))
+    ORDER BY a.last_position
+    LIMIT $4::bigint
+) f
 CROSS JOIN LATERAL (
     SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
            ev.causation_id, ev.correlation_id, ev.recorded_at
     FROM keel.events ev
     WHERE ev.stream_id = f.stream_id
-      AND ev.version >= GREATEST(f.first_version, f.first_version + ($1::bigint) - (f.last_position - f.event_count))
+      AND ev.version >= GREATEST(f.first_version, f.first_version + ($2::bigint) - (f.last_position - f.event_count))
       AND ev.version <= f.first_version + f.event_count - 1
-      AND ev.version - f.first_version <= ($2::bigint) - (f.last_position - f.event_count + 1)
+      AND ev.version - f.first_version <= ($3::bigint) - (f.last_position - f.event_count + 1)
       AND NOT EXISTS (SELECT 1 FROM keel.streams s
                       WHERE s.stream_id = ev.stream_id
                         AND (s.deleted_at IS NOT NULL OR s.truncated_before > 0)
                         AND (s.deleted_at IS NOT NULL OR ev.version < s.truncated_before))
     OFFSET 0
 ) e
-WHERE f.category = $3::text
-  AND f.last_position > $1::bigint
-  AND f.last_position - f.event_count < $2::bigint
 ORDER BY f.last_position, e.version
 LIMIT $4::bigint
 `
 
 type ReadCategoryParams struct {
+	Category      string `json:"category"`
 	After         int64  `json:"after"`
 	UntilPosition int64  `json:"until_position"`
-	Category      string `json:"category"`
 	MaxCount      int64  `json:"max_count"`
 }
 
@@ -649,9 +671,9 @@ type ReadCategoryRow struct {
 // ReadAll restricted to one category's appends.
 func (q *Queries) ReadCategory(ctx context.Context, arg ReadCategoryParams) ([]ReadCategoryRow, error) {
 	rows, err := q.db.Query(ctx, readCategory,
+		arg.Category,
 		arg.After,
 		arg.UntilPosition,
-		arg.Category,
 		arg.MaxCount,
 	)
 	if err != nil {

@@ -134,11 +134,26 @@ ORDER BY first_version;
 -- stream and versions (OFFSET 0 keeps that nested loop: a planner that
 -- misjudges how many events an append holds would otherwise join everything
 -- and sort). Hidden streams come from a partial index that holds only the
--- deleted and truncated ones.
+-- deleted and truncated ones. The appends are picked first, at most
+-- max_count of them in position order and none wholly hidden, so each gives
+-- at least one event and the final sort holds one page: sorting the joined
+-- rows of every append after @after let a planner that believed a category
+-- was rare read the category's whole backlog for each page.
 SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
-FROM keel.feed f
+FROM (
+    SELECT a.last_position, a.stream_id, a.first_version, a.event_count
+    FROM keel.feed a
+    WHERE a.last_position > @after::bigint
+      AND a.last_position - a.event_count < @until_position::bigint
+      AND NOT EXISTS (SELECT 1 FROM keel.streams h
+                      WHERE h.stream_id = a.stream_id
+                        AND (h.deleted_at IS NOT NULL OR h.truncated_before > 0)
+                        AND (h.deleted_at IS NOT NULL OR h.truncated_before > a.first_version + a.event_count - 1))
+    ORDER BY a.last_position
+    LIMIT @max_count::bigint
+) f
 CROSS JOIN LATERAL (
     SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
            ev.causation_id, ev.correlation_id, ev.recorded_at
@@ -153,8 +168,6 @@ CROSS JOIN LATERAL (
                         AND (s.deleted_at IS NOT NULL OR ev.version < s.truncated_before))
     OFFSET 0
 ) e
-WHERE f.last_position > @after::bigint
-  AND f.last_position - f.event_count < @until_position::bigint
 ORDER BY f.last_position, e.version
 LIMIT @max_count::bigint;
 
@@ -163,7 +176,19 @@ LIMIT @max_count::bigint;
 SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
-FROM keel.feed f
+FROM (
+    SELECT a.last_position, a.stream_id, a.first_version, a.event_count
+    FROM keel.feed a
+    WHERE a.category = @category::text
+      AND a.last_position > @after::bigint
+      AND a.last_position - a.event_count < @until_position::bigint
+      AND NOT EXISTS (SELECT 1 FROM keel.streams h
+                      WHERE h.stream_id = a.stream_id
+                        AND (h.deleted_at IS NOT NULL OR h.truncated_before > 0)
+                        AND (h.deleted_at IS NOT NULL OR h.truncated_before > a.first_version + a.event_count - 1))
+    ORDER BY a.last_position
+    LIMIT @max_count::bigint
+) f
 CROSS JOIN LATERAL (
     SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
            ev.causation_id, ev.correlation_id, ev.recorded_at
@@ -178,9 +203,6 @@ CROSS JOIN LATERAL (
                         AND (s.deleted_at IS NOT NULL OR ev.version < s.truncated_before))
     OFFSET 0
 ) e
-WHERE f.category = @category::text
-  AND f.last_position > @after::bigint
-  AND f.last_position - f.event_count < @until_position::bigint
 ORDER BY f.last_position, e.version
 LIMIT @max_count::bigint;
 
