@@ -40,6 +40,10 @@ FROM claimed;
 -- no other executor of the run can exist (a pending run has one job, and
 -- only a rescued job — attempt 2 on — can have a live earlier attempt), so
 -- the epoch needs no bump. Its first checkpoint marks the run running.
+-- The status test is written as (… = 'pending') IS TRUE, which no index
+-- can search, so the run is found by id: as a plain status = 'pending', a
+-- planner that believed few runs were pending searched the status index and
+-- read every pending run.
 SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
     r.epoch, r.deadline, r.cancel_requested_at,
     (SELECT COALESCE(jsonb_agg(jsonb_build_object(
@@ -47,7 +51,7 @@ SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
             'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
      FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history
 FROM keel.saga_runs r
-WHERE r.id = @id AND r.generation = @generation AND r.status = 'pending';
+WHERE r.id = @id AND r.generation = @generation AND (r.status = 'pending') IS TRUE;
 
 -- name: LoadHistory :many
 -- A run's whole history, read once per resume.

@@ -132,14 +132,21 @@ func Explain(ctx context.Context, conn *pgx.Conn, rec *Recorder, mode Mode) (*No
 	return &plans[0].Plan, nil
 }
 
-// literal turns byte slices (jsonb and bytea arguments) into text, which
+// literal turns byte slices (jsonb and bytea arguments) into text (nil into
+// NULL), which
 // the simple protocol sends as a literal the prepared parameter's type
 // parses; pgx would send them as bytea escapes.
 func literal(a any) any {
 	switch v := a.(type) {
 	case json.RawMessage:
+		if v == nil {
+			return nil
+		}
 		return string(v)
 	case []byte:
+		if v == nil {
+			return nil
+		}
 		return string(v)
 	}
 	return a

@@ -1,0 +1,67 @@
+package plantest_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/plantest"
+)
+
+// sagaFixture: 100k finished runs of three steps each, and 1,000 running
+// runs with one step done and a signal waiting.
+var sagaFixture = fixture{
+	tables: []string{"keel.saga_runs", "keel.saga_steps", "keel.saga_signals"},
+	history: []string{
+		`INSERT INTO keel.saga_runs (id, workflow, version, status, queue, input, output, epoch, started_at, finished_at)
+		 SELECT 'done-' || g, 'order', 1, 'succeeded', 'default', '{}', '{}', 1, now() - interval '1 hour', now() FROM generate_series(1, 100000) g`,
+		`INSERT INTO keel.saga_steps (run_id, seq, name, kind, status, output, started_at)
+		 SELECT 'done-' || g, s, 'step' || s, 'step', 'completed', '{}', now() FROM generate_series(1, 100000) g, generate_series(1, 3) s`,
+	},
+	live: []string{
+		`INSERT INTO keel.saga_runs (id, workflow, version, status, queue, input, epoch, owner, started_at)
+		 SELECT 'live-' || g, 'order', 1, 'running', 'default', '{}', 1, 'w1', now() FROM generate_series(1, 1000) g`,
+		`INSERT INTO keel.saga_steps (run_id, seq, name, kind, status, output, started_at)
+		 SELECT 'live-' || g, 1, 'step1', 'step', 'completed', '{}', now() FROM generate_series(1, 1000) g`,
+		`INSERT INTO keel.saga_signals (run_id, name, value) SELECT 'live-' || g, 'paid', '{}' FROM generate_series(1, 1000) g`,
+	},
+}
+
+func TestSagaPlans(t *testing.T) {
+	t.Parallel()
+	owner := "w1"
+	runs := plantest.Access{Indexes: []string{"saga_runs_pkey"}}
+	steps := plantest.Access{Indexes: []string{"saga_steps_pkey"}}
+	checkPlans(t, sagaFixture, []statement{
+		{"ClaimRun", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.ClaimRun(ctx, db.ClaimRunParams{Owner: &owner, ID: "live-7", Generation: 1})
+		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps}},
+		{"ReadPendingRun", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.ReadPendingRun(ctx, db.ReadPendingRunParams{ID: "live-7", Generation: 1})
+		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps}},
+		{"LoadHistory", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.LoadHistory(ctx, "live-7")
+		}, plantest.Expect{"saga_steps": steps}},
+		{"Checkpoint", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.Checkpoint(ctx, db.CheckpointParams{
+				RunID: "live-7", Epoch: 1, Seq: 2, Name: "step2", Kind: "step", Status: db.KeelSagaStepStatusCompleted,
+				Output: json.RawMessage(`{}`), Attempts: 1, StartedAt: now(), Owner: &owner,
+			})
+		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps}},
+		{"LockRun", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.LockRun(ctx, db.LockRunParams{ID: "live-7", Epoch: 1})
+		}, plantest.Expect{"saga_runs": runs}},
+		{"ParkRun", func(ctx context.Context, q *db.Queries) {
+			reason := "sleep"
+			_, _ = q.ParkRun(ctx, db.ParkRunParams{WakeAt: now(), WaitReason: &reason, ID: "live-7", Epoch: 1})
+		}, plantest.Expect{"saga_runs": runs}},
+		{"FinishRun", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.FinishRun(ctx, db.FinishRunParams{Status: db.KeelSagaRunStatusSucceeded, Output: json.RawMessage(`{}`), ID: "live-7", Epoch: 1})
+		}, plantest.Expect{"saga_runs": runs}},
+		{"ConsumeSignal", func(ctx context.Context, q *db.Queries) {
+			seq := int32(2)
+			_, _ = q.ConsumeSignal(ctx, db.ConsumeSignalParams{Seq: &seq, RunID: "live-7", Name: "paid"})
+		}, plantest.Expect{"saga_signals": {Indexes: []string{"saga_signals_pending_idx", "saga_signals_pkey"}}}},
+	})
+}
