@@ -6,7 +6,7 @@ SQLC     := $(BIN)/sqlc
 GOOSE    := $(BIN)/goose
 GOFILES   = $(shell git ls-files --cached --others --exclude-standard '*.go')
 
-.PHONY: all generate check-generate lint test ci db demo bench tools clean
+.PHONY: all generate check-generate lint test ci db demo bench soak tools clean
 
 all: generate lint test
 
@@ -59,6 +59,12 @@ demo:
 ## comparison table and write bench/RESULTS.md and bench/results.png
 bench:
 	cd bench && $(GO) run ./cmd/benchreport
+
+## soak: run keel's jobs and outbox under a steady load (5,000 jobs/s and
+## 5,000 messages/s) for 30 minutes on DATABASE_URL's server, one line a
+## minute; SOAKFLAGS='-duration 3m -out SOAK.md' changes it (bench/doc.go)
+soak:
+	cd bench && $(GO) run ./cmd/soak $(SOAKFLAGS)
 
 clean:
 	rm -rf $(BIN)

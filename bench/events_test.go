@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,6 +333,13 @@ func BenchmarkEventsSubscription(b *testing.B) {
 		}
 		b.ReportMetric(rate, "events/s")
 	})
+	// A category subscription catching up on 10,000 single-event appends
+	// with the default batch size; with history, after a day of events of
+	// other categories, which the subscription has to pass over.
+	b.Run("keel/catchup/category", func(b *testing.B) { categoryCatchup(b, 0) })
+	for _, n := range historySizes(b) {
+		b.Run("keel/catchup/category/"+historyName(n), func(b *testing.B) { categoryCatchup(b, n) })
+	}
 	// Appends one at a time, each as soon as the last was handled, and
 	// spaced 10ms apart as in the outbox and jobs latency benchmarks: back
 	// to back, most wake-ups are the debouncer's trailing notification.
@@ -350,6 +358,47 @@ func BenchmarkEventsSubscription(b *testing.B) {
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 		})
 	}
+}
+
+// categoryCatchup appends 10,000 single events to the streams of one
+// category, after history events of other categories, and reports how fast
+// a new subscription to the category handles them.
+func categoryCatchup(b *testing.B, history int) {
+	ctx := context.Background()
+	pool := freshDB(b, true, 10)
+	if history > 0 {
+		eventsHistory(b, pool, history)
+	}
+	store := newEventStore(b, pool)
+	const writers, total = 8, 10000
+	appendLoad(b, pool, keelAppend(store), "order", writers, total/writers, 1)
+	if err := store.Sequence(ctx); err != nil {
+		b.Fatal(err)
+	}
+	analyzeEventTables(b, pool)
+	var rate float64
+	for i := 0; b.Loop(); i++ {
+		done := make(chan struct{})
+		var n atomic.Int64
+		start := time.Now()
+		stop := runSubscription(b, store, events.SubscriptionConfig{
+			Name: fmt.Sprintf("category-%d", i), Category: "order",
+			Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error {
+				if n.Add(1) == total {
+					close(done)
+				}
+				return nil
+			},
+		})
+		select {
+		case <-done:
+		case <-time.After(5 * time.Minute):
+			b.Fatalf("subscription handled %d of %d events in 5 minutes", n.Load(), total)
+		}
+		rate = total / time.Since(start).Seconds()
+		stop()
+	}
+	b.ReportMetric(rate, "events/s")
 }
 
 // subscriptionLatency appends 500 events one at a time, each `spacing` after

@@ -115,42 +115,25 @@ func parallel(n int, fn func(i int)) {
 	wg.Wait()
 }
 
+// BenchmarkOutboxRelay: 50,000 messages relayed to a publisher that does
+// nothing, by one relay or three, unkeyed or over 1,000 keys; with one relay
+// also with a day of delivered messages in the table.
 func BenchmarkOutboxRelay(b *testing.B) {
-	keyed := func(i int) string { return fmt.Sprintf("order-%d", i%1000) }
-	cases := []struct {
-		name   string
-		relays int
-		key    func(int) string
-	}{
-		{"relays=1", 1, noKey},
-		{"relays=3", 3, noKey},
-		{"relays=1/keys=1000", 1, keyed},
-		{"relays=3/keys=1000", 3, keyed},
+	cases := []relayCase{
+		{"relays=1", 1, 0},
+		{"relays=3", 3, 0},
+		{"relays=1/keys=1000", 1, 1000},
+		{"relays=3/keys=1000", 3, 1000},
 	}
 	for _, tc := range cases {
-		b.Run("keel/"+tc.name, func(b *testing.B) {
-			pool := freshDB(b, true, 16)
-			box := outbox.New(pool, outbox.Config{})
-			defer box.Close()
-			keelEnqueue(b, pool, box, 1000, relayMessages/1000, tc.key)
-			pub := &countingPublisher{}
-			ctx, cancel := context.WithCancel(context.Background())
-			start := time.Now()
-			var wg sync.WaitGroup
-			for range tc.relays {
-				r, err := outbox.NewRelay(pool, pub, outbox.RelayConfig{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				wg.Add(1)
-				go func() { defer wg.Done(); _ = r.Run(ctx) }()
+		b.Run("keel/"+tc.name, func(b *testing.B) { keelRelay(b, tc, 0) })
+	}
+	for _, n := range historySizes(b) {
+		for _, tc := range cases {
+			if tc.relays == 1 {
+				b.Run("keel/"+tc.name+"/"+historyName(n), func(b *testing.B) { keelRelay(b, tc, n) })
 			}
-			waitCount(b, &pub.n, relayMessages)
-			elapsed := time.Since(start)
-			cancel()
-			wg.Wait()
-			b.ReportMetric(float64(relayMessages)/elapsed.Seconds(), "msgs/s")
-		})
+		}
 	}
 	b.Run("sql/relays=1", benchOutboxFloor)
 	for _, relays := range []int{1, 3} {
@@ -173,6 +156,50 @@ func BenchmarkOutboxRelay(b *testing.B) {
 			})
 		}
 	}
+}
+
+// relayCase is a relay workload: how many relays, and how many keys the
+// messages have (0: none).
+type relayCase struct {
+	name   string
+	relays int
+	keys   int
+}
+
+func (tc relayCase) key(i int) string {
+	if tc.keys == 0 {
+		return ""
+	}
+	return fmt.Sprintf("order-%d", i%tc.keys)
+}
+
+// keelRelay enqueues relayMessages messages, after history delivered ones,
+// and measures how fast tc.relays relays deliver them.
+func keelRelay(b *testing.B, tc relayCase, history int) {
+	pool := freshDB(b, true, 16)
+	if history > 0 {
+		outboxHistory(b, pool, history, tc.keys)
+	}
+	box := outbox.New(pool, outbox.Config{})
+	defer box.Close()
+	keelEnqueue(b, pool, box, 1000, relayMessages/1000, tc.key)
+	pub := &countingPublisher{}
+	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range tc.relays {
+		r, err := outbox.NewRelay(pool, pub, outbox.RelayConfig{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = r.Run(ctx) }()
+	}
+	waitCount(b, &pub.n, relayMessages)
+	elapsed := time.Since(start)
+	cancel()
+	wg.Wait()
+	b.ReportMetric(float64(relayMessages)/elapsed.Seconds(), "msgs/s")
 }
 
 func BenchmarkOutboxLatency(b *testing.B) {

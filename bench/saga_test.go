@@ -174,26 +174,10 @@ func throughput(b *testing.B, total int, run func() error) float64 {
 }
 
 func BenchmarkSagaThroughput(b *testing.B) {
-	b.Run("keel", func(b *testing.B) {
-		pool := freshDB(b, true, benchMaxConn)
-		e := keelEngine(b, pool)
-		ctx := context.Background()
-		for range b.N {
-			wfs := throughput(b, sagaWorkflows, func() error {
-				run, err := e.Start(ctx, pool, "steps", 3, nil)
-				if err != nil {
-					return err
-				}
-				done, err := e.Await(ctx, run.ID)
-				if err != nil {
-					return err
-				}
-				_, err = saga.Result[int](done)
-				return err
-			})
-			b.ReportMetric(wfs, "workflows/s")
-		}
-	})
+	b.Run("keel", func(b *testing.B) { keelSagaThroughput(b, 0) })
+	for _, n := range historySizes(b) {
+		b.Run("keel/"+historyName(n), func(b *testing.B) { keelSagaThroughput(b, n) })
+	}
 	b.Run("sql", benchSagaFloor)
 	b.Run("dbos", func(b *testing.B) {
 		r := dbosLaunch(b, freshDB(b, false, benchMaxConn))
@@ -209,6 +193,32 @@ func BenchmarkSagaThroughput(b *testing.B) {
 			b.ReportMetric(wfs, "workflows/s")
 		}
 	})
+}
+
+// keelSagaThroughput measures keel's three-step workflows, after history
+// finished runs.
+func keelSagaThroughput(b *testing.B, history int) {
+	pool := freshDB(b, true, benchMaxConn)
+	if history > 0 {
+		sagaHistory(b, pool, history)
+	}
+	e := keelEngine(b, pool)
+	ctx := context.Background()
+	for range b.N {
+		wfs := throughput(b, sagaWorkflows, func() error {
+			run, err := e.Start(ctx, pool, "steps", 3, nil)
+			if err != nil {
+				return err
+			}
+			done, err := e.Await(ctx, run.ID)
+			if err != nil {
+				return err
+			}
+			_, err = saga.Result[int](done)
+			return err
+		})
+		b.ReportMetric(wfs, "workflows/s")
+	}
 }
 
 // stepOverhead runs workflows of stepsPerRun no-op steps one after another;

@@ -10,28 +10,32 @@
 // with b.ReportMetric. A unit ending in "/s" is better higher; any other
 // (ms, p50-ms …) is better lower. Each keel number is compared with the
 // same family, case and unit of every peer.
+//
+// A case whose last part is history=<size> (JobsWork/keel/defaults/history=2M)
+// is the same workload run after a day of history was written to the
+// tables. Those go to a table of their own, "With history": keel with
+// history against keel empty (the case without the history part), and
+// against each peer that ran with the same history.
 package main
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/keelpg/keel/bench/internal/machine"
 )
 
 func main() {
 	bench := flag.String("bench", ".", "which benchmarks to run (go test -bench)")
 	out := flag.String("out", ".", "folder for RESULTS.md and results.png")
-	timeout := flag.Duration("timeout", 30*time.Minute, "limit for the whole run")
+	timeout := flag.Duration("timeout", 90*time.Minute, "limit for the whole run")
 	flag.Parse()
 	if err := run(*bench, *out, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
@@ -58,13 +62,19 @@ func run(bench, out string, timeout time.Duration) error {
 		return fmt.Errorf("no benchmark matched %q", bench)
 	}
 	rows := compare(results)
-	machine := describeMachine()
-	table := render(rows)
-	fmt.Print("\n" + table)
+	histories := compareHistory(results)
+	host := machine.Describe(os.Getenv("DATABASE_URL"))
+	fmt.Print("\n" + render(header, tableCells(rows)))
+	if len(histories) > 0 {
+		fmt.Print("\nWith history:\n" + render(historyHeader, historyCells(histories)))
+	}
 	md := fmt.Sprintf("# keel benchmarks\n\nMade by `make bench` (`cd bench && %s`) on %s, in %s.\n\n%s\n\n"+
 		"Ratio: how many times better keel is than the peer on that line (above 1: keel is ahead). "+
 		"Throughput (units ending in /s) compares keel/peer; latency compares peer/keel.\n\n%s\n![ratios](results.png)\n",
-		command, time.Now().UTC().Format("2006-01-02"), time.Since(start).Round(time.Second), machine, markdown(rows))
+		command, time.Now().UTC().Format("2006-01-02"), time.Since(start).Round(time.Second), host, markdown(header, tableCells(rows)))
+	if len(histories) > 0 {
+		md += historySection(histories)
+	}
 	if err := os.WriteFile(out+"/RESULTS.md", []byte(md), 0o644); err != nil {
 		return err
 	}
@@ -135,12 +145,12 @@ func higherIsBetter(unit string) bool { return strings.HasSuffix(unit, "/s") }
 func compare(results []result) []row {
 	var rows []row
 	for _, k := range results {
-		if k.system != "keel" {
+		if k.system != "keel" || k.history() != "" {
 			continue
 		}
 		matched := false
 		for _, p := range results {
-			if p.system == "keel" || p.family != k.family || p.unit != k.unit || !sameScenario(p.scenario, k.scenario) {
+			if p.system == "keel" || p.history() != "" || p.family != k.family || p.unit != k.unit || !sameScenario(p.scenario, k.scenario) {
 				continue
 			}
 			matched = true
@@ -197,11 +207,17 @@ func cells(r row) []string {
 
 var header = []string{"benchmark", "case", "unit", "keel", "peer", "peer value", "ratio"}
 
-func render(rows []row) string {
-	all := [][]string{header}
+func tableCells(rows []row) [][]string {
+	var all [][]string
 	for _, r := range rows {
 		all = append(all, cells(r))
 	}
+	return all
+}
+
+// render lays a table out in columns for the terminal.
+func render(header []string, rows [][]string) string {
+	all := append([][]string{header}, rows...)
 	widths := make([]int, len(header))
 	for _, c := range all {
 		for i, s := range c {
@@ -218,46 +234,12 @@ func render(rows []row) string {
 	return b.String()
 }
 
-func markdown(rows []row) string {
+func markdown(header []string, rows [][]string) string {
 	var b strings.Builder
 	b.WriteString("| " + strings.Join(header, " | ") + " |\n")
 	b.WriteString(strings.Repeat("|---", len(header)) + "|\n")
 	for _, r := range rows {
-		b.WriteString("| " + strings.Join(cells(r), " | ") + " |\n")
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
 	}
 	return b.String()
-}
-
-// showVersion asks the server its version for the report's machine line.
-const showVersion = "SHOW server_version"
-
-// describeMachine names the CPU, cores, memory and PostgreSQL server.
-func describeMachine() string {
-	cpu := runtime.GOARCH
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	mem := ""
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb int
-		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
-			mem = fmt.Sprintf(", %d GiB", (kb+(1<<19))>>20)
-		}
-	}
-	pg := "PostgreSQL (version unknown)"
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if conn, err := pgx.Connect(ctx, os.Getenv("DATABASE_URL")); err == nil {
-		var v string
-		if conn.QueryRow(ctx, showVersion).Scan(&v) == nil {
-			pg = "PostgreSQL " + v
-		}
-		_ = conn.Close(ctx)
-	}
-	return fmt.Sprintf("%d cores (%s)%s, %s, %s", runtime.NumCPU(), cpu, mem, pg, runtime.Version())
 }
