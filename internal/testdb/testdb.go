@@ -61,6 +61,10 @@ const (
 	staleAfter = time.Hour
 )
 
+// examplesDBEnv names the examples' database in the environment of a test
+// binary and of every process it starts.
+const examplesDBEnv = "KEEL_TEST_EXAMPLES_DB"
+
 // HowToSetURL is the one line printed when no server can be found.
 const HowToSetURL = "keel tests need PostgreSQL: set DATABASE_URL, e.g. export DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' (or run `make db`), or start a Docker engine for testcontainers"
 
@@ -104,6 +108,12 @@ func run(m *testing.M) int {
 	server.url, server.template, server.admin = url, template, admin
 	server.Unlock()
 
+	// A test binary started by a test (a crash test's child, which may be
+	// killed) inherits the examples' database from its parent and makes
+	// none: a database it made would outlive it.
+	if os.Getenv(examplesDBEnv) != "" {
+		return m.Run()
+	}
 	// Runnable examples read DATABASE_URL like a user's program would; they
 	// get a migrated database of their own.
 	exampleDB := newName()
@@ -113,6 +123,10 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = execOn(ctx, admin, dropDatabase, exampleDB) }()
 	if err := os.Setenv("DATABASE_URL", withDatabase(url, exampleDB)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := os.Setenv(examplesDBEnv, exampleDB); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
