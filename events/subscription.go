@@ -151,6 +151,7 @@ func (sub *Subscription) Run(ctx context.Context) error {
 	defer sub.release(ctx)
 	log := s.cfg.Logger.With("subscription", cfg.Name, "consumer", cfg.ConsumerID)
 	owned := false
+	var rechecks notify.Rechecks
 	for ctx.Err() == nil {
 		row, err := q.ClaimSubscription(ctx, db.ClaimSubscriptionParams{Owner: cfg.ConsumerID, Lease: interval(cfg.Lease), Name: cfg.Name})
 		switch {
@@ -200,7 +201,12 @@ func (sub *Subscription) Run(ctx context.Context) error {
 			log.WarnContext(ctx, "keel events: subscription batch", "error", err)
 			sub.wait(ctx, wake, cfg.PollInterval)
 		case n < limit:
-			sub.wait(ctx, wake, cfg.PollInterval)
+			if n > 0 {
+				rechecks.Found()
+			}
+			if sub.wait(ctx, wake, rechecks.Wait(cfg.PollInterval)) {
+				rechecks.Woken()
+			}
 		}
 	}
 	return nil
@@ -300,14 +306,16 @@ func backoff(base, ceiling time.Duration, attempts int) time.Duration {
 }
 
 // wait returns after d, on a wake-up notification or when ctx ends.
-func (sub *Subscription) wait(ctx context.Context, wake *notify.Subscription, d time.Duration) {
+func (sub *Subscription) wait(ctx context.Context, wake *notify.Subscription, d time.Duration) (woken bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-wake.C:
+		return true
 	case <-t.C:
 	}
+	return false
 }
 
 // release gives the lease up so another consumer can take over at once.

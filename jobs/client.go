@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // Client inserts jobs and, when it has workers, runs them. Any number of
@@ -22,6 +23,7 @@ type Client struct {
 	workers   *Workers
 	id        string
 	debouncer *notify.Debouncer
+	outage    *outage.Tracker
 	schedules []*schedule
 	// now is the client's clock: every time written to the database comes
 	// from it, so tests can move it.
@@ -43,6 +45,10 @@ type run struct {
 	queues             map[string]*queue
 	completer          *completer
 	kickResolve        chan struct{}
+	// writesCtx scopes the retries of writing attempts' outcomes; Stop
+	// abandons them (the jobs are rescued) when its context ends.
+	writesCtx     context.Context
+	abandonWrites context.CancelFunc
 
 	fetchers   sync.WaitGroup
 	handlers   sync.WaitGroup
@@ -50,6 +56,9 @@ type run struct {
 
 	mu      sync.Mutex
 	running map[int64]*runningJob
+	// completing holds the jobs whose handlers returned nil and whose
+	// completion is not written yet; they are heartbeated like running ones.
+	completing map[int64]struct{}
 }
 
 // NewClient returns a client on pool. It validates cfg and the workers'
@@ -72,6 +81,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		workers:   cfg.Workers,
 		id:        id,
 		debouncer: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger),
+		outage:    outage.NewTracker("jobs", cfg.Logger, cfg.Metrics.Outage),
 		now:       time.Now,
 	}
 	for _, pj := range cfg.PeriodicJobs {
@@ -119,12 +129,15 @@ func (c *Client) Start(ctx context.Context) error {
 	bgCtx, stopAll := context.WithCancel(context.WithoutCancel(ctx))
 	fetchCtx, stopFetch := context.WithCancel(bgCtx)
 	jobsCtx, stopJobs := context.WithCancelCause(context.WithoutCancel(ctx))
+	writesCtx, abandonWrites := context.WithCancel(context.WithoutCancel(ctx))
 	r := &run{
 		stopFetch: stopFetch, stopAll: stopAll, stopJobs: stopJobs, jobsCtx: jobsCtx,
+		writesCtx: writesCtx, abandonWrites: abandonWrites,
 		listener:    c.cfg.Listener,
 		queues:      map[string]*queue{},
 		kickResolve: make(chan struct{}, 1),
 		running:     map[int64]*runningJob{},
+		completing:  map[int64]struct{}{},
 	}
 	if r.listener == nil {
 		r.listener = notify.NewListener(c.pool, c.cfg.Logger)
@@ -189,11 +202,12 @@ func (c *Client) dispatch(ctx context.Context, r *run, inserts, control *notify.
 	}
 }
 
-// Stop stops claiming jobs and waits for running ones to finish. When ctx
-// ends first, the running jobs' contexts are cancelled and Stop waits for
-// their handlers to return, then returns ctx's error. Results are written and
-// background work stopped before it returns. Jobs whose result could not be
-// written stay running and are rescued after RescueAfter.
+// Stop stops claiming jobs and waits for running ones to finish and for
+// their results to be written, through a database outage if need be. When
+// ctx ends first, the running jobs' contexts are cancelled and Stop waits for
+// their handlers to return, abandons the results it could not write yet and
+// returns ctx's error; those jobs stay running and are rescued after
+// RescueAfter. Background work is stopped before it returns.
 func (c *Client) Stop(ctx context.Context) error {
 	return c.stop(ctx, false)
 }
@@ -229,9 +243,22 @@ func (c *Client) stop(ctx context.Context, hard bool) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 		r.stopJobs(err)
+		r.abandonWrites()
 		<-done
 	}
-	r.completer.close()
+	written := make(chan struct{})
+	go func() {
+		r.completer.close()
+		close(written)
+	}()
+	select {
+	case <-written:
+	case <-ctx.Done():
+		err = ctx.Err()
+		r.abandonWrites()
+		<-written
+	}
+	r.abandonWrites()
 	r.stopAll()
 	r.background.Wait()
 	r.stopJobs(context.Canceled)

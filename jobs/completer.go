@@ -2,9 +2,9 @@ package jobs
 
 import (
 	"context"
-	"time"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // maxCompleteBatch caps one completion statement.
@@ -29,7 +29,13 @@ func newCompleter(c *Client, r *run) *completer {
 	return &completer{c: c, r: r, in: make(chan completion, maxCompleteBatch), done: make(chan struct{})}
 }
 
-func (k *completer) add(c completion) { k.in <- c }
+// add queues a completion; the job is heartbeated until it is written.
+func (k *completer) add(c completion) {
+	k.r.mu.Lock()
+	k.r.completing[c.id] = struct{}{}
+	k.r.mu.Unlock()
+	k.in <- c
+}
 
 // close writes what is queued and stops; call it once no handler runs.
 func (k *completer) close() {
@@ -59,26 +65,49 @@ func (k *completer) loop() {
 	}
 }
 
-// write completes one batch, retrying a few times; jobs whose completion is
-// lost stay running and are rescued and run again (at least once).
+// write completes one batch. It retries through an outage, however long,
+// until the batch is written or Stop abandons it; an abandoned job stays
+// running, stops being heartbeated and is rescued and run again.
 func (k *completer) write(ids []int64, attempts []int32) {
-	backoff := 50 * time.Millisecond
-	for try := 1; ; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer func() {
+		k.r.mu.Lock()
+		for _, id := range ids {
+			delete(k.r.completing, id)
+		}
+		k.r.mu.Unlock()
+	}()
+	err := k.c.writeOutcome(k.r, func(ctx context.Context) error {
 		_, err := db.New(k.c.pool).CompleteJobs(ctx, db.CompleteJobsParams{
 			Now: ts(k.c.now()), Ids: ids, Attempts: attempts,
 		})
+		return err
+	})
+	if err != nil {
+		k.c.cfg.Logger.Error("keel jobs: completions abandoned at stop; the jobs will be rescued and run again", "jobs", len(ids), "error", err)
+		return
+	}
+	k.r.kick()
+}
+
+// writeOutcome runs write until it succeeds, with a capped exponential
+// backoff between tries, and returns the last error only when Stop abandoned
+// the run's writes. Each try, the first one after Stop abandoned them too,
+// runs to its end or writeTimeout.
+func (c *Client) writeOutcome(r *run, write func(ctx context.Context) error) error {
+	var backoff outage.Backoff
+	for {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.writesCtx), writeTimeout)
+		err := write(ctx)
 		cancel()
 		if err == nil {
-			k.r.kick()
-			return
+			c.outage.Succeeded()
+			return nil
 		}
-		if try == 5 {
-			k.c.cfg.Logger.Error("keel jobs: completing jobs failed; they will be rescued and run again", "jobs", len(ids), "error", err)
-			return
+		if !c.outage.Failed(err) && r.writesCtx.Err() == nil {
+			c.cfg.Logger.Warn("keel jobs: writing an attempt's outcome failed; retrying", "error", err)
 		}
-		k.c.cfg.Logger.Warn("keel jobs: completing jobs failed; retrying", "jobs", len(ids), "error", err)
-		time.Sleep(backoff)
-		backoff *= 2
+		if werr := backoff.Wait(r.writesCtx); werr != nil {
+			return err
+		}
 	}
 }

@@ -168,6 +168,9 @@ type Metrics interface {
 	// panic, a timeout, a snooze or a cancel. ev.State says what the job
 	// became.
 	JobFailed(ev JobEvent)
+	// Outage is called when the client loses the database (ev.Over false)
+	// and when it has it back (ev.Over true).
+	Outage(ev keel.Outage)
 }
 
 // JobEvent describes one finished attempt.
@@ -191,3 +194,4 @@ type noMetrics struct{}
 func (noMetrics) JobsClaimed(string, int) {}
 func (noMetrics) JobCompleted(JobEvent)   {}
 func (noMetrics) JobFailed(JobEvent)      {}
+func (noMetrics) Outage(keel.Outage)      {}

@@ -126,10 +126,11 @@ func (c *Client) finish(r *run, row *JobRow, err error, start time.Time) {
 		}
 		p.Error, _ = json.Marshal(entry) // strings and a time always encode
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	if _, werr := db.New(c.pool).FinishAttempt(ctx, p); werr != nil {
-		c.cfg.Logger.Error("keel jobs: recording a failed attempt", "id", row.ID, "error", werr)
+	if werr := c.writeOutcome(r, func(ctx context.Context) error {
+		_, err := db.New(c.pool).FinishAttempt(ctx, p)
+		return err
+	}); werr != nil {
+		c.cfg.Logger.Error("keel jobs: failed attempt abandoned at stop; the job will be rescued", "id", row.ID, "error", werr)
 		return // it stays running and is rescued
 	}
 	c.cfg.Metrics.JobFailed(ev)

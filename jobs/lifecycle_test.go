@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
 )
 
@@ -177,6 +178,7 @@ type recordingMetrics struct {
 }
 
 func (m *recordingMetrics) JobsClaimed(_ string, n int) { m.claimed.Add(int64(n)) }
+func (m *recordingMetrics) Outage(keel.Outage)          {}
 func (m *recordingMetrics) JobCompleted(ev JobEvent) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -150,6 +150,17 @@ func (c *counter) len() int {
 	return len(c.seen)
 }
 
+// total counts every run, repeats included.
+func (c *counter) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range c.seen {
+		n += k
+	}
+	return n
+}
+
 // runDuty runs one pass of a maintenance duty.
 func runDuty(ctx context.Context, c *Client, d periodic.Duty) (ran, more bool, err error) {
 	return periodic.RunOnce(ctx, c.pool, d)

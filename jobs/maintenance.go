@@ -29,7 +29,7 @@ const retentionInterval = time.Minute
 
 func (c *Client) startMaintenance(ctx context.Context, r *run) {
 	for _, d := range []periodic.Duty{c.promoteDuty(), c.rescueDuty(), c.retentionDuty()} {
-		c.goBackground(r, func(ctx context.Context) { periodic.Run(ctx, c.pool, d, c.cfg.Logger) }, ctx)
+		c.goBackground(r, func(ctx context.Context) { periodic.Run(ctx, c.pool, d, c.cfg.Logger, c.outage) }, ctx)
 	}
 	c.goBackground(r, func(ctx context.Context) { c.resolveLoop(ctx, r) }, ctx)
 }
@@ -50,17 +50,27 @@ func (c *Client) promoteDuty() periodic.Duty {
 }
 
 // rescueDuty returns running jobs whose owner stopped heartbeating to
-// retryable; the promote duty then makes them available.
+// retryable; the promote duty then makes them available. For RescueAfter
+// after this client last failed to reach the database it rescues nothing:
+// an outage leaves every heartbeat stale, and the owners that live must
+// first have the time to heartbeat again.
 func (c *Client) rescueDuty() periodic.Duty {
 	return periodic.Duty{
 		Name: "jobs rescue", Key: rescueKey, Interval: c.cfg.HeartbeatInterval,
 		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
+			if c.outage.FailedWithin(c.cfg.RescueAfter) {
+				return false, nil
+			}
 			now := c.now()
 			rows, err := db.New(tx).RescueJobs(ctx, db.RescueJobsParams{
 				Now: ts(now), StaleBefore: ts(now.Add(-c.cfg.RescueAfter)), Max: maintenanceBatch,
 			})
-			for _, row := range rows {
-				c.cfg.Logger.WarnContext(ctx, "keel jobs: rescued a job whose owner stopped heartbeating", "id", row.ID, "state", row.State)
+			if len(rows) > 0 {
+				ids := make([]int64, len(rows))
+				for i, row := range rows {
+					ids[i] = row.ID
+				}
+				c.cfg.Logger.WarnContext(ctx, "keel jobs: rescued jobs whose owner stopped heartbeating", "jobs", len(rows), "ids", ids)
 			}
 			return len(rows) == maintenanceBatch, err
 		},
@@ -131,10 +141,12 @@ func (c *Client) resolveLoop(ctx context.Context, r *run) {
 		}
 		for {
 			_, more, err := periodic.RunOnce(ctx, c.pool, d)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err == nil:
+				c.outage.Succeeded()
+			case !c.outage.Failed(err):
 				c.cfg.Logger.WarnContext(ctx, "keel jobs: resolving dependencies", "error", err)
 			}
 			if !more || err != nil {
@@ -166,9 +178,10 @@ func (c *Client) notifyQueues(ctx context.Context, tx pgx.Tx, queues []string) e
 }
 
 // heartbeatLoop refreshes the heartbeat of the jobs this client's handlers
-// are running — only those, so a job whose outcome was lost stops
-// heartbeating and is rescued — and cancels those whose cancellation was
-// requested (the path that works even when notifications do not arrive).
+// are running or whose outcome it still holds — only those, so a job whose
+// claim or outcome was lost stops heartbeating and is rescued — and cancels
+// those whose cancellation was requested (the path that works even when
+// notifications do not arrive).
 func (c *Client) heartbeatLoop(ctx context.Context, r *run) {
 	tick := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer tick.Stop()
@@ -188,9 +201,12 @@ func (c *Client) heartbeatLoop(ctx context.Context, r *run) {
 			if ctx.Err() != nil {
 				return
 			}
-			c.cfg.Logger.WarnContext(ctx, "keel jobs: heartbeat failed", "error", err)
+			if !c.outage.Failed(err) {
+				c.cfg.Logger.WarnContext(ctx, "keel jobs: heartbeat failed", "error", err)
+			}
 			continue
 		}
+		c.outage.Succeeded()
 		for _, row := range rows {
 			if row.CancelRequested {
 				r.cancelRunning(row.ID)
@@ -218,13 +234,19 @@ func (c *Client) handleControl(r *run, payload string) {
 	}
 }
 
-// runningIDs lists the jobs whose handlers this client is running now.
+// runningIDs lists the jobs whose handlers this client is running now or
+// whose completion it has yet to write.
 func (r *run) runningIDs() []int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ids := make([]int64, 0, len(r.running))
+	ids := make([]int64, 0, len(r.running)+len(r.completing))
 	for id := range r.running {
 		ids = append(ids, id)
+	}
+	for id := range r.completing {
+		if r.running[id] == nil {
+			ids = append(ids, id)
+		}
 	}
 	return ids
 }

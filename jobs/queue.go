@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // maxClaim caps one claim statement, so a queue with many free workers
@@ -46,6 +48,9 @@ func (q *queue) loop(ctx context.Context) {
 	defer poll.Stop()
 	more := true // look once at start
 	var lastFetch time.Time
+	var backoff outage.Backoff
+	var rechecks notify.Rechecks
+	var recheck <-chan time.Time // fires when a look after a wake-up is due
 	for {
 		if free := q.maxWorkers - int(q.active.Load()); more && free > 0 {
 			// Half the workers free is batch enough to claim at once; fewer
@@ -64,14 +69,26 @@ func (q *queue) loop(ctx context.Context) {
 			want := min(free, maxClaim)
 			lastFetch = time.Now()
 			got, err := q.fetch(ctx, want)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
+			if err == nil {
+				q.c.outage.Succeeded()
+				backoff.Reset()
+				recheck = nil
+				if got > 0 {
+					rechecks.Found()
+				} else if d := rechecks.Wait(q.c.cfg.FetchPollInterval); d < q.c.cfg.FetchPollInterval {
+					recheck = time.After(d)
 				}
-				q.c.cfg.Logger.WarnContext(ctx, "keel jobs: claim failed", "queue", q.name, "error", err)
-				more = false // the poll tries again
-			} else {
 				more = got == want
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if !q.c.outage.Failed(err) {
+				q.c.cfg.Logger.WarnContext(ctx, "keel jobs: claim failed", "queue", q.name, "error", err)
+			}
+			if backoff.Wait(ctx) != nil {
+				return
 			}
 			continue
 		}
@@ -79,8 +96,11 @@ func (q *queue) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-q.wake:
+			rechecks.Woken()
 			more = true
 		case <-q.freed:
+		case <-recheck:
+			more = true
 		case <-poll.C:
 			more = true
 		}

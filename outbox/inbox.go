@@ -127,5 +127,5 @@ func (i *Inbox) Run(ctx context.Context) {
 			n, err := i.Expire(ctx, tx, time.Now())
 			return n == expireBatch, err
 		},
-	}, i.cfg.Logger)
+	}, i.cfg.Logger, nil)
 }

@@ -182,7 +182,7 @@ func (r *Relay) Run(ctx context.Context) error {
 					n, err := DeleteDelivered(ctx, tx, time.Now().Add(-r.cfg.Retention))
 					return n == retentionBatch, err
 				},
-			}, r.log)
+			}, r.log, nil)
 		}
 		done <- struct{}{}
 	}()
@@ -199,6 +199,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 	}()
 	lastLag := time.Time{}
+	var rechecks notify.Rechecks
 	for {
 		overlapped := pending != nil
 		recorded := make(chan struct{})
@@ -224,6 +225,9 @@ func (r *Relay) Run(ctx context.Context) error {
 			lastLag = time.Now()
 			r.reportLag(ctx)
 		}
+		if o.claimed > 0 {
+			rechecks.Found()
+		}
 		if err == nil && (o.claimed == r.cfg.BatchSize || overlapped || pending != nil) {
 			continue
 		}
@@ -231,7 +235,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-wake.C:
-		case <-time.After(r.cfg.PollInterval):
+			rechecks.Woken()
+		case <-time.After(rechecks.Wait(r.cfg.PollInterval)):
 		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // LISTEN and UNLISTEN take the channel as an identifier, which sqlc cannot
@@ -69,6 +70,7 @@ func (s *Subscription) Close() {
 type Listener struct {
 	pool   *pgxpool.Pool
 	logger *slog.Logger
+	outage *outage.Tracker
 
 	mu        sync.Mutex
 	subs      map[string]map[*Subscription]struct{}
@@ -86,7 +88,10 @@ func NewListener(pool *pgxpool.Pool, logger *slog.Logger) *Listener {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Listener{pool: pool, logger: logger, subs: map[string]map[*Subscription]struct{}{}}
+	return &Listener{
+		pool: pool, logger: logger, outage: outage.NewTracker("listener", logger, nil),
+		subs: map[string]map[*Subscription]struct{}{},
+	}
 }
 
 // Subscribe returns a subscription to channel with a buffer of size payloads.
@@ -147,34 +152,41 @@ func (l *Listener) Run(ctx context.Context) error {
 	return nil
 }
 
-// loop holds the connection until ctx ends, reconnecting with backoff.
+// loop holds the connection until ctx ends, reconnecting with a capped
+// exponential backoff that starts again from its minimum once a connection
+// listens. An outage is logged once (by the tracker); other errors each time.
 func (l *Listener) loop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	backoff := outage.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	listening := func() {
+		backoff.Reset()
+		l.outage.Succeeded()
+	}
 	for {
-		err := l.session(ctx)
+		err := l.session(ctx, listening)
 		if ctx.Err() != nil {
 			return
 		}
-		l.logger.WarnContext(ctx, "keel: listen connection lost; reconnecting", "error", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
+		if !l.outage.Failed(err) {
+			l.logger.WarnContext(ctx, "keel: listen connection lost; reconnecting", "error", err)
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		if backoff.Wait(ctx) != nil {
+			return
+		}
 		l.broadcast(Reconnected)
 	}
 }
 
-// session runs one connection's life: LISTEN, wait, dispatch.
-func (l *Listener) session(ctx context.Context) error {
+// session runs one connection's life: LISTEN, wait, dispatch. It calls
+// listening once the connection listens on every subscribed channel.
+func (l *Listener) session(ctx context.Context, listening func()) error {
 	conn, err := l.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	// The connection carries LISTEN state; never hand it back to the pool.
 	defer func() { _ = conn.Hijack().Close(context.WithoutCancel(ctx)) }()
-	listening := map[string]bool{}
+	listens := map[string]bool{}
+	first := true
 	for {
 		l.mu.Lock()
 		want := make(map[string]bool, len(l.subs))
@@ -185,9 +197,13 @@ func (l *Listener) session(ctx context.Context) error {
 		l.interrupt = cancel
 		l.mu.Unlock()
 
-		if err := syncListens(ctx, conn.Conn(), listening, want); err != nil {
+		if err := syncListens(ctx, conn.Conn(), listens, want); err != nil {
 			cancel()
 			return err
+		}
+		if first {
+			first = false
+			listening()
 		}
 		n, err := conn.Conn().WaitForNotification(waitCtx)
 		interrupted := waitCtx.Err() != nil

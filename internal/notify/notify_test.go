@@ -2,6 +2,7 @@ package notify_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -271,5 +272,37 @@ func waitDelivered(t *testing.T, pool *pgxpool.Pool, s *notify.Subscription, cha
 		if time.Now().After(deadline) {
 			t.Fatalf("nothing delivered on %s within 10s", channel)
 		}
+	}
+}
+
+// After a wake-up a consumer that finds nothing looks again on the recheck
+// schedule, then polls; finding work or polling ends the rechecks until the
+// next wake-up.
+func TestRechecks(t *testing.T) {
+	t.Parallel()
+	const poll = time.Second
+	var r notify.Rechecks
+	if got := r.Wait(poll); got != poll {
+		t.Fatalf("before any wake-up: %s, want the poll", got)
+	}
+	r.Woken()
+	var waits []time.Duration
+	for range 9 {
+		waits = append(waits, r.Wait(poll))
+	}
+	ms := time.Millisecond
+	want := []time.Duration{20 * ms, 20 * ms, 20 * ms, 20 * ms, 20 * ms, 200 * ms, 400 * ms, poll, poll}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	r.Woken()
+	r.Wait(poll)
+	r.Found()
+	if got := r.Wait(poll); got != poll {
+		t.Fatalf("after finding work: %s, want the poll", got)
+	}
+	r.Woken()
+	if got := r.Wait(10 * ms); got != 10*ms {
+		t.Fatalf("a poll shorter than the recheck: %s, want the poll", got)
 	}
 }

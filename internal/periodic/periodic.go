@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // Duty is one periodic job of work.
@@ -56,27 +57,60 @@ func RunOnce(ctx context.Context, pool *pgxpool.Pool, d Duty) (ran, more bool, e
 	return ran, more, nil
 }
 
-// Run runs the duty every Interval until ctx ends. Errors are logged and the
-// duty goes on.
-func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger) {
+// RunOnceWaiting runs one pass, first waiting for a pass another process is
+// running to end, so that everything committed before the call is seen by
+// this pass or was handled by that one.
+func RunOnceWaiting(ctx context.Context, pool *pgxpool.Pool, d Duty) (more bool, err error) {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := db.New(tx).AdvisoryXactLock(ctx, d.Key); err != nil {
+			return err
+		}
+		more, err = d.Pass(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("keel %s: %w", d.Name, err)
+	}
+	return more, nil
+}
+
+// Run runs the duty every Interval until ctx ends, and goes on whatever
+// fails. Each pass's outcome goes to tracker (nil: none), which logs an outage
+// once; other errors are logged to logger. While the database is away the
+// passes are spaced by a capped exponential backoff when it exceeds
+// Interval.
+func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger, tracker *outage.Tracker) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	var backoff outage.Backoff
 	for {
 		_, more, err := RunOnce(ctx, pool, d)
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
+		wait := jitter(d.Interval)
+		switch {
+		case err == nil:
+			backoff.Reset()
+			if tracker != nil {
+				tracker.Succeeded()
+			}
+			if more {
+				continue
+			}
+		case outage.Is(err):
+			if tracker != nil {
+				tracker.Failed(err)
+			}
+			wait = max(wait, backoff.Next())
+		default:
 			logger.WarnContext(ctx, "keel: periodic duty failed", "duty", d.Name, "error", err)
-		}
-		if more && err == nil {
-			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(jitter(d.Interval)):
+		case <-time.After(wait):
 		}
 	}
 }

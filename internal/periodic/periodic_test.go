@@ -95,7 +95,7 @@ func TestRunDrainsThenStops(t *testing.T) {
 				cancel()
 			}
 			return true, nil
-		}}, nil)
+		}}, nil, nil)
 	}()
 	<-done
 	if got := passes.Load(); got != 3 {

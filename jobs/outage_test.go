@@ -1,0 +1,136 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/internal/testcluster"
+)
+
+// outageMetrics records the outages the hook hears of.
+type outageMetrics struct {
+	noMetrics
+	mu     sync.Mutex
+	events []keel.Outage
+}
+
+func (m *outageMetrics) Outage(ev keel.Outage) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.events = append(m.events, ev)
+}
+
+func (m *outageMetrics) seen() []keel.Outage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]keel.Outage(nil), m.events...)
+}
+
+// While jobs run, the server goes away: for 3 s, for 30 s, or for a fast
+// restart. Afterwards every job is completed — none stuck running, none
+// lost — and the metrics hook heard of the outage's start and end.
+func TestOutage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		outage func(c *testcluster.Cluster)
+	}{
+		{"3s", func(c *testcluster.Cluster) { c.Outage(3 * time.Second) }},
+		{"30s", func(c *testcluster.Cluster) { c.Outage(30 * time.Second) }},
+		{"restart", func(c *testcluster.Cluster) { c.Restart() }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			const total = 3000
+			cluster := testcluster.New(t)
+			pool := openPool(t, cluster.URL(), 20)
+			ctx := context.Background()
+			runs := newCounter()
+			w := NewWorkers()
+			AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
+				runs.add(j.ID)
+				time.Sleep(2 * time.Millisecond)
+				return nil
+			}, nil)
+			m := &outageMetrics{}
+			cfg := fastConfig(w)
+			cfg.Metrics = m
+			cfg.Queues = map[string]QueueConfig{DefaultQueue: {MaxWorkers: 50}}
+			cfg.HeartbeatInterval = 200 * time.Millisecond
+			cfg.RescueAfter = 2 * time.Second
+			c := startClient(t, pool, cfg)
+			params := make([]InsertManyParams, total)
+			for i := range params {
+				params[i] = InsertManyParams{Args: testArgs{N: i}}
+			}
+			if _, err := c.InsertMany(ctx, pool, params); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "a third of the jobs to run", func() bool { return runs.len() >= total/3 })
+			tt.outage(cluster)
+			back := time.Now()
+			waitFor(t, "every job to be completed", func() bool {
+				n, err := c.JobCount(ctx, StateCompleted)
+				return err == nil && n == total
+			})
+			t.Logf("all %d jobs completed %s after the server was back; %d ran twice", total,
+				time.Since(back).Round(time.Millisecond), runs.total()-runs.len())
+			if n, err := c.JobCount(ctx, ""); err != nil || n != total {
+				t.Fatalf("%d jobs in the table (%v), want %d", n, err, total)
+			}
+			evs := m.seen()
+			if tt.name != "restart" && (len(evs) < 2 || evs[0].Over || !evs[len(evs)-1].Over || evs[len(evs)-1].Duration <= 0) {
+				t.Fatalf("the metrics hook heard %+v, want an outage's start and end", evs)
+			}
+		})
+	}
+}
+
+// A handler that returns while the server refuses connections: its
+// completion is kept and written once the server is back, so the job is
+// completed without running again.
+func TestCompletionSurvivesOutage(t *testing.T) {
+	t.Parallel()
+	cluster := testcluster.New(t)
+	pool := openPool(t, cluster.URL(), 8)
+	var (
+		stopped = make(chan struct{})
+		started = make(chan struct{})
+		runs    atomic.Int32
+	)
+	w := NewWorkers()
+	AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
+		if runs.Add(1) == 1 {
+			close(started)
+			<-stopped
+		}
+		if j.Args.N == 1 {
+			return errors.New("fails, and its failure is recorded after the outage")
+		}
+		return nil
+	}, nil)
+	cfg := fastConfig(w)
+	cfg.HeartbeatInterval = 200 * time.Millisecond
+	cfg.RescueAfter = 2 * time.Second
+	c := startClient(t, pool, cfg)
+	job := insert(t, c, testArgs{N: 0}, nil)
+	<-started
+	cluster.Stop()
+	close(stopped)
+	time.Sleep(3 * time.Second)
+	cluster.Start()
+	back := time.Now()
+	row := waitState(t, c, job.ID, StateCompleted)
+	if waited := time.Since(back); waited > cfg.RescueAfter {
+		t.Errorf("completed %s after the server was back, want within RescueAfter (%s)", waited, cfg.RescueAfter)
+	}
+	if row.Attempt != 1 || runs.Load() != 1 {
+		t.Fatalf("attempt %d, handler ran %d times; want the first attempt's completion kept", row.Attempt, runs.Load())
+	}
+}
