@@ -31,6 +31,17 @@ func (q *Queries) AdvisoryUnlock(ctx context.Context, key int64) (bool, error) {
 	return pg_advisory_unlock, err
 }
 
+const advisoryXactLock = `-- name: AdvisoryXactLock :exec
+SELECT pg_advisory_xact_lock($1::bigint)
+`
+
+// Takes the transaction-level advisory lock with that key, waiting while
+// another transaction holds it; it is released when the transaction ends.
+func (q *Queries) AdvisoryXactLock(ctx context.Context, key int64) error {
+	_, err := q.db.Exec(ctx, advisoryXactLock, key)
+	return err
+}
+
 const databaseExists = `-- name: DatabaseExists :one
 SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1::text)
 `

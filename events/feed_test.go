@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -175,5 +176,35 @@ func TestSequencerPasses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With a sequencer running elsewhere, an event committed before Sequence is
+// called is in the feed when Sequence returns, round after round.
+func TestSequenceThenReadSeesCommitted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	store := newStore(t, pool, events.Config{SequencerInterval: time.Millisecond})
+	other := newStore(t, pool, events.Config{SequencerInterval: time.Millisecond})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		other.RunSequencer(runCtx)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+	for round := range 200 {
+		appendTx(ctx, t, store, pool, fmt.Sprintf("round-%d", round), events.NoStream, ev("E", round))
+		if err := store.Sequence(ctx); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := store.ReadAll(ctx, pool, events.FeedOptions{After: int64(round)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 || evs[0].StreamID != fmt.Sprintf("round-%d", round) {
+			t.Fatalf("round %d: after Sequence the feed beyond %d holds %d events, want the one just committed", round, round, len(evs))
+		}
 	}
 }

@@ -28,18 +28,19 @@ func (s *Store) sequencerDuty(interval time.Duration) periodic.Duty {
 }
 
 // Sequence stamps the events that have committed since the last pass with
-// their global feed positions, so ReadAll and ReadCategory see them. It
-// returns at once, having done nothing, when another process is stamping.
-// Subscriptions call it before each read; call it before ReadAll to see the
-// latest events, or keep RunSequencer running.
+// their global feed positions, so ReadAll and ReadCategory see them: once it
+// returns, every event committed before the call has its position. When
+// another process is stamping, Sequence waits for that pass to end and then
+// stamps what it left. Subscriptions call it before each read; call it
+// before ReadAll to see the latest events, or keep RunSequencer running.
 func (s *Store) Sequence(ctx context.Context) error {
 	d := s.sequencerDuty(0)
 	for {
-		ran, more, err := periodic.RunOnce(ctx, s.pool, d)
+		more, err := periodic.RunOnceWaiting(ctx, s.pool, d)
 		if err != nil {
 			return fmt.Errorf("keel events: %w", err)
 		}
-		if !ran || !more {
+		if !more {
 			return nil
 		}
 	}
@@ -48,5 +49,5 @@ func (s *Store) Sequence(ctx context.Context) error {
 // RunSequencer stamps positions every SequencerInterval until ctx ends. Any
 // number of processes may run it; one at a time does each pass.
 func (s *Store) RunSequencer(ctx context.Context) {
-	periodic.Run(ctx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger)
+	periodic.Run(ctx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, nil)
 }

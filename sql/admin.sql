@@ -21,6 +21,11 @@ ORDER BY datname;
 -- it is released when the transaction ends.
 SELECT pg_try_advisory_xact_lock(@key::bigint);
 
+-- name: AdvisoryXactLock :exec
+-- Takes the transaction-level advisory lock with that key, waiting while
+-- another transaction holds it; it is released when the transaction ends.
+SELECT pg_advisory_xact_lock(@key::bigint);
+
 -- name: Notify :exec
 -- Sends a notification; inside a transaction it is delivered on commit.
 SELECT pg_notify(@channel::text, @payload::text);
