@@ -343,16 +343,24 @@ func BenchmarkEventsSubscription(b *testing.B) {
 	// Appends one at a time, each as soon as the last was handled, and
 	// spaced 10ms apart as in the outbox and jobs latency benchmarks: back
 	// to back, most wake-ups are the debouncer's trailing notification.
+	// commit-40ms-later: each measured append commits 40ms after it was
+	// made, right behind a quick append, so its own notification is held
+	// back and the trailing one goes out before it commits.
 	for _, tc := range []struct {
-		name    string
-		spacing time.Duration
-	}{{"keel/latency", 0}, {"keel/latency/spaced-10ms", 10 * time.Millisecond}} {
+		name        string
+		spacing     time.Duration
+		commitAfter time.Duration
+	}{
+		{"keel/latency", 0, 0},
+		{"keel/latency/spaced-10ms", 10 * time.Millisecond, 0},
+		{"keel/latency/commit-40ms-later", 0, 40 * time.Millisecond},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
 			pool := freshDB(b, true, 6)
 			store := newEventStore(b, pool)
 			var p50, p99 time.Duration
 			for i := 0; b.Loop(); i++ {
-				p50, p99 = subscriptionLatency(b, store, pool, fmt.Sprintf("latency-%d", i), tc.spacing)
+				p50, p99 = subscriptionLatency(b, store, pool, fmt.Sprintf("latency-%d", i), tc.spacing, tc.commitAfter)
 			}
 			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
@@ -403,8 +411,10 @@ func categoryCatchup(b *testing.B, history int) {
 
 // subscriptionLatency appends 500 events one at a time, each `spacing` after
 // the last was handled, and returns the p50 and p99 of the time from just
-// before the append's transaction began to its handler call.
-func subscriptionLatency(b *testing.B, store *events.Store, pool *pgxpool.Pool, name string, spacing time.Duration) (p50, p99 time.Duration) {
+// before the append's transaction began to its handler call. With
+// commitAfter, each measured append is made right after a quick one (not
+// measured) and its transaction commits commitAfter after the append.
+func subscriptionLatency(b *testing.B, store *events.Store, pool *pgxpool.Pool, name string, spacing, commitAfter time.Duration) (p50, p99 time.Duration) {
 	b.Helper()
 	ctx := context.Background()
 	const samples = 500
@@ -412,6 +422,9 @@ func subscriptionLatency(b *testing.B, store *events.Store, pool *pgxpool.Pool, 
 	stop := runSubscription(b, store, events.SubscriptionConfig{
 		Name: name,
 		Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
+			if e.Type != "Ping" {
+				return nil
+			}
 			var sent struct{ T int64 }
 			if err := e.Decode(&sent); err != nil {
 				return err
@@ -423,10 +436,21 @@ func subscriptionLatency(b *testing.B, store *events.Store, pool *pgxpool.Pool, 
 	lat := make([]time.Duration, 0, samples)
 	for j := range samples {
 		time.Sleep(spacing)
+		if commitAfter > 0 {
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				_, err := store.Append(ctx, tx, fmt.Sprintf("lead-%s-%d", name, j%10), events.Any,
+					events.EventData{Type: "Lead", Data: json.RawMessage(`{}`)})
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
 		data, _ := json.Marshal(struct{ T int64 }{time.Now().UnixNano()})
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			_, err := store.Append(ctx, tx, fmt.Sprintf("ping-%s-%d", name, j%10), events.Any,
 				events.EventData{Type: "Ping", Data: data})
+			time.Sleep(commitAfter)
 			return err
 		})
 		if err != nil {
