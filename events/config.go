@@ -55,6 +55,9 @@ type Metrics interface {
 	// many stamped events of the feed lie beyond its checkpoint and how long
 	// ago its newest handled event was recorded.
 	SubscriptionLag(name string, events int64, age time.Duration)
+	// Outage is called when the store's subscriptions or sequencer lose the
+	// database (ev.Over false) and when they have it back (ev.Over true).
+	Outage(ev keel.Outage)
 }
 
 func (c Config) withDefaults() Config {

@@ -54,7 +54,9 @@
 // [Store.ReadAll] and [Store.ReadCategory] return events that have positions
 // only. Subscriptions run the sequencer themselves before each read; other
 // readers call [Store.Sequence] first or keep [Store.RunSequencer] running in
-// some process. Positions start at 1.
+// some process. Sequence waits for a pass another process is running, so
+// once it returns every event committed before the call has its position.
+// Positions start at 1.
 //
 // # Reading
 //
@@ -108,7 +110,11 @@
 //
 // The store logs through [Config.Logger] (log/slog) and reports appends,
 // conflicts and subscription lag (events behind the feed's head, age of the
-// newest handled event) through the [Metrics] hook.
+// newest handled event) through the [Metrics] hook. Subscriptions and the
+// sequencer retry through a database outage with a capped exponential
+// backoff (a batch cut off by it rolls back whole and is handled again), log
+// one line when they lose the database and one when they have it back, and
+// call Metrics.Outage at both ends.
 //
 // # Tables
 //

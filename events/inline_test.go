@@ -102,6 +102,8 @@ func (r *recorder) Conflicted(stream string) {
 	r.conflicts[stream]++
 }
 
+func (r *recorder) Outage(keel.Outage) {}
+
 func (r *recorder) SubscriptionLag(_ string, events int64, age time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

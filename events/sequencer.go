@@ -49,5 +49,5 @@ func (s *Store) Sequence(ctx context.Context) error {
 // RunSequencer stamps positions every SequencerInterval until ctx ends. Any
 // number of processes may run it; one at a time does each pass.
 func (s *Store) RunSequencer(ctx context.Context) {
-	periodic.Run(ctx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, nil)
+	periodic.Run(ctx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, s.outage)
 }

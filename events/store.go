@@ -7,7 +7,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // channel is the NOTIFY channel on which appends wake subscriptions.
@@ -20,6 +22,7 @@ type Store struct {
 	cfg      Config
 	debounce *notify.Debouncer
 	listener *notify.Listener
+	outage   *outage.Tracker
 
 	listenOnce sync.Once
 	ctx        context.Context // the store's lifetime, for its listener
@@ -38,11 +41,17 @@ func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		cfg.Listener = notify.NewListener(pool, cfg.Logger)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	report := func(ev keel.Outage) {
+		if cfg.Metrics != nil {
+			cfg.Metrics.Outage(ev)
+		}
+	}
 	return &Store{
 		pool:     pool,
 		cfg:      cfg,
 		debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger),
 		listener: cfg.Listener,
+		outage:   outage.NewTracker("events", cfg.Logger, report),
 		ctx:      ctx,
 		cancel:   cancel,
 	}, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // Handler handles one event of a subscription inside tx, the transaction
@@ -152,8 +153,23 @@ func (sub *Subscription) Run(ctx context.Context) error {
 	log := s.cfg.Logger.With("subscription", cfg.Name, "consumer", cfg.ConsumerID)
 	owned := false
 	var rechecks notify.Rechecks
+	var backoff outage.Backoff
+	// pause logs err unless it is an outage (the tracker logs those once)
+	// and waits: a backoff through an outage, else the poll.
+	pause := func(what string, err error) {
+		if s.outage.Failed(err) {
+			sub.wait(ctx, wake, backoff.Next())
+			return
+		}
+		log.WarnContext(ctx, what, "error", err)
+		sub.wait(ctx, wake, cfg.PollInterval)
+	}
 	for ctx.Err() == nil {
 		row, err := q.ClaimSubscription(ctx, db.ClaimSubscriptionParams{Owner: cfg.ConsumerID, Lease: interval(cfg.Lease), Name: cfg.Name})
+		if err == nil || errors.Is(err, pgx.ErrNoRows) {
+			s.outage.Succeeded()
+			backoff.Reset()
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -165,8 +181,7 @@ func (sub *Subscription) Run(ctx context.Context) error {
 			sub.wait(ctx, wake, cfg.PollInterval)
 			continue
 		case err != nil:
-			log.WarnContext(ctx, "keel events: claiming subscription", "error", err)
-			sub.wait(ctx, wake, cfg.PollInterval)
+			pause("keel events: claiming subscription", err)
 			continue
 		}
 		if !owned {
@@ -181,7 +196,7 @@ func (sub *Subscription) Run(ctx context.Context) error {
 			sub.wait(ctx, wake, min(time.Until(row.RetryAt.Time), cfg.PollInterval))
 			continue
 		}
-		if err := s.Sequence(ctx); err != nil && ctx.Err() == nil {
+		if err := s.Sequence(ctx); err != nil && ctx.Err() == nil && !s.outage.Failed(err) {
 			log.WarnContext(ctx, "keel events: sequencing", "error", err)
 		}
 		limit := cfg.BatchSize
@@ -198,8 +213,7 @@ func (sub *Subscription) Run(ctx context.Context) error {
 		case errors.Is(err, errLostLease):
 			owned = false
 		case err != nil:
-			log.WarnContext(ctx, "keel events: subscription batch", "error", err)
-			sub.wait(ctx, wake, cfg.PollInterval)
+			pause("keel events: subscription batch", err)
 		case n < limit:
 			if n > 0 {
 				rechecks.Found()

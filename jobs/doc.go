@@ -93,6 +93,20 @@
 // least once: a handler may run again after a crash, so make its effects
 // idempotent or write them in the database with the job's id.
 //
+// # Outages
+//
+// A client rides out a database outage of any length. Claims, heartbeats
+// and maintenance retry with a capped exponential backoff; an attempt's
+// outcome — a completion or a failure — is held and written once the
+// database is back, and a job whose outcome is held keeps being
+// heartbeated, so nothing that ran is lost or run again. After an outage
+// every heartbeat is stale, so a client rescues nothing until RescueAfter
+// has passed since it last failed to reach the database: the owners that
+// live heartbeat again first. The client logs one line when it loses the
+// database and one when it has it back, and calls [Metrics].Outage at both
+// ends. Stop waits for held outcomes until its context ends; the jobs it
+// abandons then stay running and are rescued.
+//
 // # Maintenance
 //
 // Duties run in every client under Postgres transaction advisory locks

@@ -36,16 +36,8 @@ func (m *outageMetrics) seen() []keel.Outage {
 // lost — and the metrics hook heard of the outage's start and end.
 func TestOutage(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name   string
-		outage func(c *testcluster.Cluster)
-	}{
-		{"3s", func(c *testcluster.Cluster) { c.Outage(3 * time.Second) }},
-		{"30s", func(c *testcluster.Cluster) { c.Outage(30 * time.Second) }},
-		{"restart", func(c *testcluster.Cluster) { c.Restart() }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, tt := range testcluster.Outages() {
+		t.Run(tt.Name, func(t *testing.T) {
 			t.Parallel()
 			const total = 3000
 			cluster := testcluster.New(t)
@@ -73,7 +65,7 @@ func TestOutage(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "a third of the jobs to run", func() bool { return runs.len() >= total/3 })
-			tt.outage(cluster)
+			tt.Cause(cluster)
 			back := time.Now()
 			waitFor(t, "every job to be completed", func() bool {
 				n, err := c.JobCount(ctx, StateCompleted)
@@ -85,7 +77,7 @@ func TestOutage(t *testing.T) {
 				t.Fatalf("%d jobs in the table (%v), want %d", n, err, total)
 			}
 			evs := m.seen()
-			if tt.name != "restart" && (len(evs) < 2 || evs[0].Over || !evs[len(evs)-1].Over || evs[len(evs)-1].Duration <= 0) {
+			if tt.Declared && (len(evs) < 2 || evs[0].Over || !evs[len(evs)-1].Over || evs[len(evs)-1].Duration <= 0) {
 				t.Fatalf("the metrics hook heard %+v, want an outage's start and end", evs)
 			}
 		})

@@ -50,6 +50,12 @@
 // delays delivery. Stopping a relay (cancelling Run's context) records what
 // was delivered and hands back what was not, without using an attempt.
 //
+// Through a database outage a relay keeps trying with a capped exponential
+// backoff, and holds the outcome of a batch it published until it can
+// record it, so a delivered message is not published again because its
+// outcome met an outage. It logs one line when it loses the database and
+// one when it has it back, and calls [Hooks].Outage at both ends.
+//
 // # Inbox
 //
 // On the consuming side, an [Inbox] records each message id a named consumer

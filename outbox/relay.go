@@ -16,6 +16,7 @@ import (
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/outage"
 	"github.com/keelpg/keel/internal/periodic"
 )
 
@@ -52,6 +53,9 @@ type Hooks interface {
 	// Lag reports the age of the oldest undelivered message (0 when there is
 	// none), once per poll interval.
 	Lag(oldest time.Duration)
+	// Outage is called when the relay loses the database (ev.Over false)
+	// and when it has it back (ev.Over true).
+	Outage(ev keel.Outage)
 }
 
 // NoHooks ignores every measurement.
@@ -65,6 +69,9 @@ func (NoHooks) Failed(Delivery, error, bool) {}
 
 // Lag implements Hooks.
 func (NoHooks) Lag(time.Duration) {}
+
+// Outage implements Hooks.
+func (NoHooks) Outage(keel.Outage) {}
 
 // RelayConfig configures a Relay. The zero value is ready to use.
 type RelayConfig struct {
@@ -114,10 +121,11 @@ const retentionKey int64 = 0x6b6f7574726574 // "koutret"
 // Relay publishes committed messages, at least once, in order per key. Any
 // number of relays may run against one database, in one process or many.
 type Relay struct {
-	pool *pgxpool.Pool
-	pub  Publisher
-	cfg  RelayConfig
-	log  *slog.Logger
+	pool   *pgxpool.Pool
+	pub    Publisher
+	cfg    RelayConfig
+	log    *slog.Logger
+	outage *outage.Tracker
 }
 
 // NewRelay returns a relay that hands messages to pub. Run starts it.
@@ -157,7 +165,8 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Relay{pool: pool, pub: pub, cfg: cfg, log: log.With("relay", cfg.Name)}, nil
+	log = log.With("relay", cfg.Name)
+	return &Relay{pool: pool, pub: pub, cfg: cfg, log: log, outage: outage.NewTracker("outbox relay", log, cfg.Hooks.Outage)}, nil
 }
 
 // Run publishes until ctx ends, then returns nil. It wakes on enqueue
@@ -182,7 +191,7 @@ func (r *Relay) Run(ctx context.Context) error {
 					n, err := DeleteDelivered(ctx, tx, time.Now().Add(-r.cfg.Retention))
 					return n == retentionBatch, err
 				},
-			}, r.log, nil)
+			}, r.log, r.outage)
 		}
 		done <- struct{}{}
 	}()
@@ -200,6 +209,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}()
 	lastLag := time.Time{}
 	var rechecks notify.Rechecks
+	var backoff outage.Backoff
 	for {
 		overlapped := pending != nil
 		recorded := make(chan struct{})
@@ -218,7 +228,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
+		wait := r.cfg.PollInterval
+		switch {
+		case err == nil:
+			r.outage.Succeeded()
+			backoff.Reset()
+		case r.outage.Failed(err):
+			wait = backoff.Next()
+		default:
 			r.log.WarnContext(ctx, "keel outbox: relay batch failed", "error", err)
 		}
 		if time.Since(lastLag) >= r.cfg.PollInterval {
@@ -236,13 +253,13 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		case <-wake.C:
 			rechecks.Woken()
-		case <-time.After(rechecks.Wait(r.cfg.PollInterval)):
+		case <-time.After(rechecks.Wait(wait)):
 		}
 	}
 }
 
 func (r *Relay) recordLogged(ctx context.Context, o outcome) {
-	if err := r.record(o); err != nil {
+	if err := r.record(ctx, o); err != nil {
 		r.log.WarnContext(ctx, "keel outbox: recording a batch failed; its messages go out again after the lease", "error", err)
 	}
 }
@@ -277,7 +294,7 @@ func (r *Relay) RunOnce(ctx context.Context, now *time.Time) (int, error) {
 	if err != nil || o.claimed == 0 {
 		return o.claimed, err
 	}
-	return o.claimed, r.record(o)
+	return o.claimed, r.record(ctx, o)
 }
 
 func (r *Relay) claimAndPublish(ctx context.Context, now *time.Time) (outcome, error) {
@@ -323,11 +340,33 @@ func (r *Relay) claimAndPublish(ctx context.Context, now *time.Time) (outcome, e
 	return o, nil
 }
 
-// record writes a batch's outcome. It runs to the end even while the relay
-// stops: a delivered message left unrecorded would be published again.
-func (r *Relay) record(o outcome) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// writeTimeout bounds one statement that records an outcome.
+const writeTimeout = 30 * time.Second
+
+// write runs one statement of a batch's outcome until it is written.
+// Through an outage it retries with a capped exponential backoff while
+// runCtx lives; once the relay stops it tries once more and then leaves the
+// messages to their lease, after which they go out again. A statement's own
+// error is returned at once.
+func (r *Relay) write(runCtx context.Context, stmt func(ctx context.Context) error) error {
+	var backoff outage.Backoff
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		err := stmt(ctx)
+		cancel()
+		if err == nil {
+			r.outage.Succeeded()
+			return nil
+		}
+		if !r.outage.Failed(err) || backoff.Wait(runCtx) != nil {
+			return err
+		}
+	}
+}
+
+// record writes a batch's outcome, through an outage while the relay runs
+// (see write): a delivered message left unrecorded would be published again.
+func (r *Relay) record(runCtx context.Context, o outcome) error {
 	var ok, failed, released []int64
 	var failedErrs []error
 	var failedDeliveries []Delivery
@@ -346,12 +385,17 @@ func (r *Relay) record(o outcome) error {
 	failed, failedErrs = append(failed, o.bad...), append(failedErrs, o.badErrs...)
 	q := db.New(r.pool)
 	if len(ok) > 0 {
-		if _, err := q.OutboxMarkDelivered(ctx, db.OutboxMarkDeliveredParams{Now: o.now, Seqs: ok}); err != nil {
+		if err := r.write(runCtx, func(ctx context.Context) error {
+			_, err := q.OutboxMarkDelivered(ctx, db.OutboxMarkDeliveredParams{Now: o.now, Seqs: ok})
+			return err
+		}); err != nil {
 			return fmt.Errorf("keel outbox: recording deliveries: %w", err)
 		}
 	}
 	if len(released) > 0 {
-		if err := q.OutboxRelease(ctx, db.OutboxReleaseParams{Seqs: released, Relay: r.cfg.Name}); err != nil {
+		if err := r.write(runCtx, func(ctx context.Context) error {
+			return q.OutboxRelease(ctx, db.OutboxReleaseParams{Seqs: released, Relay: r.cfg.Name})
+		}); err != nil {
 			return fmt.Errorf("keel outbox: releasing claims: %w", err)
 		}
 	}
@@ -370,8 +414,12 @@ func (r *Relay) record(o outcome) error {
 		}
 		p.RetryMs[i] = r.cfg.Backoff(attempt).Milliseconds()
 	}
-	res, err := q.OutboxMarkFailed(ctx, p)
-	if err != nil {
+	var res []db.OutboxMarkFailedRow
+	if err := r.write(runCtx, func(ctx context.Context) error {
+		var err error
+		res, err = q.OutboxMarkFailed(ctx, p)
+		return err
+	}); err != nil {
 		return fmt.Errorf("keel outbox: recording failures: %w", err)
 	}
 	dead := make(map[int64]bool, len(res))
@@ -381,7 +429,7 @@ func (r *Relay) record(o outcome) error {
 	for i, d := range failedDeliveries {
 		r.cfg.Hooks.Failed(d, failedErrs[i], dead[failed[i]])
 		if dead[failed[i]] {
-			r.log.WarnContext(ctx, "keel outbox: message is dead", "id", d.ID, "topic", d.Topic, "attempts", d.Attempt, "error", failedErrs[i])
+			r.log.WarnContext(runCtx, "keel outbox: message is dead", "id", d.ID, "topic", d.Topic, "attempts", d.Attempt, "error", failedErrs[i])
 		}
 	}
 	return nil

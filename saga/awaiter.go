@@ -9,6 +9,7 @@ import (
 
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // channelDone is notified, debounced and without a payload, when runs
@@ -23,6 +24,8 @@ type awaiter struct {
 	pool     *pgxpool.Pool
 	listener *notify.Listener
 	logger   *slog.Logger
+	// outage follows the database for the awaiter and every Await.
+	outage *outage.Tracker
 
 	mu       sync.Mutex
 	started  bool
@@ -36,7 +39,10 @@ func newAwaiter(pool *pgxpool.Pool, listener *notify.Listener, logger *slog.Logg
 	if listener == nil {
 		listener = notify.NewListener(pool, logger)
 	}
-	return &awaiter{pool: pool, listener: listener, logger: logger, watchers: map[string]map[chan struct{}]struct{}{}}
+	return &awaiter{
+		pool: pool, listener: listener, logger: logger, outage: outage.NewTracker("saga await", logger, nil),
+		watchers: map[string]map[chan struct{}]struct{}{},
+	}
 }
 
 // watch returns a channel that receives when runID may have finished.
@@ -100,9 +106,12 @@ func (a *awaiter) route(ctx context.Context, sub *notify.Subscription) {
 			}
 			finished, err := db.New(a.pool).FinishedRuns(ctx, ids)
 			if err != nil {
-				a.logger.WarnContext(ctx, "keel saga: reading finished runs; awaits fall back to polling", "error", err)
+				if !a.outage.Failed(err) {
+					a.logger.WarnContext(ctx, "keel saga: reading finished runs; awaits fall back to polling", "error", err)
+				}
 				continue
 			}
+			a.outage.Succeeded()
 			a.signal(finished)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/outage"
 )
 
 // Status is where a run is; it is the Postgres enum keel.saga_run_status.
@@ -234,26 +235,38 @@ func (e *Engine) GetValue(ctx context.Context, runID, name string, v any) error 
 
 // Await waits until the run is final and returns it; use Result or Run.Err
 // for its outcome. It is woken by a notification when the run finishes, and
-// reads the run every Config.AwaitPollInterval besides. It returns ctx's
-// error when ctx ends first.
+// reads the run every Config.AwaitPollInterval besides. Through a database
+// outage it keeps trying, with a capped backoff; it returns ctx's error when
+// ctx ends first, and any other error at once.
 func (e *Engine) Await(ctx context.Context, runID string) (*Run, error) {
 	w := e.awaiter.watch(runID)
 	defer e.awaiter.unwatch(runID, w)
-	poll := time.NewTicker(e.cfg.AwaitPollInterval)
-	defer poll.Stop()
+	var backoff outage.Backoff
 	for {
+		wait := e.cfg.AwaitPollInterval
 		run, err := e.Get(ctx, e.pool, runID)
-		if err != nil {
+		switch {
+		case err == nil:
+			e.awaiter.outage.Succeeded()
+			backoff.Reset()
+			if run.Status.Final() {
+				return run, nil
+			}
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case e.awaiter.outage.Failed(err):
+			wait = backoff.Next()
+		default:
 			return nil, err
 		}
-		if run.Status.Final() {
-			return run, nil
-		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
 		case <-w:
-		case <-poll.C:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }

@@ -156,7 +156,7 @@ func (l *Listener) Run(ctx context.Context) error {
 // exponential backoff that starts again from its minimum once a connection
 // listens. An outage is logged once (by the tracker); other errors each time.
 func (l *Listener) loop(ctx context.Context) {
-	backoff := outage.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	backoff := outage.Backoff{Min: 100 * time.Millisecond}
 	listening := func() {
 		backoff.Reset()
 		l.outage.Succeeded()

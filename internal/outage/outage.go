@@ -154,11 +154,13 @@ func (t *Tracker) FailedWithin(d time.Duration) bool {
 }
 
 // Backoff is a capped exponential backoff with jitter. The zero value waits
-// from 50ms up to 5s.
+// from 50ms up to 2s, so a component is working again within about two
+// seconds of the database's return while trying at most once a second or so
+// through a long outage.
 type Backoff struct {
 	// Min is the first wait. Default 50ms.
 	Min time.Duration
-	// Max caps every wait. Default 5s.
+	// Max caps every wait. Default 2s.
 	Max time.Duration
 
 	next time.Duration
@@ -172,7 +174,7 @@ func (b *Backoff) Next() time.Duration {
 		lo = 50 * time.Millisecond
 	}
 	if hi <= 0 {
-		hi = 5 * time.Second
+		hi = 2 * time.Second
 	}
 	if b.next < lo {
 		b.next = lo

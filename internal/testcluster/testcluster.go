@@ -195,3 +195,23 @@ func appendFile(t testing.TB, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+// Outage is one way for the server to go away mid-test.
+type Outage struct {
+	Name string
+	// Cause takes the server away and brings it back.
+	Cause func(c *Cluster)
+	// Declared says whether components see it as an outage (logged and
+	// reported to their hooks): a fast restart is over before they do.
+	Declared bool
+}
+
+// Outages are the outages every long-running component is tested against:
+// the server stopped for 3s, stopped for 30s, and restarted.
+func Outages() []Outage {
+	return []Outage{
+		{"3s", func(c *Cluster) { c.Outage(3 * time.Second) }, true},
+		{"30s", func(c *Cluster) { c.Outage(30 * time.Second) }, true},
+		{"restart", (*Cluster).Restart, false},
+	}
+}
