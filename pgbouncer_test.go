@@ -81,7 +81,9 @@ func TestPgBouncer(t *testing.T) {
 	saga.Register(reg, "double", 1, func(ctx saga.Context, in int) (int, error) {
 		return saga.Step(ctx, "double", func(context.Context) (int, error) { return 2 * in, nil }, nil)
 	})
-	engine, err := saga.NewEngine(pool, reg, saga.Config{AwaitPollInterval: poll, Jobs: jobs.Config{Listener: listener, FetchPollInterval: poll}})
+	// The engine works jobs' default queue too, so it gets the application's
+	// workers (saga.Config.Jobs).
+	engine, err := saga.NewEngine(pool, reg, saga.Config{AwaitPollInterval: poll, Jobs: jobs.Config{Workers: w, Listener: listener, FetchPollInterval: poll}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,9 @@
 // test is skipped with the reason. Each cluster listens on a free port of
 // 127.0.0.1 with trust authentication and fsync off, holds keel's
 // migrations in its postgres database, and is dropped when the test ends.
-// Clusters left behind by a killed test binary are dropped by the next New
-// once they are an hour old.
+// NewStandby adds a streaming standby for failover tests. Clusters left
+// behind by a killed test binary are dropped by the next New once they are
+// an hour old.
 package testcluster
 
 import (
@@ -47,6 +48,7 @@ shared_buffers = 32MB
 
 const hba = `local all all trust
 host all all 127.0.0.1/32 trust
+host replication all 127.0.0.1/32 trust
 `
 
 // Cluster is a private PostgreSQL server.
@@ -59,6 +61,39 @@ type Cluster struct {
 
 // New makes, starts and migrates a cluster that is dropped when the test ends.
 func New(t testing.TB) *Cluster {
+	t.Helper()
+	c := create(t)
+	c.Start()
+	c.migrate()
+	return c
+}
+
+// NewStandby makes a streaming standby of primary (pg_basebackup) and starts
+// it; from then on a commit on the primary waits until the standby has it
+// (synchronous_standby_names), so a failover loses nothing committed. The
+// standby is dropped when the test ends.
+func NewStandby(t testing.TB, primary *Cluster) *Cluster {
+	t.Helper()
+	c := create(t)
+	data := filepath.Join("/var/lib/postgresql", c.version, c.name)
+	if err := os.RemoveAll(data); err != nil {
+		t.Fatal(err)
+	}
+	c.run("pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(primary.port), "-U", "postgres",
+		"-D", data, "-R", "-X", "stream", "--checkpoint=fast")
+	c.run("chown", "-R", "postgres:postgres", data)
+	c.run("chmod", "0700", data)
+	c.Start()
+	appendFile(t, filepath.Join("/etc/postgresql", primary.version, primary.name, "postgresql.conf"), "synchronous_commit = on\nsynchronous_standby_names = '*'\n")
+	primary.run("pg_ctlcluster", primary.version, primary.name, "reload")
+	return c
+}
+
+// Promote makes a standby the primary.
+func (c *Cluster) Promote() { c.run("pg_ctlcluster", c.version, c.name, "promote") }
+
+// create makes a cluster, not started, that is dropped when the test ends.
+func create(t testing.TB) *Cluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("testcluster: making a private PostgreSQL cluster needs root (pg_createcluster)")
@@ -85,9 +120,15 @@ func New(t testing.TB) *Cluster {
 	if err := os.WriteFile(filepath.Join(conf, "pg_hba.conf"), []byte(hba), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	c.Start()
-	c.migrate()
 	return c
+}
+
+// FailoverURL is a multi-host connection string for primary and standby
+// that connects only to whichever accepts writes
+// (target_session_attrs=read-write), as a client of a highly available
+// pair would.
+func FailoverURL(primary, standby *Cluster) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/postgres?sslmode=disable&target_session_attrs=read-write", primary.port, standby.port)
 }
 
 // URL is the connection string of the cluster's postgres database, where
@@ -95,9 +136,6 @@ func New(t testing.TB) *Cluster {
 func (c *Cluster) URL() string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
 }
-
-// Port is the port the cluster listens on.
-func (c *Cluster) Port() int { return c.port }
 
 // Stop shuts the server down at once (fast mode: sessions are ended,
 // nothing waits for clients).
