@@ -54,6 +54,9 @@ func TestSubscriptionOutage(t *testing.T) {
 				return n
 			}
 			eventually(t, time.Minute, "a third handled", func() (bool, error) { return seen() >= streams*perStream/3, nil })
+			if seen() == streams*perStream {
+				t.Fatal("every event was handled before the outage")
+			}
 			tt.Cause(cluster)
 			back := time.Now()
 			eventually(t, 2*time.Minute, "every event handled", func() (bool, error) { return seen() == streams*perStream, nil })

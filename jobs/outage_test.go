@@ -39,7 +39,7 @@ func TestOutage(t *testing.T) {
 	for _, tt := range testcluster.Outages() {
 		t.Run(tt.Name, func(t *testing.T) {
 			t.Parallel()
-			const total = 3000
+			const total = 5000
 			cluster := testcluster.New(t)
 			pool := openPool(t, cluster.URL(), 20)
 			ctx := context.Background()
@@ -47,7 +47,7 @@ func TestOutage(t *testing.T) {
 			w := NewWorkers()
 			AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
 				runs.add(j.ID)
-				time.Sleep(2 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond) // 5,000 jobs take about 2s at 50 at a time
 				return nil
 			}, nil)
 			m := &outageMetrics{}
@@ -65,6 +65,9 @@ func TestOutage(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitFor(t, "a third of the jobs to run", func() bool { return runs.len() >= total/3 })
+			if runs.len() == total {
+				t.Fatal("every job ran before the outage")
+			}
 			tt.Cause(cluster)
 			back := time.Now()
 			waitFor(t, "every job to be completed", func() bool {

@@ -64,6 +64,9 @@ func TestRelayOutage(t *testing.T) {
 			go func() { defer close(done); _ = r.Run(ctx) }()
 			t.Cleanup(func() { cancel(); <-done })
 			waitFor(t, time.Minute, func() bool { return len(rec.published()) >= keys*perKey/3 })
+			if len(rec.published()) >= keys*perKey {
+				t.Fatal("every message was published before the outage")
+			}
 			tt.Cause(cluster)
 			back := time.Now()
 			waitFor(t, 2*time.Minute, func() bool { return count(t, pool, "state = 'delivered'") == keys*perKey })
