@@ -16,7 +16,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/events"
+	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/migrations"
+	"github.com/keelpg/keel/outbox"
+	"github.com/keelpg/keel/saga"
 )
 
 // Exit codes.
@@ -84,16 +89,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "keel: %s\n\n%s", ue.msg, usage)
+		fmt.Fprintf(stderr, "keel: %s (keel --help shows usage)\n", oneLine(ue))
 		return exitUsage
 	default:
-		msg := err.Error()
+		msg := oneLine(err)
 		if !strings.HasPrefix(msg, "keel") { // library errors name their package already
 			msg = "keel: " + msg
 		}
 		fmt.Fprintln(stderr, msg)
+		if badInput(err) {
+			return exitUsage
+		}
 		return exitError
 	}
+}
+
+// badInput reports whether a library refused an argument of the command
+// line before writing anything: the command line is wrong, as with a usage
+// error, but the library's message says best what is wrong with it.
+func badInput(err error) bool {
+	var invalid *validate.Error
+	return errors.As(err, &invalid) ||
+		errors.Is(err, jobs.ErrInvalidOptions) ||
+		errors.Is(err, saga.ErrInvalidOptions) ||
+		errors.Is(err, saga.ErrEncode) ||
+		errors.Is(err, events.ErrInvalidArgument) ||
+		errors.Is(err, outbox.ErrInvalidMessage)
 }
 
 func (c *cli) flags(name string) *flag.FlagSet {
@@ -385,6 +406,9 @@ func (c *cli) subcommand(command string, args []string, verbs []verb, define fun
 	if err := c.parse(fs, args[1:]); err != nil {
 		return "", nil, err
 	}
+	if err := storableArgs(fs); err != nil {
+		return "", nil, err
+	}
 	switch {
 	case len(v.args) == 0 && fs.NArg() > 0:
 		return "", nil, usageError{fmt.Sprintf("%s %s: unexpected argument %q", command, v.name, fs.Arg(0))}
@@ -394,4 +418,25 @@ func (c *cli) subcommand(command string, args []string, verbs []verb, define fun
 		return "", nil, usageError{fmt.Sprintf("%s %s needs a %s", command, v.name, strings.Join(v.args, " and a "))}
 	}
 	return v.name, fs, nil
+}
+
+// storableArgs refuses an argument or flag value Postgres could not take as
+// text (bytes that are not UTF-8) before the command connects; argv cannot
+// hold a NUL.
+func storableArgs(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err == nil {
+			err = validate.Text("--"+f.Name, f.Value.String(), 0)
+		}
+	})
+	for i, a := range fs.Args() {
+		if err == nil {
+			err = validate.Text(fmt.Sprintf("argument %d", i+1), a, 0)
+		}
+	}
+	if err != nil {
+		return usageError{fmt.Sprintf("%s: %s", fs.Name(), err)}
+	}
+	return nil
 }

@@ -130,6 +130,9 @@ func (c *cli) subscriptions(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *position < 0 {
+		return usageError{fmt.Sprintf("subscriptions %s: --position %d is negative", sub, *position)}
+	}
 	return c.withStore(ctx, func(pool *pgxpool.Pool, s *events.Store) error {
 		switch sub {
 		case "reset":

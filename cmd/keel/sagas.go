@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/saga"
 )
 
@@ -116,8 +117,8 @@ func (c *cli) sagas(ctx context.Context, args []string) error {
 			})
 		})
 	case "signal":
-		if !json.Valid([]byte(*value)) {
-			return usageError{fmt.Sprintf("sagas signal: --value %q is not JSON", *value)}
+		if err := validate.JSON("--value", []byte(*value)); err != nil {
+			return usageError{"sagas signal: " + err.Error()}
 		}
 	}
 	runID := fs.Arg(0)

@@ -126,7 +126,7 @@ func TestSagasCommands(t *testing.T) {
 	}{
 		{[]string{"sagas", "show", "nobody"}, exitError, "nobody"},
 		{[]string{"sagas", "signal", "order-1", "decision"}, exitError, "finished"},
-		{[]string{"sagas", "signal", "order-1", "decision", "--value", "{nope"}, exitUsage, "is not JSON"},
+		{[]string{"sagas", "signal", "order-1", "decision", "--value", "{nope"}, exitUsage, "is not valid JSON"},
 		{[]string{"sagas", "signal", "order-1"}, exitUsage, "needs a run id and a signal name"},
 		{[]string{"sagas", "cancel", "order-1"}, exitError, "finished"},
 		{[]string{"sagas", "list", "--status", "lost"}, exitError, "lost"},
