@@ -39,8 +39,15 @@ lint:
 	$(GO) vet ./...
 	cd bench && $(GO) vet ./...
 
-## test: every test, with the race detector, against DATABASE_URL
+## test: every test, with the race detector, against DATABASE_URL; when it
+## is unset, against the local server scripts/postgres.sh finds or starts,
+## else in a container when Docker answers (internal/testdb)
 test:
+	@if [ -z "$$DATABASE_URL" ]; then DATABASE_URL=$$(bash scripts/postgres.sh --url 2>/dev/null) || DATABASE_URL=; fi; \
+	if [ -z "$$DATABASE_URL" ] && ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then \
+		echo "make test needs PostgreSQL: none answers on 127.0.0.1:5432, none could be started and Docker is not running; set DATABASE_URL (see make db)" >&2; exit 1; \
+	fi; \
+	export DATABASE_URL; echo "$(GO) test -race -count=1 ./...   (DATABASE_URL=$${DATABASE_URL:-a container})"; \
 	$(GO) test -race -count=1 ./...
 
 ## ci: everything CI checks
