@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -45,6 +46,11 @@ const (
 	// MaxRunID bounds saga run ids.
 	MaxRunID = 255
 )
+
+// MaxErrorText bounds the text of an error keel stores (a failed attempt's
+// error, a run's or a subscription's last error): the row keeps it in every
+// later version.
+const MaxErrorText = 16 << 10
 
 // Limits of JSON values (job args, payload headers, saga input and output,
 // event data and metadata, snapshot state).
@@ -250,7 +256,7 @@ func number(field string, lit []byte) error {
 // with U+FFFD; Marshal refuses it instead, and refuses a NUL in any string
 // (jsonb cannot store its escape).
 func Marshal(field string, v any) (json.RawMessage, error) {
-	if err := strings(field, reflect.ValueOf(v), 0); err != nil {
+	if err := checkStrings(field, reflect.ValueOf(v), 0); err != nil {
 		return nil, err
 	}
 	raw, err := json.Marshal(v)
@@ -268,10 +274,10 @@ var (
 	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
 )
 
-// strings checks every string json.Marshal would write from v. A value with
+// checkStrings checks every string json.Marshal would write from v. A value with
 // its own MarshalJSON is left to JSON's check of the output, which sees its
 // bytes as they are.
-func strings(field string, v reflect.Value, depth int) error {
+func checkStrings(field string, v reflect.Value, depth int) error {
 	if !v.IsValid() {
 		return nil
 	}
@@ -292,13 +298,13 @@ func strings(field string, v reflect.Value, depth int) error {
 		if v.IsNil() {
 			return nil
 		}
-		return strings(field, v.Elem(), depth+1)
+		return checkStrings(field, v.Elem(), depth+1)
 	case reflect.Slice, reflect.Array:
 		if t.Elem().Kind() == reflect.Uint8 && v.Kind() == reflect.Slice {
 			return nil // base64
 		}
 		for i := range v.Len() {
-			if err := strings(fmt.Sprintf("%s[%d]", field, i), v.Index(i), depth+1); err != nil {
+			if err := checkStrings(fmt.Sprintf("%s[%d]", field, i), v.Index(i), depth+1); err != nil {
 				return err
 			}
 		}
@@ -317,7 +323,7 @@ func strings(field string, v reflect.Value, depth int) error {
 					return err
 				}
 			}
-			if err := strings(fmt.Sprintf("%s[%q]", field, name), iter.Value(), depth+1); err != nil {
+			if err := checkStrings(fmt.Sprintf("%s[%q]", field, name), iter.Value(), depth+1); err != nil {
 				return err
 			}
 		}
@@ -327,7 +333,7 @@ func strings(field string, v reflect.Value, depth int) error {
 			if (!f.IsExported() && !f.Anonymous) || f.Tag.Get("json") == "-" {
 				continue
 			}
-			if err := strings(field+"."+f.Name, v.Field(i), depth+1); err != nil {
+			if err := checkStrings(field+"."+f.Name, v.Field(i), depth+1); err != nil {
 				return err
 			}
 		}
@@ -342,4 +348,22 @@ func marshalText(field string, v reflect.Value) error {
 		return nil // json.Marshal reports it
 	}
 	return storable(field, string(text))
+}
+
+// ErrorText is an error message as keel stores it. An error is the one text
+// keel rewrites instead of refusing: it says why something failed, may quote
+// what failed (NUL bytes, bytes that are not UTF-8, a huge value), and
+// refusing it would lose the failure. Each NUL byte and each invalid byte
+// becomes U+FFFD, and text past MaxErrorText is cut at a rune boundary with a
+// note of how much was cut.
+func ErrorText(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if len(s) <= MaxErrorText {
+		return s
+	}
+	end := MaxErrorText - 32 // room for the note
+	for !utf8.RuneStart(s[end]) {
+		end--
+	}
+	return fmt.Sprintf("%s … (%d bytes cut)", s[:end], len(s)-end)
 }

@@ -213,3 +213,20 @@ func TestLimitsMatchSchema(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorText(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, in, want string }{
+		{"plain", "boom", "boom"},
+		{"NUL", "a\x00b", "a\uFFFDb"},
+		{"invalid UTF-8", "a\xffb", "a\uFFFDb"},
+	} {
+		if got := validate.ErrorText(tc.in); got != tc.want {
+			t.Errorf("%s: ErrorText(%q) = %q, want %q", tc.name, tc.in, got, tc.want)
+		}
+	}
+	long := validate.ErrorText(strings.Repeat("é", validate.MaxErrorText))
+	if len(long) > validate.MaxErrorText || !strings.HasSuffix(long, "bytes cut)") || validate.Text("e", long, 0) != nil {
+		t.Errorf("a long error is %d bytes, ends %q", len(long), long[len(long)-20:])
+	}
+}
