@@ -23,7 +23,8 @@ var (
 	// field and the limit it broke.
 	ErrInvalidOptions = errors.New("keel jobs: invalid options")
 	// ErrEncode: job args, or a handler's output, do not encode as JSON that
-	// jsonb stores as it is; nothing was written.
+	// jsonb stores as it is; nothing was written. A refused output fails the
+	// attempt (see RecordOutput).
 	ErrEncode = errors.New("keel jobs: value does not encode")
 	// ErrDecode: a job's stored args do not decode into its kind's Go type.
 	// It is recorded as the attempt's error and the job is retried.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,6 +230,115 @@ func TestNilArgumentsAreErrors(t *testing.T) {
 	if n, err := countState(c, ""); err != nil || n != 0 {
 		t.Fatalf("%d jobs written (%v)", n, err)
 	}
+}
+
+// outcomeArgs picks how outcomeHandler ends its attempt.
+type outcomeArgs struct {
+	Case string `json:"case"`
+}
+
+func (outcomeArgs) Kind() string { return "outcome" }
+
+// outcomeHandler ends an attempt as its args say, with values keel cannot
+// store as they are; it keeps what RecordOutput returned per case.
+func outcomeHandler(recorded *sync.Map) func(ctx context.Context, j *Job[outcomeArgs]) error {
+	return func(ctx context.Context, j *Job[outcomeArgs]) error {
+		record := func(v any) error {
+			err := RecordOutput(ctx, v)
+			recorded.Store(j.Args.Case, err)
+			return err
+		}
+		switch j.Args.Case {
+		case "error with NUL":
+			return errors.New("bad\x00byte")
+		case "error not UTF-8":
+			return errors.New("bad\xffbyte")
+		case "panic with NUL":
+			panic("p\x00")
+		case "cancel with NUL":
+			return Cancel(errors.New("c\x00"))
+		case "huge error":
+			return errors.New(strings.Repeat("x", 1<<20))
+		case "output with NUL":
+			_ = record("o\x00")
+		case "output not UTF-8":
+			_ = record("o\xff")
+		case "raw output \\u0000":
+			_ = record(json.RawMessage(`{"a":"\u0000"}`))
+		case "output too deep":
+			_ = record(deepJSON(validate.MaxJSONDepth + 1))
+		case "output huge number":
+			_ = record(json.RawMessage(`1e200000`))
+		case "output refused, then replaced":
+			_ = record("o\x00")
+			return RecordOutput(ctx, "ok")
+		case "output stored":
+			return RecordOutput(ctx, map[string]string{"a": "é"})
+		}
+		return nil
+	}
+}
+
+// TestRunTimeValuesThatCannotBeStored: an attempt's outcome is always
+// written, with what keel cannot store cleaned out of error text and an
+// output that cannot be stored failing the attempt with the reason.
+func TestRunTimeValuesThatCannotBeStored(t *testing.T) {
+	t.Parallel()
+	pool, _ := newPool(t, 8)
+	var recorded sync.Map
+	w := NewWorkers()
+	AddWorker(w, outcomeHandler(&recorded), nil)
+	c := startClient(t, pool, fastConfig(w))
+	for _, tc := range []struct {
+		name      string
+		state     JobState
+		error     string // what the stored error must contain
+		refused   bool   // RecordOutput must have returned ErrEncode
+		output    string // the stored output; "" for none
+		errLength int    // the stored error's length, when it was cut
+	}{
+		{"error with NUL", StateDiscarded, "bad\uFFFDbyte", false, "", 0},
+		{"error not UTF-8", StateDiscarded, "bad\uFFFDbyte", false, "", 0},
+		{"panic with NUL", StateDiscarded, "handler panicked: p\uFFFD", false, "", 0},
+		{"cancel with NUL", StateCancelled, "cancelled by its handler: c\uFFFD", false, "", 0},
+		{"huge error", StateDiscarded, "bytes cut", false, "", maxErrorText},
+		{"output with NUL", StateDiscarded, "NUL", true, "", 0},
+		{"output not UTF-8", StateDiscarded, "UTF-8", true, "", 0},
+		{"raw output \\u0000", StateDiscarded, `\u0000`, true, "", 0},
+		{"output too deep", StateDiscarded, "deeper", true, "", 0},
+		{"output huge number", StateDiscarded, "numeric", true, "", 0},
+		{"output refused, then replaced", StateCompleted, "", true, `"ok"`, 0},
+		{"output stored", StateCompleted, "", false, `{"a": "é"}`, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			job := insert(t, c, outcomeArgs{Case: tc.name}, &InsertOpts{MaxAttempts: 1})
+			row := waitState(t, c, job.ID, tc.state)
+			if got, _ := recorded.Load(tc.name); tc.refused != errors.Is(asError(got), ErrEncode) {
+				t.Errorf("RecordOutput returned %v", got)
+			}
+			if string(row.Output) != tc.output {
+				t.Errorf("output %s, want %s", row.Output, tc.output)
+			}
+			if tc.error == "" {
+				if len(row.Errors) != 0 {
+					t.Errorf("errors %+v", row.Errors)
+				}
+				return
+			}
+			if len(row.Errors) != 1 || !strings.Contains(row.Errors[0].Error, tc.error) {
+				t.Fatalf("errors %+v, want one containing %q", row.Errors, tc.error)
+			}
+			if tc.errLength > 0 && len(row.Errors[0].Error) > tc.errLength {
+				t.Errorf("error of %d bytes kept, want at most %d", len(row.Errors[0].Error), tc.errLength)
+			}
+		})
+	}
+}
+
+func asError(v any) error {
+	err, _ := v.(error)
+	return err
 }
 
 func TestControlCallsRefuseBadStrings(t *testing.T) {
