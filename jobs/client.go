@@ -105,6 +105,7 @@ func newClientID() string {
 	if err != nil {
 		host = "unknown"
 	}
+	host = storableText(host) // keel.jobs.owner is text
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // DefaultQueue is the queue of jobs inserted without one, and the queue a
@@ -21,7 +22,8 @@ type Config struct {
 	// runs at once. Default: {"default": {MaxWorkers: 500}} when Workers is
 	// set.
 	Queues map[string]QueueConfig
-	// ID names this client in keel.jobs.owner. Default: host/pid/random.
+	// ID names this client in keel.jobs.owner, at most 255 bytes of UTF-8.
+	// Default: host/pid/random.
 	ID string
 	// Logger receives the client's logs. Default: none.
 	Logger *slog.Logger
@@ -98,13 +100,16 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Metrics == nil {
 		c.Metrics = noMetrics{}
 	}
+	if err := validate.Text("client id", c.ID, validate.MaxName); err != nil {
+		return c, invalid(err)
+	}
 	if c.Workers != nil && len(c.Queues) == 0 {
 		c.Queues = map[string]QueueConfig{DefaultQueue: {}}
 	}
 	queues := make(map[string]QueueConfig, len(c.Queues))
 	for name, q := range c.Queues {
-		if err := validQueue(name); err != nil {
-			return c, err
+		if err := checkQueue(name); err != nil {
+			return c, invalid(err)
 		}
 		if q.MaxWorkers < 0 {
 			return c, fmt.Errorf("%w: queue %q: negative MaxWorkers", ErrInvalidOptions, name)
@@ -147,13 +152,6 @@ func setDefault(d *time.Duration, def time.Duration) {
 	if *d == 0 {
 		*d = def
 	}
-}
-
-func validQueue(name string) error {
-	if name == "" || len(name) > 128 {
-		return fmt.Errorf("%w: queue name %q must have 1 to 128 bytes", ErrInvalidOptions, name)
-	}
-	return nil
 }
 
 // Metrics receives a client's counts and timings; implement it to feed

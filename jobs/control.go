@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // JobGet returns the job with that id, or ErrNotFound.
@@ -77,8 +79,8 @@ func (c *Client) Retry(ctx context.Context, id int64) (*JobRow, error) {
 // PauseQueue stops every client in every process from claiming the queue's
 // jobs; running jobs finish. It applies to queues no client works yet.
 func (c *Client) PauseQueue(ctx context.Context, queue string) error {
-	if err := validQueue(queue); err != nil {
-		return err
+	if err := checkQueue(queue); err != nil {
+		return invalid(err)
 	}
 	err := db.New(c.pool).SetQueuePaused(ctx, db.SetQueuePausedParams{Name: queue, PausedAt: ts(c.now())})
 	if err != nil {
@@ -89,8 +91,8 @@ func (c *Client) PauseQueue(ctx context.Context, queue string) error {
 
 // ResumeQueue undoes PauseQueue and wakes the queue's workers everywhere.
 func (c *Client) ResumeQueue(ctx context.Context, queue string) error {
-	if err := validQueue(queue); err != nil {
-		return err
+	if err := checkQueue(queue); err != nil {
+		return invalid(err)
 	}
 	err := db.New(c.pool).SetQueuePaused(ctx, db.SetQueuePausedParams{Name: queue, PausedAt: pgtype.Timestamptz{}})
 	if err != nil {
@@ -101,6 +103,9 @@ func (c *Client) ResumeQueue(ctx context.Context, queue string) error {
 
 // QueuePaused reports whether the queue is paused.
 func (c *Client) QueuePaused(ctx context.Context, queue string) (bool, error) {
+	if err := checkQueue(queue); err != nil {
+		return false, invalid(err)
+	}
 	paused, err := db.New(c.pool).QueuePaused(ctx, queue)
 	if err != nil {
 		return false, fmt.Errorf("keel jobs: queue %q: %w", queue, err)
@@ -134,10 +139,9 @@ func (c *Client) duplicateOf(ctx context.Context, id int64) error {
 
 // JobCount counts the jobs in a state; the empty state counts every job.
 func (c *Client) JobCount(ctx context.Context, state JobState) (int64, error) {
-	var s *db.KeelJobState
-	if state != "" {
-		dbState := db.KeelJobState(state)
-		s = &dbState
+	s, err := stateFilter(state)
+	if err != nil {
+		return 0, err
 	}
 	n, err := db.New(c.pool).CountJobs(ctx, s)
 	if err != nil {
@@ -154,27 +158,54 @@ type JobListParams struct {
 	Limit int      // at most this many; 0 means 100
 }
 
-// JobList returns jobs, newest first.
-func (c *Client) JobList(ctx context.Context, p JobListParams) ([]*JobRow, error) {
-	q := db.ListJobsParams{MaxRows: int32(p.Limit)}
-	if p.Limit == 0 {
+// stateFilter is the filter on state s; "" is none.
+func stateFilter(s JobState) (*db.KeelJobState, error) {
+	if s == "" {
+		return nil, nil
+	}
+	state := db.KeelJobState(s)
+	if !state.Valid() {
+		return nil, fmt.Errorf("%w: unknown state %q", ErrInvalidOptions, s)
+	}
+	return &state, nil
+}
+
+// query checks the filters, as an insert checks what it stores (a queue or
+// kind no job can have is refused, not searched for), and returns the query.
+func (p JobListParams) query() (db.ListJobsParams, error) {
+	var q db.ListJobsParams
+	switch {
+	case p.Limit < 0:
+		return q, fmt.Errorf("%w: negative limit", ErrInvalidOptions)
+	case p.Limit == 0:
 		q.MaxRows = 100
+	default:
+		q.MaxRows = int32(min(p.Limit, math.MaxInt32))
 	}
-	if p.Limit < 0 {
-		return nil, fmt.Errorf("%w: negative limit", ErrInvalidOptions)
+	var err error
+	if q.State, err = stateFilter(p.State); err != nil {
+		return q, err
 	}
-	if p.State != "" {
-		s := db.KeelJobState(p.State)
-		if !s.Valid() {
-			return nil, fmt.Errorf("%w: unknown state %q", ErrInvalidOptions, p.State)
-		}
-		q.State = &s
+	if err := validate.Text("queue", p.Queue, validate.MaxQueue); err != nil {
+		return q, invalid(err)
+	}
+	if err := validate.Text("kind", p.Kind, validate.MaxName); err != nil {
+		return q, invalid(err)
 	}
 	if p.Queue != "" {
 		q.Queue = &p.Queue
 	}
 	if p.Kind != "" {
 		q.Kind = &p.Kind
+	}
+	return q, nil
+}
+
+// JobList returns jobs, newest first.
+func (c *Client) JobList(ctx context.Context, p JobListParams) ([]*JobRow, error) {
+	q, err := p.query()
+	if err != nil {
+		return nil, err
 	}
 	rows, err := db.New(c.pool).ListJobs(ctx, q)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // PeriodicJob is a job inserted on a cron schedule. Every client that has it
@@ -18,7 +19,7 @@ import (
 // transaction as the job, and a tick already recorded is skipped.
 type PeriodicJob struct {
 	// Name identifies the schedule across processes; give every client the
-	// same name for the same schedule.
+	// same name for the same schedule. 1 to 255 bytes of UTF-8, no NUL.
 	Name string
 	// Schedule is a cron expression as robfig/cron/v3 parses it: five fields
 	// (minute hour day-of-month month day-of-week), or six with seconds
@@ -42,8 +43,8 @@ type schedule struct {
 }
 
 func newSchedule(pj PeriodicJob) (*schedule, error) {
-	if pj.Name == "" {
-		return nil, fmt.Errorf("%w: periodic job without a name", ErrInvalidOptions)
+	if err := validate.Name("periodic job name", pj.Name, validate.MaxName); err != nil {
+		return nil, invalid(err)
 	}
 	if pj.Args == nil {
 		return nil, fmt.Errorf("%w: periodic job %q: nil Args", ErrInvalidOptions, pj.Name)

@@ -79,9 +79,11 @@
 //
 // Client.Stop stops claiming, lets running jobs finish until its context
 // ends, then cancels their contexts and waits for them; StopAndCancel
-// cancels at once. Either writes the results before returning. PauseQueue
-// and ResumeQueue pause a queue for every client in every process (the
-// claim checks keel.job_queues).
+// cancels at once. Either writes the results before returning. Stopping
+// ends working, not inserting: an insert-only client is never started and a
+// stopped client may Start again, so a stopped client still inserts.
+// PauseQueue and ResumeQueue pause a queue for every client in every
+// process (the claim checks keel.job_queues).
 //
 // # Crashes
 //
@@ -133,6 +135,36 @@
 // tasks and their dependencies; Client.InsertWorkflow checks the graph
 // (unknown names, duplicates, cycles) before writing anything and inserts it
 // whole with one COPY in the caller's transaction.
+//
+// # Limits
+//
+// Everything an insert is given is checked and encoded before its first
+// statement, so a value Postgres would refuse fails the call with a typed
+// error whose message names the field and the limit, nothing is written,
+// and the caller's transaction stays usable. Lengths are in bytes:
+//
+//   - kind: 1 to 255; queue: 1 to 128; unique key: at most 1,024 (it is
+//     indexed; the schema has the same CHECK); workflow, task and periodic
+//     job names: 1 to 255; Config.ID: at most 255.
+//   - Every string — those, tags, the strings in args, metadata and outputs —
+//     must be UTF-8 without NUL bytes. Invalid UTF-8 is refused, never
+//     stored as U+FFFD as encoding/json would.
+//   - Args, metadata and outputs must encode as JSON that jsonb stores as
+//     it is: no \u0000 escape or lone surrogate, numbers within numeric's
+//     range, at most 1,000 levels deep and 32 MiB.
+//   - RunAt must fall in the years 1 to 9999 (UTC), the range JSON can
+//     write.
+//
+// Refused names, tags, keys, times and metadata fail with ErrInvalidOptions,
+// refused args with ErrEncode, and a nil DBTX, workflow or args with
+// ErrInvalidOptions. Tags have no length limit. The filters of JobList,
+// JobCount and QueuePaused are checked the same way.
+//
+// At run time, a handler's output that cannot be stored is refused by
+// RecordOutput with ErrEncode and fails the attempt with that error in the
+// job's errors. Error text is not refused: keel writes a handler's error
+// (and a panic's stack) with NUL bytes and invalid UTF-8 replaced by U+FFFD,
+// cut to 16 KiB, so an attempt's outcome is always written.
 //
 // # Observing
 //

@@ -17,10 +17,15 @@ var (
 	// *DuplicateError naming the job that holds it.
 	ErrDuplicate = errors.New("keel jobs: a job with this unique key is already queued")
 	// ErrInvalidOptions: insert options, a worker's options, a client's
-	// configuration or a workflow are not valid; nothing was written.
+	// configuration, a workflow, a filter or a queue name are not valid, or
+	// the DBTX is nil; nothing was written. When a value is one Postgres
+	// cannot store (see Limits in the package doc), the message names the
+	// field and the limit it broke.
 	ErrInvalidOptions = errors.New("keel jobs: invalid options")
-	// ErrEncode: job args could not be encoded as JSON; nothing was written.
-	ErrEncode = errors.New("keel jobs: job args do not encode")
+	// ErrEncode: job args, or a handler's output, do not encode as JSON that
+	// jsonb stores as it is; nothing was written. A refused output fails the
+	// attempt (see RecordOutput).
+	ErrEncode = errors.New("keel jobs: value does not encode")
 	// ErrDecode: a job's stored args do not decode into its kind's Go type.
 	// It is recorded as the attempt's error and the job is retried.
 	ErrDecode = errors.New("keel jobs: job args do not decode")

@@ -49,9 +49,13 @@ func (c *Client) execute(r *run, dbRow *db.KeelJob) {
 				fmt.Errorf("keel jobs: job %d timed out after %s: %w", row.ID, timeout, context.DeadlineExceeded))
 			defer cancelTimeout()
 		}
-		err = runHandler(withJob(ctx, c, row), w, row)
+		jobCtx, jc := withJob(ctx, c, row)
+		err = runHandler(jobCtx, w, row)
 		if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 			err = context.Cause(ctx) // say why: a timeout, a cancel request, a stop
+		}
+		if err == nil {
+			err = jc.outputError()
 		}
 	}
 	c.finish(r, row, err, start)
@@ -119,12 +123,12 @@ func (c *Client) finish(r *run, row *JobRow, err error, start time.Time) {
 	}
 	p.State = db.KeelJobState(ev.State)
 	if snooze == nil {
-		entry := AttemptError{Attempt: row.Attempt, At: now, Error: err.Error()}
+		entry := AttemptError{Attempt: row.Attempt, At: now, Error: storableText(err.Error())}
 		var panicked *PanicError
 		if errors.As(err, &panicked) {
-			entry.Stack = panicked.Stack
+			entry.Stack = storableText(panicked.Stack)
 		}
-		p.Error, _ = json.Marshal(entry) // strings and a time always encode
+		p.Error, _ = json.Marshal(entry) // storable strings and a time always encode
 	}
 	if werr := c.writeOutcome(r, func(ctx context.Context) error {
 		_, err := db.New(c.pool).FinishAttempt(ctx, p)

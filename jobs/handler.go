@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 type jobKey struct{}
@@ -14,10 +16,30 @@ type jobKey struct{}
 type jobContext struct {
 	c   *Client
 	row *JobRow
+
+	mu sync.Mutex
+	// unstored is why the last RecordOutput could not store its value; it
+	// fails the attempt even when the handler returns nil.
+	unstored error
 }
 
-func withJob(ctx context.Context, c *Client, row *JobRow) context.Context {
-	return context.WithValue(ctx, jobKey{}, &jobContext{c: c, row: row})
+func withJob(ctx context.Context, c *Client, row *JobRow) (context.Context, *jobContext) {
+	jc := &jobContext{c: c, row: row}
+	return context.WithValue(ctx, jobKey{}, jc), jc
+}
+
+func (jc *jobContext) setUnstored(err error) {
+	jc.mu.Lock()
+	defer jc.mu.Unlock()
+	jc.unstored = err
+}
+
+// outputError is the error of the last RecordOutput whose value could not
+// be stored, or nil.
+func (jc *jobContext) outputError() error {
+	jc.mu.Lock()
+	defer jc.mu.Unlock()
+	return jc.unstored
 }
 
 func fromContext(ctx context.Context) (*jobContext, error) {
@@ -48,15 +70,23 @@ func RecordProgress(ctx context.Context, percent int) error {
 // RecordOutput records v, encoded as JSON, as the running job's output. Jobs
 // that depend on it read it with DependencyOutputs. A later call replaces an
 // earlier one. Call it with the handler's context.
+//
+// A value jsonb cannot store as it is (see Limits in the package doc) is
+// refused with ErrEncode, and unless a later call records a value that can
+// be stored, the attempt fails with that error, recorded in the job's
+// errors, even when the handler returns nil.
 func RecordOutput(ctx context.Context, v any) error {
 	jc, err := fromContext(ctx)
 	if err != nil {
 		return err
 	}
-	out, err := json.Marshal(v)
+	out, err := validate.Marshal("output", v)
 	if err != nil {
-		return fmt.Errorf("%w: output of job %d: %w", ErrEncode, jc.row.ID, err)
+		err = fmt.Errorf("%w: job %d: %w", ErrEncode, jc.row.ID, err)
+		jc.setUnstored(err)
+		return err
 	}
+	jc.setUnstored(nil)
 	n, err := db.New(jc.c.pool).RecordOutput(context.WithoutCancel(ctx), db.RecordOutputParams{
 		Output: out, ID: jc.row.ID, Attempt: int32(jc.row.Attempt),
 	})

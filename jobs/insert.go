@@ -11,6 +11,7 @@ import (
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // InsertOpts are the options of one insert. Zero fields take the kind's
@@ -78,6 +79,9 @@ type job struct {
 // When a non-final job holds opts.UniqueKey, Insert writes nothing and
 // returns a *DuplicateError; tx stays usable.
 func (c *Client) Insert(ctx context.Context, tx keel.DBTX, args JobArgs, opts *InsertOpts) (*JobRow, error) {
+	if err := checkDBTX(tx); err != nil {
+		return nil, err
+	}
 	j, err := c.prepare(args, opts, c.now())
 	if err != nil {
 		return nil, err
@@ -116,6 +120,9 @@ func (c *Client) Insert(ctx context.Context, tx keel.DBTX, args JobArgs, opts *I
 // so a bad one fails the call with nothing written. Unique keys need Insert
 // (COPY cannot skip a duplicate), and are rejected here.
 func (c *Client) InsertMany(ctx context.Context, tx keel.DBTX, params []InsertManyParams) (int64, error) {
+	if err := checkDBTX(tx); err != nil {
+		return 0, err
+	}
 	now := c.now()
 	rows := make([]db.InsertJobsCopyParams, len(params))
 	var deps []int64
@@ -180,12 +187,12 @@ func checkDependencies(ctx context.Context, tx keel.DBTX, ids []int64) error {
 
 // prepare validates an insert and encodes it; it writes nothing.
 func (c *Client) prepare(args JobArgs, opts *InsertOpts, now time.Time) (*job, error) {
-	if args == nil {
+	if isNil(args) {
 		return nil, fmt.Errorf("%w: nil args", ErrInvalidOptions)
 	}
 	kind := args.Kind()
-	if kind == "" || len(kind) > 255 {
-		return nil, fmt.Errorf("%w: %T: Kind() must have 1 to 255 bytes", ErrInvalidOptions, args)
+	if err := checkKind(kind); err != nil {
+		return nil, fmt.Errorf("%w: %T: %w", ErrInvalidOptions, args, err)
 	}
 	if c.workers != nil {
 		if _, ok := c.workers.kinds[kind]; !ok {
@@ -208,14 +215,14 @@ func (c *Client) prepare(args JobArgs, opts *InsertOpts, now time.Time) (*job, e
 	if err := o.validate(kind); err != nil {
 		return nil, err
 	}
-	encoded, err := json.Marshal(args)
+	encoded, err := validate.Marshal("args", args)
 	if err != nil {
 		return nil, fmt.Errorf("%w: kind %q: %w", ErrEncode, kind, err)
 	}
 	meta := json.RawMessage("{}")
 	if o.Metadata != nil {
-		if meta, err = json.Marshal(o.Metadata); err != nil {
-			return nil, fmt.Errorf("%w: kind %q: metadata: %w", ErrInvalidOptions, kind, err)
+		if meta, err = validate.Marshal("metadata", o.Metadata); err != nil {
+			return nil, fmt.Errorf("%w: kind %q: %w", ErrInvalidOptions, kind, err)
 		}
 	}
 	runAt := now
@@ -287,13 +294,22 @@ func mergeOpts(args JobArgs, opts *InsertOpts) InsertOpts {
 	return o
 }
 
+// validate checks the options once defaults are in place: the text against
+// what Postgres stores and indexes, the numbers against their ranges.
 func (o *InsertOpts) validate(kind string) error {
+	for _, err := range []error{
+		checkQueue(o.Queue),
+		validate.Texts("tags", o.Tags, 0),
+		validate.Text("unique key", o.UniqueKey, validate.MaxKey),
+	} {
+		if err != nil {
+			return fmt.Errorf("%w: kind %q: %w", ErrInvalidOptions, kind, err)
+		}
+	}
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: kind %q: %s", ErrInvalidOptions, kind, fmt.Sprintf(format, a...))
 	}
 	switch {
-	case validQueue(o.Queue) != nil:
-		return validQueue(o.Queue)
 	case o.Priority < 1 || o.Priority > 4:
 		return bad("priority %d is not 1 to 4", o.Priority)
 	case o.MaxAttempts < 1 || o.MaxAttempts > 1<<20:
@@ -304,6 +320,8 @@ func (o *InsertOpts) validate(kind string) error {
 		return bad("negative delay")
 	case !o.RunAt.IsZero() && o.Delay != 0:
 		return bad("set RunAt or Delay, not both")
+	case !o.RunAt.IsZero() && (o.RunAt.UTC().Year() < 1 || o.RunAt.UTC().Year() > 9999):
+		return bad("RunAt %s is outside the years 1 to 9999", o.RunAt)
 	case o.RunWhen != RunAfterSuccess && o.RunWhen != RunAfterFailure && o.RunWhen != RunAlways:
 		return bad("unknown RunWhen %q", o.RunWhen)
 	}

@@ -50,8 +50,8 @@ func AddWorker[T JobArgs](w *Workers, handle func(ctx context.Context, job *Job[
 func AddWorkerSafely[T JobArgs](w *Workers, handle func(ctx context.Context, job *Job[T]) error, opts *WorkerOpts) error {
 	var zero T
 	kind := zero.Kind()
-	if kind == "" {
-		return fmt.Errorf("%w: %T has an empty Kind()", ErrInvalidOptions, zero)
+	if err := checkKind(kind); err != nil {
+		return fmt.Errorf("%w: %T: %w", ErrInvalidOptions, zero, err)
 	}
 	if handle == nil {
 		return fmt.Errorf("%w: nil handler for kind %q", ErrInvalidOptions, kind)

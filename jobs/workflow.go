@@ -6,6 +6,7 @@ import (
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // Workflow is a set of named tasks, each a job, with dependencies between
@@ -30,7 +31,8 @@ type TaskOpts struct {
 	After []string
 }
 
-// NewWorkflow returns an empty workflow; name is stored in keel.jobs.workflow.
+// NewWorkflow returns an empty workflow; name is stored in keel.jobs.workflow
+// and, like task names, must be 1 to 255 bytes of UTF-8 without NUL.
 func NewWorkflow(name string) *Workflow { return &Workflow{name: name} }
 
 // Add adds a task and returns the workflow, so calls chain. Mistakes (a
@@ -52,6 +54,9 @@ func (w *Workflow) Add(name string, args JobArgs, opts *TaskOpts) *Workflow {
 // workflow, duplicate or unknown task names, cycles, unique keys (COPY cannot
 // skip duplicates) and anything Insert rejects.
 func (c *Client) InsertWorkflow(ctx context.Context, tx keel.DBTX, w *Workflow) (map[string]int64, error) {
+	if err := checkDBTX(tx); err != nil {
+		return nil, err
+	}
 	order, err := w.validate()
 	if err != nil {
 		return nil, err
@@ -117,19 +122,22 @@ func (c *Client) InsertWorkflow(ctx context.Context, tx keel.DBTX, w *Workflow) 
 // validate checks names and dependencies and returns the tasks' indexes in
 // dependency order (Kahn's algorithm); a cycle leaves tasks unordered.
 func (w *Workflow) validate() ([]int, error) {
+	if w == nil {
+		return nil, fmt.Errorf("%w: nil workflow", ErrInvalidOptions)
+	}
+	if err := validate.Name("workflow name", w.name, validate.MaxName); err != nil {
+		return nil, invalid(err)
+	}
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: workflow %q: %s", ErrInvalidOptions, w.name, fmt.Sprintf(format, a...))
-	}
-	if w.name == "" {
-		return nil, bad("a workflow needs a name")
 	}
 	if len(w.tasks) == 0 {
 		return nil, bad("no tasks")
 	}
 	index := make(map[string]int, len(w.tasks))
 	for i, t := range w.tasks {
-		if t.name == "" {
-			return nil, bad("task %d has no name", i)
+		if err := validate.Name("task name", t.name, validate.MaxName); err != nil {
+			return nil, fmt.Errorf("%w: workflow %q: task %d: %w", ErrInvalidOptions, w.name, i, err)
 		}
 		if _, dup := index[t.name]; dup {
 			return nil, bad("two tasks named %q", t.name)
