@@ -13,6 +13,7 @@ import (
 
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // Client inserts jobs and, when it has workers, runs them. Any number of
@@ -105,7 +106,7 @@ func newClientID() string {
 	if err != nil {
 		host = "unknown"
 	}
-	host = storableText(host) // keel.jobs.owner is text
+	host = validate.ErrorText(host) // keel.jobs.owner is text
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b[:]))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // writeTimeout bounds the statements that record an attempt's result.
@@ -123,10 +124,10 @@ func (c *Client) finish(r *run, row *JobRow, err error, start time.Time) {
 	}
 	p.State = db.KeelJobState(ev.State)
 	if snooze == nil {
-		entry := AttemptError{Attempt: row.Attempt, At: now, Error: storableText(err.Error())}
+		entry := AttemptError{Attempt: row.Attempt, At: now, Error: validate.ErrorText(err.Error())}
 		var panicked *PanicError
 		if errors.As(err, &panicked) {
-			entry.Stack = storableText(panicked.Stack)
+			entry.Stack = validate.ErrorText(panicked.Stack)
 		}
 		p.Error, _ = json.Marshal(entry) // storable strings and a time always encode
 	}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -302,7 +301,7 @@ func TestRunTimeValuesThatCannotBeStored(t *testing.T) {
 		{"error not UTF-8", StateDiscarded, "bad\uFFFDbyte", false, "", 0},
 		{"panic with NUL", StateDiscarded, "handler panicked: p\uFFFD", false, "", 0},
 		{"cancel with NUL", StateCancelled, "cancelled by its handler: c\uFFFD", false, "", 0},
-		{"huge error", StateDiscarded, "bytes cut", false, "", maxErrorText},
+		{"huge error", StateDiscarded, "bytes cut", false, "", validate.MaxErrorText},
 		{"output with NUL", StateDiscarded, "NUL", true, "", 0},
 		{"output not UTF-8", StateDiscarded, "UTF-8", true, "", 0},
 		{"raw output \\u0000", StateDiscarded, `\u0000`, true, "", 0},
@@ -451,29 +450,5 @@ func TestInsertAfterStop(t *testing.T) {
 	}
 	if id := <-ran; id != job.ID {
 		t.Fatalf("ran job %d, want %d", id, job.ID)
-	}
-}
-
-func TestStorableText(t *testing.T) {
-	t.Parallel()
-	long := strings.Repeat("é", maxErrorText) // twice the limit, in two-byte runes
-	for _, tc := range []struct {
-		name, in, want string
-	}{
-		{"plain", "boom", "boom"},
-		{"NUL", "a\x00b\x00", "a\uFFFDb\uFFFD"},
-		{"not UTF-8", "a\xff\xfeb", "a\uFFFDb"},
-		{"at the limit", strings.Repeat("x", maxErrorText), strings.Repeat("x", maxErrorText)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if got := storableText(tc.in); got != tc.want {
-				t.Fatalf("storableText(%q) = %q, want %q", tc.in, got, tc.want)
-			}
-		})
-	}
-	got := storableText(long)
-	if len(got) > maxErrorText || !utf8.ValidString(got) || !strings.HasPrefix(got, "éé") || !strings.HasSuffix(got, "bytes cut)") {
-		t.Fatalf("cut to %d bytes, valid UTF-8 %v, ending %q", len(got), utf8.ValidString(got), got[len(got)-40:])
 	}
 }

@@ -219,7 +219,8 @@ func TestErrorText(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"plain", "boom", "boom"},
 		{"NUL", "a\x00b", "a\uFFFDb"},
-		{"invalid UTF-8", "a\xffb", "a\uFFFDb"},
+		{"invalid UTF-8", "a\xff\xfeb", "a\uFFFDb"},
+		{"at the limit", strings.Repeat("x", validate.MaxErrorText), strings.Repeat("x", validate.MaxErrorText)},
 	} {
 		if got := validate.ErrorText(tc.in); got != tc.want {
 			t.Errorf("%s: ErrorText(%q) = %q, want %q", tc.name, tc.in, got, tc.want)
