@@ -194,7 +194,12 @@ func (ex *execution) compensations() []compensation {
 // between the check and the park. When decide reports done, its writes
 // commit and wait returns; otherwise the run parks until wakeAt (zero: until
 // woken; the workflow timeout bounds it) and the workflow stops.
+//
+// Steps started with StepAsync are checkpointed first: once the run parks,
+// its wake-up may start another executor, which would run again any step
+// still running here.
 func (ex *execution) wait(reason string, wakeAt time.Time, decide func(tx pgx.Tx) (bool, error)) {
+	ex.async.Wait()
 	done, err := ex.waitTx(reason, wakeAt, decide)
 	if err != nil {
 		panic(abort{err})

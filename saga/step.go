@@ -211,7 +211,9 @@ type Future[T any] struct {
 // several steps run in parallel (fan-out); Get collects each (fan-in). The
 // step takes its history position when StepAsync is called, so a replay
 // matches every parallel step to its own record whatever order they
-// finished in. Call StepAsync and Get from the workflow function only.
+// finished in. Call StepAsync and Get from the workflow function only. A
+// wait that parks the run (Sleep, AwaitSignal, Child.Get) first lets the
+// steps in flight finish and checkpoint.
 func StepAsync[T any](wc Context, name string, fn func(ctx context.Context) (T, error), opts *StepOpts) *Future[T] {
 	ex := wc.execution()
 	f := &Future[T]{done: make(chan struct{})}
