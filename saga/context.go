@@ -2,7 +2,6 @@ package saga
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -268,14 +267,6 @@ func (ex *execution) waitTx(reason string, wakeAt time.Time, decide func(tx pgx.
 		ex.e.timers.add(wakeJob, wakeAt)
 	}
 	return false, nil
-}
-
-func encode(what string, v any) (json.RawMessage, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrEncode, what, err)
-	}
-	return b, nil
 }
 
 func ts(t time.Time) pgtype.Timestamptz { return pgtype.Timestamptz{Time: t, Valid: true} }

@@ -199,7 +199,7 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 		}
 		if cascade {
 			for _, child := range children {
-				if err := ex.e.Cancel(ex.ctx, tx, child); err != nil && !errors.Is(err, ErrRunFinished) {
+				if err := ex.e.cancel(ex.ctx, tx, child); err != nil && !errors.Is(err, ErrRunFinished) {
 					return err
 				}
 			}
