@@ -94,8 +94,9 @@ func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.C
 	}
 	p := db.CheckpointParams{Seq: seq, Name: name, Kind: "step", Status: db.KeelSagaStepStatusCompleted, Output: encoded, Attempts: int32(attempts), StartedAt: started}
 	if err != nil {
-		p.Status, p.Output, p.Error = db.KeelSagaStepStatusFailed, nil, ptr(err.Error())
-		err = &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: err.Error(), Err: err}
+		msg := storableError(err.Error())
+		p.Status, p.Output, p.Error = db.KeelSagaStepStatusFailed, nil, &msg
+		err = &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: msg, Err: err}
 	}
 	if cerr := ex.checkpoint(ex.ctx, ex.e.pool, p); cerr != nil {
 		return out, nil, cerr
@@ -192,11 +193,12 @@ func TxStep[T any](wc Context, name string, fn func(ctx context.Context, tx pgx.
 	case err == nil:
 		return out, nil
 	}
+	msg := storableError(err.Error())
 	ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{
 		Seq: seq, Name: name, Kind: "tx", Status: db.KeelSagaStepStatusFailed,
-		Error: ptr(err.Error()), Attempts: int32(attempts), StartedAt: started,
+		Error: &msg, Attempts: int32(attempts), StartedAt: started,
 	})
-	return out, &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: err.Error(), Err: err}
+	return out, &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: msg, Err: err}
 }
 
 // Future is the pending result of StepAsync.

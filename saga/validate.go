@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -150,4 +152,45 @@ func checkRegistration(name string, version int) error {
 		return fmt.Errorf("%w: workflow %q: version %d is not between 1 and %d", ErrInvalidOptions, name, version, math.MaxInt32)
 	}
 	return nil
+}
+
+// checkStepName checks the name of a step a workflow reaches for the first
+// time. Signal and value names are indexed and bounded as Signal bounds
+// them; other step names need only be storable text.
+func checkStepName(kind, name string) error {
+	switch kind {
+	case "signal":
+		return invalid(validate.Name("signal name", name, validate.MaxName))
+	case "value":
+		return invalid(validate.Name("value name", name, validate.MaxName))
+	}
+	return invalid(validate.Text(kind+" name", name, 0))
+}
+
+// checkChild checks a child's run id and queue.
+func checkChild(o ChildOpts) error {
+	if err := validate.Name("child run id", o.RunID, validate.MaxRunID); err != nil {
+		return invalid(err)
+	}
+	return checkQueue(o.Queue)
+}
+
+// maxErrorBytes bounds the error text keel stores for a step or a run.
+const maxErrorBytes = 64 << 10
+
+// storableError is msg as keel stores it in an error column: its NUL bytes
+// and invalid UTF-8 (which Postgres text cannot hold) become U+FFFD, and it
+// is cut at maxErrorBytes. An error message is the one text keel rewrites
+// rather than refuses: it says why something failed, and refusing it would
+// lose that.
+func storableError(msg string) string {
+	msg = strings.ToValidUTF8(strings.ReplaceAll(msg, "\x00", "\uFFFD"), "\uFFFD")
+	if len(msg) <= maxErrorBytes {
+		return msg
+	}
+	cut := maxErrorBytes
+	for !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + " … (cut)"
 }
