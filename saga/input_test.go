@@ -37,8 +37,9 @@ func fingerprint(t testing.TB, tx pgx.Tx) string {
 
 // inTx calls write in a transaction that is rolled back afterwards. When
 // write fails, it checks that the transaction is still usable and that
-// nothing was written. It returns write's error.
-func inTx(t testing.TB, pool *pgxpool.Pool, write func(ctx context.Context, tx pgx.Tx) error) error {
+// nothing was written; when it succeeds, it calls stored (when not nil) to
+// check what was. It returns write's error.
+func inTx(t testing.TB, pool *pgxpool.Pool, write, stored func(ctx context.Context, tx pgx.Tx) error) error {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := pool.Begin(ctx)
@@ -56,8 +57,14 @@ func inTx(t testing.TB, pool *pgxpool.Pool, write func(ctx context.Context, tx p
 		if qerr := tx.QueryRow(ctx, "SELECT 1").Scan(&one); qerr != nil {
 			t.Errorf("the transaction is not usable after %v: %v", err, qerr)
 		}
+		return err
 	}
-	return err
+	if stored != nil {
+		if err := stored(ctx, tx); err != nil {
+			t.Errorf("the call succeeded but stored something else: %v", err)
+		}
+	}
+	return nil
 }
 
 // writeCase is one call of a public write: want nil means it must succeed;
@@ -75,7 +82,7 @@ func runWriteCases(t *testing.T, pool *pgxpool.Pool, cases []writeCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			err := inTx(t, pool, tc.write)
+			err := inTx(t, pool, tc.write, nil)
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("error %v, want success", err)

@@ -71,7 +71,7 @@ func newEngine(t testing.TB, pool *pgxpool.Pool, reg *saga.Registry, start bool)
 }
 
 // start starts a run through the pool.
-func start(t *testing.T, e *saga.Engine, pool *pgxpool.Pool, name string, input any, opts *saga.StartOpts) *saga.Run {
+func start(t testing.TB, e *saga.Engine, pool *pgxpool.Pool, name string, input any, opts *saga.StartOpts) *saga.Run {
 	t.Helper()
 	run, err := e.Start(context.Background(), pool, name, input, opts)
 	if err != nil {
