@@ -276,20 +276,22 @@ func (q *Queries) FinishedRuns(ctx context.Context, ids []string) ([]string, err
 
 const forkRun = `-- name: ForkRun :one
 INSERT INTO keel.saga_runs (id, workflow, version, queue, input, forked_from, forked_at_seq, deadline)
-SELECT $1, s.workflow, COALESCE($2::integer, s.version), s.queue, s.input, s.id, $3, $4
+SELECT $1, s.workflow, $2, s.queue, s.input, s.id, $3, $4
 FROM keel.saga_runs s WHERE s.id = $5
+ON CONFLICT (id) DO NOTHING
 RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
 `
 
 type ForkRunParams struct {
 	NewID    string             `json:"new_id"`
-	Version  *int32             `json:"version"`
+	Version  int32              `json:"version"`
 	AtSeq    *int32             `json:"at_seq"`
 	Deadline pgtype.Timestamptz `json:"deadline"`
 	SrcID    string             `json:"src_id"`
 }
 
-// Starts a new run of the same workflow and input as src.
+// Starts a new run of the same workflow and input as src, at version. No
+// row: src is missing or the new id is taken (nothing is inserted).
 func (q *Queries) ForkRun(ctx context.Context, arg ForkRunParams) (KeelSagaRun, error) {
 	row := q.db.QueryRow(ctx, forkRun,
 		arg.NewID,

@@ -18,8 +18,9 @@ var ErrChildFailed = errors.New("keel saga: child run did not succeed")
 
 // ChildOpts are the options of StartChild.
 type ChildOpts struct {
-	// RunID names the child. Default: the parent's id, "/" and the
-	// position of the start in the parent's history.
+	// RunID names the child, in at most 255 bytes like any run id. Default:
+	// the parent's id, "/" and the position of the start in the parent's
+	// history (so a parent whose id is near 255 bytes names its children).
 	RunID string
 	// Version picks a registered version. Default: the newest registered.
 	Version int
@@ -52,7 +53,7 @@ func StartChild[Out any](wc Context, workflow string, input any, opts *ChildOpts
 			return c
 		}
 		if err := json.Unmarshal(rec.Output, &c.id); err != nil {
-			panic(abort{fmt.Errorf("%w: child id at step %d: %w", ErrDecode, seq, err)})
+			panic(abort{failure{fmt.Errorf("%w: child id at step %d: %w", ErrDecode, seq, err)}})
 		}
 		ex.addChild(c.id)
 		return c
@@ -69,6 +70,9 @@ func StartChild[Out any](wc Context, workflow string, input any, opts *ChildOpts
 	}
 	p := db.CheckpointParams{Seq: seq, Name: workflow, Kind: "child", Status: db.KeelSagaStepStatusCompleted}
 	wf, err := ex.e.registry.get(workflow, o.Version)
+	if err == nil {
+		err = checkChild(o)
+	}
 	var encoded json.RawMessage
 	if err == nil {
 		encoded, err = wf.checkInput(input)

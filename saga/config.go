@@ -53,6 +53,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Queue == "" {
 		c.Queue = DefaultQueue
 	}
+	if err := checkQueue(c.Queue); err != nil {
+		return c, err
+	}
 	if c.MaxConcurrentRuns < 0 {
 		return c, fmt.Errorf("%w: negative MaxConcurrentRuns", ErrInvalidOptions)
 	}

@@ -2,7 +2,6 @@ package saga
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -49,6 +48,14 @@ type compensation struct {
 // process is stopping.
 type abort struct{ reason error }
 
+// failure is an abort that fails the run with err (compensating first): a
+// name or value the workflow gave that cannot be stored, or a history that
+// does not decode. Running the workflow again would only meet it again.
+type failure struct{ err error }
+
+func (f failure) Error() string { return f.err.Error() }
+func (f failure) Unwrap() error { return f.err }
+
 var (
 	errParked = errors.New("keel saga: run parked")
 	errFenced = errors.New("keel saga: another executor took the run")
@@ -85,7 +92,7 @@ func newExecution(e *Engine, wf *workflow, run db.ClaimRunRow, steps []db.KeelSa
 // kind. It returns the recorded step when the history has one there, and
 // stops the workflow when the replay left the history, or when the run was
 // cancelled, timed out or its process stops before a step that has yet to
-// run.
+// run. A new step whose name cannot be stored fails the run.
 func (ex *execution) nextStep(name, kind string) (int32, *db.KeelSagaStep) {
 	ex.mu.Lock()
 	ex.seq++
@@ -99,6 +106,9 @@ func (ex *execution) nextStep(name, kind string) (int32, *db.KeelSagaStep) {
 		return seq, &rec
 	}
 	ex.checkStop()
+	if err := checkStepName(kind, name); err != nil {
+		panic(abort{failure{err}})
+	}
 	return seq, nil
 }
 
@@ -136,6 +146,9 @@ func (ex *execution) checkpoint(ctx context.Context, tx keel.DBTX, p db.Checkpoi
 	}
 	if p.Attempts == 0 {
 		p.Attempts = 1
+	}
+	if p.Error != nil {
+		p.Error = ptr(storableError(*p.Error))
 	}
 	cancel, err := db.New(tx).Checkpoint(ctx, p)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -194,7 +207,12 @@ func (ex *execution) compensations() []compensation {
 // between the check and the park. When decide reports done, its writes
 // commit and wait returns; otherwise the run parks until wakeAt (zero: until
 // woken; the workflow timeout bounds it) and the workflow stops.
+//
+// Steps started with StepAsync are checkpointed first: once the run parks,
+// its wake-up may start another executor, which would run again any step
+// still running here.
 func (ex *execution) wait(reason string, wakeAt time.Time, decide func(tx pgx.Tx) (bool, error)) {
+	ex.async.Wait()
 	done, err := ex.waitTx(reason, wakeAt, decide)
 	if err != nil {
 		panic(abort{err})
@@ -263,14 +281,6 @@ func (ex *execution) waitTx(reason string, wakeAt time.Time, decide func(tx pgx.
 		ex.e.timers.add(wakeJob, wakeAt)
 	}
 	return false, nil
-}
-
-func encode(what string, v any) (json.RawMessage, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrEncode, what, err)
-	}
-	return b, nil
 }
 
 func ts(t time.Time) pgtype.Timestamptz { return pgtype.Timestamptz{Time: t, Valid: true} }

@@ -128,4 +128,34 @@
 // keel.saga_steps, keel.saga_signals and keel.saga_values, each commented
 // for psql (\d+ keel.saga_runs); statuses are the enums keel.saga_run_status
 // and keel.saga_step_status.
+//
+// # Limits
+//
+// Every call checks what it is given before its first statement, so a call
+// refused for what Postgres could not store sends nothing and the caller's
+// transaction stays usable. Text must be valid UTF-8 without NUL bytes, and
+// these lengths, in bytes, hold (the schema checks them too):
+//
+//   - run ids (StartOpts, ForkOpts, ChildOpts): 1 to 255;
+//   - queues (Config, StartOpts, ChildOpts): 1 to 128;
+//   - workflow, signal and published value names: 1 to 255;
+//   - signal idempotency keys: at most 1,024.
+//
+// Inputs, outputs, signal and published values are encoded as JSON that
+// jsonb stores as it is: no \u0000, at most 1,000 levels deep, numbers within
+// numeric's range, at most 32 MiB. Invalid UTF-8 in a Go string is refused,
+// not replaced by U+FFFD. A refused id, name or option is ErrInvalidOptions,
+// a refused value ErrEncode, each naming the field and the limit; a nil DBTX
+// is ErrInvalidOptions, and a stopped engine's writes return ErrClosed.
+//
+// At run time the same checks keep a run from looping on what cannot be
+// stored. A step whose result cannot be stored fails at once, without
+// retries, with a [*StepError] wrapping ErrEncode; SetValue returns ErrEncode
+// for such a value, and a child whose input cannot be stored is not started
+// (Child.Get returns why). A workflow output that cannot be stored fails the
+// run, and so does a step, signal or value name, a child's run id or queue,
+// or a wake time that cannot be stored, after the run's compensations. The
+// reason is in keel.saga_runs.error (and keel.saga_steps.error). Error text is the one
+// text keel rewrites rather than refuses: in a step's, compensation's or
+// run's error, NUL and invalid UTF-8 become U+FFFD, and it is cut at 64 KiB.
 package saga

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,6 +31,8 @@ type Engine struct {
 	// takes a database-wide lock, so one per run would serialise finishes.
 	done   *notify.Debouncer
 	timers *timers
+	// closed is set by Stop: the engine writes nothing more.
+	closed atomic.Bool
 }
 
 // runJob is the job that executes a run: it takes the run when the run's
@@ -74,15 +76,22 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 func (e *Engine) Jobs() *jobs.Client { return e.jobs }
 
 // StartWorkers starts executing runs (and resuming parked and orphaned
-// ones) in this process. It returns at once.
+// ones) in this process. It returns at once; after Stop it returns
+// ErrClosed.
 func (e *Engine) StartWorkers(ctx context.Context) error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
 	return e.jobs.Start(ctx)
 }
 
 // Stop stops executing runs: running executions finish their current step
 // and stop, to be resumed by any process. It also ends Await's listening. It
-// returns ctx's error when ctx ends first.
+// returns ctx's error when ctx ends first. A stopped engine still reads
+// (Get, List, Steps, GetValue, Await), but its writes and StartWorkers
+// return ErrClosed.
 func (e *Engine) Stop(ctx context.Context) error {
+	e.closed.Store(true)
 	e.awaiter.close()
 	e.timers.stop()
 	err := e.jobs.StopAndCancel(ctx)
@@ -103,12 +112,16 @@ func (e *Engine) notifyDone(ctx context.Context, tx keel.DBTX) error {
 // caller's transaction, so the run starts if and only if tx commits — and
 // returns the run as stored. With opts.RunID of a run that exists, it writes
 // nothing and returns that run (starting is idempotent). An unregistered
-// workflow or an input that does not encode fails before anything is
-// written.
+// workflow (ErrUnknownWorkflow), an input that cannot be stored (ErrEncode)
+// or an option out of its limits (ErrInvalidOptions) fails before anything
+// is sent, and tx stays usable.
 func (e *Engine) Start(ctx context.Context, tx keel.DBTX, name string, input any, opts *StartOpts) (*Run, error) {
-	var o StartOpts
-	if opts != nil {
-		o = *opts
+	if err := e.checkWrite(tx); err != nil {
+		return nil, err
+	}
+	o, err := e.prepareStart(opts)
+	if err != nil {
+		return nil, err
 	}
 	wf, err := e.registry.get(name, o.Version)
 	if err != nil {
@@ -117,18 +130,6 @@ func (e *Engine) Start(ctx context.Context, tx keel.DBTX, name string, input any
 	encoded, err := wf.checkInput(input)
 	if err != nil {
 		return nil, err
-	}
-	if o.RunID == "" {
-		o.RunID = uuid.NewString()
-	}
-	if len(o.RunID) > 255 {
-		return nil, fmt.Errorf("%w: run id has more than 255 bytes", ErrInvalidOptions)
-	}
-	if o.Queue == "" {
-		o.Queue = e.cfg.Queue
-	}
-	if o.Timeout < 0 {
-		return nil, fmt.Errorf("%w: negative timeout", ErrInvalidOptions)
 	}
 	var run *Run
 	err = atomically(ctx, tx, func(tx keel.DBTX) error {
@@ -210,25 +211,29 @@ func (e *Engine) enqueueJob(ctx context.Context, tx keel.DBTX, runID string, gen
 // waits already or only later; signals of one name are consumed oldest
 // first. A second signal with the same non-empty idempotencyKey to the run
 // is dropped. Signalling a finished run fails with ErrRunFinished, a missing
-// one with ErrRunNotFound.
+// one with ErrRunNotFound. A name, key or value that cannot be stored fails
+// with ErrInvalidOptions or ErrEncode before anything is sent.
 func (e *Engine) Signal(ctx context.Context, tx keel.DBTX, runID, name string, value any, idempotencyKey string) error {
-	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.signal(ctx, tx, runID, name, value, idempotencyKey) })
+	if err := e.checkWrite(tx); err != nil {
+		return err
+	}
+	if err := checkSignal(runID, name, idempotencyKey); err != nil {
+		return err
+	}
+	encoded, err := encode("signal value", value)
+	if err != nil {
+		return err
+	}
+	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.signal(ctx, tx, runID, name, encoded, idempotencyKey) })
 }
 
-func (e *Engine) signal(ctx context.Context, tx keel.DBTX, runID, name string, value any, idempotencyKey string) error {
-	if name == "" {
-		return fmt.Errorf("%w: empty signal name", ErrInvalidOptions)
-	}
-	encoded, err := json.Marshal(value)
-	if err != nil {
-		return fmt.Errorf("%w: signal %q: %w", ErrEncode, name, err)
-	}
+func (e *Engine) signal(ctx context.Context, tx keel.DBTX, runID, name string, encoded json.RawMessage, idempotencyKey string) error {
 	var key *string
 	if idempotencyKey != "" {
 		key = &idempotencyKey
 	}
 	q := db.New(tx)
-	_, err = q.InsertSignal(ctx, db.InsertSignalParams{RunID: runID, Name: name, Value: encoded, IdempotencyKey: key})
+	_, err := q.InsertSignal(ctx, db.InsertSignalParams{RunID: runID, Name: name, Value: encoded, IdempotencyKey: key})
 	if errors.Is(err, pgx.ErrNoRows) {
 		run, getErr := q.GetRun(ctx, runID)
 		switch {
@@ -264,6 +269,12 @@ func (e *Engine) wake(ctx context.Context, tx keel.DBTX, runID string) error {
 // the compensations of its completed steps in reverse order and ends
 // cancelled. Cancelling a finished run fails with ErrRunFinished.
 func (e *Engine) Cancel(ctx context.Context, tx keel.DBTX, runID string) error {
+	if err := e.checkWrite(tx); err != nil {
+		return err
+	}
+	if err := checkRunID("run id", runID); err != nil {
+		return err
+	}
 	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.cancel(ctx, tx, runID) })
 }
 
@@ -273,7 +284,7 @@ func (e *Engine) cancel(ctx context.Context, tx keel.DBTX, runID string) error {
 		return fmt.Errorf("keel saga: cancel %s: %w", runID, err)
 	}
 	if len(rows) == 0 {
-		if _, err := e.Get(ctx, tx, runID); err != nil {
+		if _, err := e.get(ctx, tx, runID); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %s", ErrRunFinished, runID)
@@ -293,6 +304,12 @@ func (e *Engine) cancel(ctx context.Context, tx keel.DBTX, runID string) error {
 // their recorded outputs, and execution goes on from the step that failed.
 // The workflow timeout is cleared.
 func (e *Engine) Resume(ctx context.Context, tx keel.DBTX, runID string) error {
+	if err := e.checkWrite(tx); err != nil {
+		return err
+	}
+	if err := checkRunID("run id", runID); err != nil {
+		return err
+	}
 	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.resume(ctx, tx, runID) })
 }
 
@@ -303,7 +320,7 @@ func (e *Engine) resume(ctx context.Context, tx keel.DBTX, runID string) error {
 	}
 	row, err := q.ReopenRun(ctx, db.ReopenRunParams{ID: runID})
 	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err := e.Get(ctx, tx, runID); err != nil {
+		if _, err := e.get(ctx, tx, runID); err != nil {
 			return err
 		}
 		return fmt.Errorf("%w: %s", ErrRunNotFinished, runID)
@@ -316,10 +333,11 @@ func (e *Engine) resume(ctx context.Context, tx keel.DBTX, runID string) error {
 
 // ForkOpts are the options of Fork.
 type ForkOpts struct {
-	// RunID names the new run. Default: a random UUID.
+	// RunID names the new run; a run id in use fails with ErrRunIDInUse.
+	// Default: a random UUID.
 	RunID string
 	// Version runs the fork with another registered version. Default: the
-	// source run's.
+	// source run's. Either must be registered in this engine.
 	Version int
 	// Timeout is the fork's workflow timeout. Default: none.
 	Timeout time.Duration
@@ -328,44 +346,54 @@ type ForkOpts struct {
 // Fork starts, through tx, a new run of the same workflow and input as
 // runID whose history is runID's completed steps before position fromSeq
 // (from 1): those replay, and execution goes on from step fromSeq. Children
-// started before fromSeq are shared with the source, not started again.
+// started before fromSeq are shared with the source, not started again. A
+// missing source fails with ErrRunNotFound, a version this engine does not
+// register with ErrUnknownWorkflow, a run id in use with ErrRunIDInUse; each
+// writes nothing.
 func (e *Engine) Fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
+	if err := e.checkWrite(tx); err != nil {
+		return nil, err
+	}
+	o, err := prepareFork(runID, fromSeq, opts)
+	if err != nil {
+		return nil, err
+	}
 	var run *Run
-	err := atomically(ctx, tx, func(tx keel.DBTX) error {
+	err = atomically(ctx, tx, func(tx keel.DBTX) error {
 		var err error
-		run, err = e.fork(ctx, tx, runID, fromSeq, opts)
+		run, err = e.fork(ctx, tx, runID, int32(fromSeq), o)
 		return err
 	})
 	return run, err
 }
 
-func (e *Engine) fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
-	var o ForkOpts
-	if opts != nil {
-		o = *opts
-	}
-	if fromSeq < 1 {
-		return nil, fmt.Errorf("%w: fork position %d is below 1", ErrInvalidOptions, fromSeq)
-	}
-	if o.RunID == "" {
-		o.RunID = uuid.NewString()
-	}
-	var version *int32
-	if o.Version != 0 {
-		v := int32(o.Version)
-		version = &v
-	}
+func (e *Engine) fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int32, o ForkOpts) (*Run, error) {
 	q := db.New(tx)
+	src, err := e.get(ctx, tx, runID)
+	if err != nil {
+		return nil, err
+	}
+	version := o.Version
+	if version == 0 {
+		version = src.Version
+	}
+	wf, err := e.registry.get(src.Workflow, version)
+	if err != nil {
+		return nil, err
+	}
 	row, err := q.ForkRun(ctx, db.ForkRunParams{
-		NewID: o.RunID, Version: version, AtSeq: ptr(int32(fromSeq)), Deadline: deadline(o.Timeout), SrcID: runID,
+		NewID: o.RunID, Version: int32(wf.version), AtSeq: &fromSeq, Deadline: deadline(o.Timeout), SrcID: runID,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %s", ErrRunNotFound, runID)
+		if _, err := e.get(ctx, tx, runID); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s", ErrRunIDInUse, o.RunID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keel saga: fork %s: %w", runID, err)
 	}
-	if _, err := q.CopyHistory(ctx, db.CopyHistoryParams{NewID: o.RunID, SrcID: runID, AtSeq: int32(fromSeq)}); err != nil {
+	if _, err := q.CopyHistory(ctx, db.CopyHistoryParams{NewID: o.RunID, SrcID: runID, AtSeq: fromSeq}); err != nil {
 		return nil, fmt.Errorf("keel saga: fork %s: copying history: %w", runID, err)
 	}
 	if err := e.enqueue(ctx, tx, row.ID, row.Generation, row.Queue, time.Time{}); err != nil {

@@ -27,8 +27,10 @@ var (
 	// cancelled.
 	ErrRunNotFinished = errors.New("keel saga: run is not failed or cancelled")
 	// ErrRunIDInUse: Start was given a run id that a run of another workflow
-	// holds.
-	ErrRunIDInUse = errors.New("keel saga: run id used by another workflow")
+	// holds, or Fork a run id that any run holds; nothing was written.
+	ErrRunIDInUse = errors.New("keel saga: run id in use")
+	// ErrClosed: the engine was stopped; it writes nothing more.
+	ErrClosed = errors.New("keel saga: engine stopped")
 	// ErrCancelled: the run was cancelled. It is the error of a cancelled
 	// run, and the cause of a running step's context once the run is
 	// cancelled.

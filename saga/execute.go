@@ -29,8 +29,8 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	}
 	wf, err := e.registry.get(run.Workflow, int(run.Version))
 	if err != nil {
-		msg := fmt.Sprintf("waiting for a process that registers version %d of workflow %q (process %s does not: %v)",
-			run.Version, run.Workflow, e.jobs.ID(), err)
+		msg := storableError(fmt.Sprintf("waiting for a process that registers version %d of workflow %q (process %s does not: %v)",
+			run.Version, run.Workflow, e.jobs.ID(), err))
 		if _, err := q.RecordLastError(ctx, db.RecordLastErrorParams{ID: run.ID, Epoch: run.Epoch, LastError: &msg}); err != nil {
 			return fmt.Errorf("keel saga: run %s: %w", run.ID, err)
 		}
@@ -66,9 +66,12 @@ func (ex *execution) execute() error {
 	ex.async.Wait()
 	if stopped != nil {
 		var nd *NondeterminismError
+		var f failure
 		switch {
 		case stopped == errParked || stopped == errFenced:
 			return nil
+		case errors.As(stopped, &f):
+			return ex.compensateAndFinish(StatusFailed, &storedError{Kind: kindWorkflow, Message: f.err.Error()})
 		case errors.As(stopped, &nd):
 			ex.e.cfg.Logger.ErrorContext(ex.ctx, "keel saga: nondeterministic replay", "run", ex.run.ID, "error", nd)
 			return ex.finish(StatusFailed, nil, &storedError{
@@ -155,19 +158,22 @@ func (ex *execution) compensate(c compensation) (failed string, err error) {
 		Attempts: int32(attempts), StartedAt: started,
 	}
 	if runErr != nil {
-		p.Status, p.Error = db.KeelSagaStepStatusFailed, ptr(runErr.Error())
-		failed = runErr.Error()
+		failed = storableError(runErr.Error())
+		p.Status, p.Error = db.KeelSagaStepStatusFailed, &failed
 	}
 	return failed, ex.checkpoint(ex.ctx, ex.e.pool, p)
 }
 
 // finish ends the run, wakes its parent, cancels its children when it did
 // not succeed and notifies awaiters (debounced). Fenced out, it does
-// nothing.
+// nothing. out has been checked by encode; the texts of why are made
+// storable here.
 func (ex *execution) finish(status Status, out json.RawMessage, why *storedError) error {
 	var stored json.RawMessage
 	if why != nil {
-		stored, _ = json.Marshal(why) // strings and ints always encode
+		s := *why
+		s.Message, s.Recorded, s.Got = storableError(s.Message), storableError(s.Recorded), storableError(s.Got)
+		stored, _ = json.Marshal(s) // valid UTF-8 without NUL and ints always encode
 	}
 	ex.mu.Lock()
 	children := append([]string(nil), ex.children...)
@@ -199,7 +205,7 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 		}
 		if cascade {
 			for _, child := range children {
-				if err := ex.e.Cancel(ex.ctx, tx, child); err != nil && !errors.Is(err, ErrRunFinished) {
+				if err := ex.e.cancel(ex.ctx, tx, child); err != nil && !errors.Is(err, ErrRunFinished) {
 					return err
 				}
 			}

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { testdb.Main(m) }
 
 // openPool opens a pool of at most maxConns connections on dbURL, closed
 // when the test ends.
-func openPool(t *testing.T, dbURL string, maxConns int) *pgxpool.Pool {
+func openPool(t testing.TB, dbURL string, maxConns int) *pgxpool.Pool {
 	t.Helper()
 	u, err := url.Parse(dbURL)
 	if err != nil {
@@ -49,7 +49,7 @@ func testConfig() saga.Config {
 
 // newEngine returns an engine on pool; with start it executes runs until the
 // test ends.
-func newEngine(t *testing.T, pool *pgxpool.Pool, reg *saga.Registry, start bool) *saga.Engine {
+func newEngine(t testing.TB, pool *pgxpool.Pool, reg *saga.Registry, start bool) *saga.Engine {
 	t.Helper()
 	e, err := saga.NewEngine(pool, reg, testConfig())
 	if err != nil {
@@ -71,7 +71,7 @@ func newEngine(t *testing.T, pool *pgxpool.Pool, reg *saga.Registry, start bool)
 }
 
 // start starts a run through the pool.
-func start(t *testing.T, e *saga.Engine, pool *pgxpool.Pool, name string, input any, opts *saga.StartOpts) *saga.Run {
+func start(t testing.TB, e *saga.Engine, pool *pgxpool.Pool, name string, input any, opts *saga.StartOpts) *saga.Run {
 	t.Helper()
 	run, err := e.Start(context.Background(), pool, name, input, opts)
 	if err != nil {

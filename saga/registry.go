@@ -49,12 +49,11 @@ func RegisterSafely[In, Out any](r *Registry, name string, version int, fn func(
 	switch {
 	case r == nil:
 		return fmt.Errorf("%w: nil registry", ErrInvalidOptions)
-	case name == "" || len(name) > 255:
-		return fmt.Errorf("%w: workflow name %q must have 1 to 255 bytes", ErrInvalidOptions, name)
-	case version < 1:
-		return fmt.Errorf("%w: workflow %q: version %d is below 1", ErrInvalidOptions, name, version)
 	case fn == nil:
 		return fmt.Errorf("%w: workflow %q: nil function", ErrInvalidOptions, name)
+	}
+	if err := checkRegistration(name, version); err != nil {
+		return err
 	}
 	w := &workflow{
 		name:    name,
@@ -68,11 +67,7 @@ func RegisterSafely[In, Out any](r *Registry, name string, version int, fn func(
 			if err != nil {
 				return nil, err
 			}
-			encoded, err := json.Marshal(out)
-			if err != nil {
-				return nil, fmt.Errorf("%w: output of workflow %q: %w", ErrEncode, name, err)
-			}
-			return encoded, nil
+			return encode(fmt.Sprintf("output of workflow %q", name), out)
 		},
 		checkInput: func(input any) (json.RawMessage, error) {
 			in, ok := input.(In)
@@ -85,11 +80,7 @@ func RegisterSafely[In, Out any](r *Registry, name string, version int, fn func(
 				var zero In
 				return nil, fmt.Errorf("%w: workflow %q takes %T, got %T", ErrInvalidOptions, name, zero, input)
 			}
-			encoded, err := json.Marshal(in)
-			if err != nil {
-				return nil, fmt.Errorf("%w: input of workflow %q: %w", ErrEncode, name, err)
-			}
-			return encoded, nil
+			return encode(fmt.Sprintf("input of workflow %q", name), in)
 		},
 	}
 	r.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +14,7 @@ import (
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/outage"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // Status is where a run is; it is the Postgres enum keel.saga_run_status.
@@ -132,6 +134,16 @@ func fromTS(t pgtype.Timestamptz) time.Time {
 // Get returns the run with that id, or ErrRunNotFound. tx may be the
 // caller's transaction, a connection or the pool.
 func (e *Engine) Get(ctx context.Context, tx keel.DBTX, runID string) (*Run, error) {
+	if err := checkTx(tx); err != nil {
+		return nil, err
+	}
+	if err := checkRunID("run id", runID); err != nil {
+		return nil, err
+	}
+	return e.get(ctx, tx, runID)
+}
+
+func (e *Engine) get(ctx context.Context, tx keel.DBTX, runID string) (*Run, error) {
 	row, err := db.New(tx).GetRun(ctx, runID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrRunNotFound, runID)
@@ -158,10 +170,13 @@ func (e *Engine) List(ctx context.Context, opts *ListOpts) ([]*Run, error) {
 	if opts != nil {
 		o = *opts
 	}
+	if err := checkList(o); err != nil {
+		return nil, err
+	}
 	if o.Limit <= 0 {
 		o.Limit = 100
 	}
-	p := db.ListRunsParams{Max: int32(o.Limit)}
+	p := db.ListRunsParams{Max: int32(min(o.Limit, math.MaxInt32))}
 	if o.Status != "" {
 		s := db.KeelSagaRunStatus(o.Status)
 		p.Status = &s
@@ -202,6 +217,9 @@ type StepInfo struct {
 // Steps returns a run's recorded history in position order (compensations,
 // at negative positions, first).
 func (e *Engine) Steps(ctx context.Context, runID string) ([]StepInfo, error) {
+	if err := checkRunID("run id", runID); err != nil {
+		return nil, err
+	}
 	rows, err := db.New(e.pool).LoadHistory(ctx, runID)
 	if err != nil {
 		return nil, fmt.Errorf("keel saga: steps of %s: %w", runID, err)
@@ -220,6 +238,12 @@ func (e *Engine) Steps(ctx context.Context, runID string) ([]StepInfo, error) {
 // with SetValue. It returns ErrRunNotFound when the run has published no
 // such value (or does not exist).
 func (e *Engine) GetValue(ctx context.Context, runID, name string, v any) error {
+	if err := checkRunID("run id", runID); err != nil {
+		return err
+	}
+	if err := validate.Text("value name", name, validate.MaxName); err != nil {
+		return invalid(err)
+	}
 	raw, err := db.New(e.pool).GetValue(ctx, db.GetValueParams{RunID: runID, Name: name})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: run %s published no value %q", ErrRunNotFound, runID, name)

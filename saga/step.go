@@ -94,8 +94,9 @@ func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.C
 	}
 	p := db.CheckpointParams{Seq: seq, Name: name, Kind: "step", Status: db.KeelSagaStepStatusCompleted, Output: encoded, Attempts: int32(attempts), StartedAt: started}
 	if err != nil {
-		p.Status, p.Output, p.Error = db.KeelSagaStepStatusFailed, nil, ptr(err.Error())
-		err = &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: err.Error(), Err: err}
+		msg := storableError(err.Error())
+		p.Status, p.Output, p.Error = db.KeelSagaStepStatusFailed, nil, &msg
+		err = &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: msg, Err: err}
 	}
 	if cerr := ex.checkpoint(ex.ctx, ex.e.pool, p); cerr != nil {
 		return out, nil, cerr
@@ -192,11 +193,12 @@ func TxStep[T any](wc Context, name string, fn func(ctx context.Context, tx pgx.
 	case err == nil:
 		return out, nil
 	}
+	msg := storableError(err.Error())
 	ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{
 		Seq: seq, Name: name, Kind: "tx", Status: db.KeelSagaStepStatusFailed,
-		Error: ptr(err.Error()), Attempts: int32(attempts), StartedAt: started,
+		Error: &msg, Attempts: int32(attempts), StartedAt: started,
 	})
-	return out, &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: err.Error(), Err: err}
+	return out, &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: msg, Err: err}
 }
 
 // Future is the pending result of StepAsync.
@@ -211,7 +213,9 @@ type Future[T any] struct {
 // several steps run in parallel (fan-out); Get collects each (fan-in). The
 // step takes its history position when StepAsync is called, so a replay
 // matches every parallel step to its own record whatever order they
-// finished in. Call StepAsync and Get from the workflow function only.
+// finished in. Call StepAsync and Get from the workflow function only. A
+// wait that parks the run (Sleep, AwaitSignal, Child.Get) first lets the
+// steps in flight finish and checkpoint.
 func StepAsync[T any](wc Context, name string, fn func(ctx context.Context) (T, error), opts *StepOpts) *Future[T] {
 	ex := wc.execution()
 	f := &Future[T]{done: make(chan struct{})}

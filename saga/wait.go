@@ -31,11 +31,14 @@ func sleepUntil(wc Context, wakeAt func() time.Time) {
 	var at time.Time
 	if rec != nil {
 		if err := json.Unmarshal(rec.Output, &at); err != nil {
-			panic(abort{fmt.Errorf("%w: wake time of sleep %d: %w", ErrDecode, seq, err)})
+			panic(abort{failure{fmt.Errorf("%w: wake time of sleep %d: %w", ErrDecode, seq, err)}})
 		}
 	} else {
 		at = wakeAt()
-		out, _ := json.Marshal(at) // a time always encodes
+		out, err := encode(fmt.Sprintf("wake time of sleep %d", seq), at)
+		if err != nil {
+			panic(abort{failure{err}})
+		}
 		ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{Seq: seq, Name: "sleep", Kind: "sleep", Status: db.KeelSagaStepStatusCompleted, Output: out})
 	}
 	if timeNow().Before(at) {
@@ -70,7 +73,7 @@ func AwaitSignal[T any](wc Context, name string, timeout time.Duration) (T, erro
 		return zero, fmt.Errorf("%w: %q", ErrSignalTimeout, name)
 	default:
 		if err := json.Unmarshal(rec.Output, &state); err != nil {
-			panic(abort{fmt.Errorf("%w: state of signal wait %d: %w", ErrDecode, seq, err)})
+			panic(abort{failure{fmt.Errorf("%w: state of signal wait %d: %w", ErrDecode, seq, err)}})
 		}
 		ex.checkStop()
 	}
@@ -116,7 +119,7 @@ func SetValue(wc Context, name string, v any) error {
 	if rec != nil {
 		return nil
 	}
-	out, err := encode("value "+name, v)
+	out, err := encode(fmt.Sprintf("value %q", name), v)
 	if err != nil {
 		return err
 	}

@@ -240,10 +240,12 @@ WHERE id = @id AND status IN ('failed', 'cancelled')
 RETURNING generation, queue;
 
 -- name: ForkRun :one
--- Starts a new run of the same workflow and input as src.
+-- Starts a new run of the same workflow and input as src, at version. No
+-- row: src is missing or the new id is taken (nothing is inserted).
 INSERT INTO keel.saga_runs (id, workflow, version, queue, input, forked_from, forked_at_seq, deadline)
-SELECT @new_id, s.workflow, COALESCE(sqlc.narg('version')::integer, s.version), s.queue, s.input, s.id, @at_seq, sqlc.narg('deadline')
+SELECT @new_id, s.workflow, @version, s.queue, s.input, s.id, @at_seq, sqlc.narg('deadline')
 FROM keel.saga_runs s WHERE s.id = @src_id
+ON CONFLICT (id) DO NOTHING
 RETURNING *;
 
 -- name: CopyHistory :execrows
