@@ -13,6 +13,7 @@ import (
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // execution is one executor's pass over a run: the run as it claimed it,
@@ -148,7 +149,7 @@ func (ex *execution) checkpoint(ctx context.Context, tx keel.DBTX, p db.Checkpoi
 		p.Attempts = 1
 	}
 	if p.Error != nil {
-		p.Error = ptr(storableError(*p.Error))
+		p.Error = ptr(validate.ErrorText(*p.Error))
 	}
 	cancel, err := db.New(tx).Checkpoint(ctx, p)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/jobs"
 )
 
@@ -29,7 +30,7 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	}
 	wf, err := e.registry.get(run.Workflow, int(run.Version))
 	if err != nil {
-		msg := storableError(fmt.Sprintf("waiting for a process that registers version %d of workflow %q (process %s does not: %v)",
+		msg := validate.ErrorText(fmt.Sprintf("waiting for a process that registers version %d of workflow %q (process %s does not: %v)",
 			run.Version, run.Workflow, e.jobs.ID(), err))
 		if _, err := q.RecordLastError(ctx, db.RecordLastErrorParams{ID: run.ID, Epoch: run.Epoch, LastError: &msg}); err != nil {
 			return fmt.Errorf("keel saga: run %s: %w", run.ID, err)
@@ -158,7 +159,7 @@ func (ex *execution) compensate(c compensation) (failed string, err error) {
 		Attempts: int32(attempts), StartedAt: started,
 	}
 	if runErr != nil {
-		failed = storableError(runErr.Error())
+		failed = validate.ErrorText(runErr.Error())
 		p.Status, p.Error = db.KeelSagaStepStatusFailed, &failed
 	}
 	return failed, ex.checkpoint(ex.ctx, ex.e.pool, p)
@@ -172,7 +173,7 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 	var stored json.RawMessage
 	if why != nil {
 		s := *why
-		s.Message, s.Recorded, s.Got = storableError(s.Message), storableError(s.Recorded), storableError(s.Got)
+		s.Message, s.Recorded, s.Got = validate.ErrorText(s.Message), validate.ErrorText(s.Recorded), validate.ErrorText(s.Got)
 		stored, _ = json.Marshal(s) // valid UTF-8 without NUL and ints always encode
 	}
 	ex.mu.Lock()

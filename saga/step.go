@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 func timeNow() time.Time { return time.Now() }
@@ -94,7 +95,7 @@ func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.C
 	}
 	p := db.CheckpointParams{Seq: seq, Name: name, Kind: "step", Status: db.KeelSagaStepStatusCompleted, Output: encoded, Attempts: int32(attempts), StartedAt: started}
 	if err != nil {
-		msg := storableError(err.Error())
+		msg := validate.ErrorText(err.Error())
 		p.Status, p.Output, p.Error = db.KeelSagaStepStatusFailed, nil, &msg
 		err = &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: msg, Err: err}
 	}
@@ -193,7 +194,7 @@ func TxStep[T any](wc Context, name string, fn func(ctx context.Context, tx pgx.
 	case err == nil:
 		return out, nil
 	}
-	msg := storableError(err.Error())
+	msg := validate.ErrorText(err.Error())
 	ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{
 		Seq: seq, Name: name, Kind: "tx", Status: db.KeelSagaStepStatusFailed,
 		Error: &msg, Attempts: int32(attempts), StartedAt: started,

@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -173,24 +171,4 @@ func checkChild(o ChildOpts) error {
 		return invalid(err)
 	}
 	return checkQueue(o.Queue)
-}
-
-// maxErrorBytes bounds the error text keel stores for a step or a run.
-const maxErrorBytes = 64 << 10
-
-// storableError is msg as keel stores it in an error column: its NUL bytes
-// and invalid UTF-8 (which Postgres text cannot hold) become U+FFFD, and it
-// is cut at maxErrorBytes. An error message is the one text keel rewrites
-// rather than refuses: it says why something failed, and refusing it would
-// lose that.
-func storableError(msg string) string {
-	msg = strings.ToValidUTF8(strings.ReplaceAll(msg, "\x00", "\uFFFD"), "\uFFFD")
-	if len(msg) <= maxErrorBytes {
-		return msg
-	}
-	cut := maxErrorBytes
-	for !utf8.RuneStart(msg[cut]) {
-		cut--
-	}
-	return msg[:cut] + " … (cut)"
 }
