@@ -129,7 +129,7 @@ func TestSagasCommands(t *testing.T) {
 		{[]string{"sagas", "signal", "order-1", "decision", "--value", "{nope"}, exitUsage, "is not valid JSON"},
 		{[]string{"sagas", "signal", "order-1"}, exitUsage, "needs a run id and a signal name"},
 		{[]string{"sagas", "cancel", "order-1"}, exitError, "finished"},
-		{[]string{"sagas", "list", "--status", "lost"}, exitError, "lost"},
+		{[]string{"sagas", "list", "--status", "lost"}, exitUsage, "lost"},
 	}
 	for _, tc := range failures {
 		code, _, errOut := keel(t, env, tc.args...)
