@@ -28,38 +28,49 @@ func twoSteps(reg *saga.Registry, secondName string) {
 	})
 }
 
+// A deploy changed the code without bumping the version: where the history
+// recorded the signal wait, the new code runs another step. The run fails
+// with a NondeterminismError naming both, and is stored even when the new
+// step's name cannot be (it is kept with U+FFFD in place of what Postgres
+// cannot hold).
 func TestNondeterminismIsDetected(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	pool := openPool(t, testdb.NewURL(t), 8)
-	old := saga.NewRegistry()
-	twoSteps(old, "second")
-	e := newEngine(t, pool, old, true)
-	run := start(t, e, pool, "flow", 0, nil)
-	waitStatus(t, e, pool, run.ID, saga.StatusWaiting)
-	if err := e.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// A deploy changed the code without bumping the version: where the
-	// history recorded the signal wait, the new code runs another step.
-	changed := saga.NewRegistry()
-	saga.Register(changed, "flow", 1, func(ctx saga.Context, _ int) (string, error) {
-		if _, err := saga.Step(ctx, "first", func(context.Context) (string, error) { return "a", nil }, nil); err != nil {
-			return "", err
-		}
-		return saga.Step(ctx, "renamed", func(context.Context) (string, error) { return "x", nil }, nil)
-	})
-	deployed := newEngine(t, pool, changed, true)
-	if err := deployed.Signal(ctx, pool, run.ID, "go", 1, ""); err != nil {
-		t.Fatal(err)
-	}
-	done := await(t, deployed, run.ID)
-	var nd *saga.NondeterminismError
-	if done.Status != saga.StatusFailed || !errors.As(done.Err(), &nd) || !errors.Is(done.Err(), saga.ErrNondeterminism) {
-		t.Fatalf("run %s: %v", done.Status, done.Err())
-	}
-	if nd.Seq != 2 || nd.Recorded != "signal go" || nd.Got != "step renamed" {
-		t.Fatalf("nondeterminism error = %+v", nd)
+	for _, tc := range []struct{ name, step, got string }{
+		{"renamed step", "renamed", "step renamed"},
+		{"unstorable name", "re\x00named\xff", "step re\uFFFDnamed\uFFFD"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			pool := openPool(t, testdb.NewURL(t), 8)
+			old := saga.NewRegistry()
+			twoSteps(old, "second")
+			e := newEngine(t, pool, old, true)
+			run := start(t, e, pool, "flow", 0, nil)
+			waitStatus(t, e, pool, run.ID, saga.StatusWaiting)
+			if err := e.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			changed := saga.NewRegistry()
+			saga.Register(changed, "flow", 1, func(ctx saga.Context, _ int) (string, error) {
+				if _, err := saga.Step(ctx, "first", func(context.Context) (string, error) { return "a", nil }, nil); err != nil {
+					return "", err
+				}
+				return saga.Step(ctx, tc.step, func(context.Context) (string, error) { return "x", nil }, nil)
+			})
+			deployed := newEngine(t, pool, changed, true)
+			if err := deployed.Signal(ctx, pool, run.ID, "go", 1, ""); err != nil {
+				t.Fatal(err)
+			}
+			done := await(t, deployed, run.ID)
+			var nd *saga.NondeterminismError
+			if done.Status != saga.StatusFailed || !errors.As(done.Err(), &nd) || !errors.Is(done.Err(), saga.ErrNondeterminism) {
+				t.Fatalf("run %s: %v", done.Status, done.Err())
+			}
+			if nd.Seq != 2 || nd.Recorded != "signal go" || nd.Got != tc.got {
+				t.Fatalf("nondeterminism error = %+v", nd)
+			}
+		})
 	}
 }
 

@@ -234,35 +234,3 @@ func TestLongErrorsAreCut(t *testing.T) {
 		t.Fatalf("run %s with an error of %d bytes ending %q", done.Status, len(msg), msg[max(0, len(msg)-20):])
 	}
 }
-
-func TestNondeterminismWithAnUnstorableName(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	pool := openPool(t, testdb.NewURL(t), 8)
-	old := saga.NewRegistry()
-	twoSteps(old, "second")
-	e := newEngine(t, pool, old, true)
-	run := start(t, e, pool, "flow", 0, nil)
-	waitStatus(t, e, pool, run.ID, saga.StatusWaiting)
-	if err := e.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The new code reaches, where the history recorded the signal wait, a
-	// step whose name cannot be stored: the run's error must still be.
-	changed := saga.NewRegistry()
-	saga.Register(changed, "flow", 1, func(ctx saga.Context, _ int) (string, error) {
-		if _, err := saga.Step(ctx, "first", func(context.Context) (string, error) { return "a", nil }, nil); err != nil {
-			return "", err
-		}
-		return saga.Step(ctx, "re\x00named\xff", func(context.Context) (string, error) { return "x", nil }, nil)
-	})
-	deployed := newEngine(t, pool, changed, true)
-	if err := deployed.Signal(ctx, pool, run.ID, "go", 1, ""); err != nil {
-		t.Fatal(err)
-	}
-	done := await(t, deployed, run.ID)
-	var nd *saga.NondeterminismError
-	if done.Status != saga.StatusFailed || !errors.As(done.Err(), &nd) || nd.Got != "step re\uFFFDnamed\uFFFD" {
-		t.Fatalf("run %s: %v (%+v)", done.Status, done.Err(), nd)
-	}
-}
