@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -337,12 +338,24 @@ func (sub *Subscription) fail(ctx context.Context, log *slog.Logger, f *handlerF
 	return nil
 }
 
+// maxErrorText bounds the error text a subscription's row keeps.
+const maxErrorText = 16 << 10
+
 // storedError is an error's text as the subscription's row keeps it. An
 // error may quote what failed, NUL bytes and invalid UTF-8 included, which
 // Postgres text cannot hold; each becomes U+FFFD, so the failure is
-// recorded rather than refused.
+// recorded rather than refused. Text beyond maxErrorText is cut on a rune
+// boundary.
 func storedError(err error) string {
-	return strings.ReplaceAll(strings.ToValidUTF8(err.Error(), "\uFFFD"), "\x00", "\uFFFD")
+	text := strings.ReplaceAll(strings.ToValidUTF8(err.Error(), "\uFFFD"), "\x00", "\uFFFD")
+	if len(text) <= maxErrorText {
+		return text
+	}
+	cut := maxErrorText
+	for !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut]
 }
 
 // backoff is base·2^attempts, capped, with up to a quarter taken off at

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -194,6 +195,9 @@ func TestSubscriptionRecordsUnstorableFailures(t *testing.T) {
 			_, err := projecting.Append(ctx, tx, "side-1", events.Any, ev("Side", 1))
 			return err
 		}, "projection of \"\uFFFD\uFFFD\" failed"},
+		{"error of 100 kB", func(context.Context, pgx.Tx) error {
+			return errors.New(strings.Repeat("é", 50_000) + "\x00")
+		}, strings.Repeat("é", 1000)},
 		{"failed transaction, nil returned", func(ctx context.Context, tx pgx.Tx) error {
 			_, _ = tx.Exec(ctx, "SELECT 1/0")
 			return nil
@@ -223,6 +227,9 @@ func TestSubscriptionRecordsUnstorableFailures(t *testing.T) {
 			})
 			if info.Position != 2 || info.FailedPosition != 3 || info.Attempts != 3 || !strings.Contains(info.LastError, tc.want) {
 				t.Errorf("parked %+v: want checkpoint 2, failed at 3 after 3 attempts with %q in the error", info, tc.want)
+			}
+			if len(info.LastError) > 16<<10 || !utf8.ValidString(info.LastError) {
+				t.Errorf("last_error of %d bytes, valid UTF-8 %v; want at most 16 KiB of UTF-8", len(info.LastError), utf8.ValidString(info.LastError))
 			}
 			if n := calls.Load(); n != 3 {
 				t.Errorf("the handler ran %d times on the poison event, want 3", n)
