@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strings"
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/validate"
@@ -37,10 +38,8 @@ func checkCategory(field, category string) error {
 	if err := validate.Name(field, category, validate.MaxKey); err != nil {
 		return refuse(err)
 	}
-	for _, c := range category {
-		if c == '-' {
-			return invalid("%s %q holds '-', which ends a category: it would match no stream", field, category)
-		}
+	if strings.Contains(category, "-") {
+		return invalid("%s %q holds '-', which ends a category: it would match no stream", field, category)
 	}
 	return nil
 }
