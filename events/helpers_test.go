@@ -37,7 +37,7 @@ func newPool(t *testing.T, maxConns int32) *pgxpool.Pool {
 	return pool
 }
 
-func newStore(t *testing.T, pool *pgxpool.Pool, cfg events.Config) *events.Store {
+func newStore(t testing.TB, pool *pgxpool.Pool, cfg events.Config) *events.Store {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -107,7 +107,7 @@ func sortedStrings(in []string) []string {
 }
 
 // testWriter sends log lines to the test's log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))

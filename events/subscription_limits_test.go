@@ -50,11 +50,11 @@ func TestClosedStoreRefusesSubscriptionWrites(t *testing.T) {
 			return err
 		}, events.ErrInvalidArgument},
 	} {
-		before := rowCounts(ctx, t, pool)
+		before := storeState(ctx, t, pool)
 		if err := noPanic(tc.call); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
 		}
-		if after := rowCounts(ctx, t, pool); !mapsEqual(before, after) {
+		if after := storeState(ctx, t, pool); after != before {
 			t.Errorf("%s changed rows: %v, then %v", tc.name, before, after)
 		}
 	}
