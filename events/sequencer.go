@@ -50,12 +50,20 @@ func (s *Store) Sequence(ctx context.Context) error {
 	}
 }
 
-// RunSequencer stamps positions every SequencerInterval until ctx ends or
-// the store is closed. Any number of processes may run it; one at a time
-// does each pass.
-func (s *Store) RunSequencer(ctx context.Context) {
-	ctx, stop := context.WithCancel(ctx)
+// RunSequencer stamps positions every SequencerInterval until ctx ends, and
+// then returns nil. Any number of processes may run it; one at a time does
+// each pass. Closing the store stops it with ErrClosed; on a closed store it
+// returns ErrClosed at once.
+func (s *Store) RunSequencer(ctx context.Context) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
-	periodic.Run(ctx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, s.outage)
+	periodic.Run(runCtx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, s.outage)
+	if ctx.Err() == nil && s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
 }

@@ -45,6 +45,8 @@ func TestClosedStoreRefusesSubscriptionWrites(t *testing.T) {
 			return err
 		}, events.ErrInvalidArgument},
 		{"Sequence on a nil store", func() error { return nilStore.Sequence(ctx) }, events.ErrInvalidArgument},
+		{"RunSequencer", func() error { return store.RunSequencer(ctx) }, events.ErrClosed},
+		{"RunSequencer on a nil store", func() error { return nilStore.RunSequencer(ctx) }, events.ErrInvalidArgument},
 		{"subscription without a handler", func() error {
 			_, err := newStore(t, pool, events.Config{}).Subscription(events.SubscriptionConfig{Name: "s"})
 			return err
@@ -58,16 +60,10 @@ func TestClosedStoreRefusesSubscriptionWrites(t *testing.T) {
 			t.Errorf("%s changed rows: %v, then %v", tc.name, before, after)
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		store.RunSequencer(ctx)
-		close(done)
-	}()
-	<-done // RunSequencer of a closed store returns at once
 }
 
-// A subscription made before its store is closed stops with ErrClosed, and
-// one run after refuses to start.
+// A subscription and a sequencer running when their store is closed stop
+// with ErrClosed, and a subscription run after refuses to start.
 func TestClosedStoreEndsSubscriptions(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -85,11 +81,16 @@ func TestClosedStoreEndsSubscriptions(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- sub.Run(ctx) }()
+	sequencing := make(chan error, 1)
+	go func() { sequencing <- store.RunSequencer(ctx) }()
 	appendTx(ctx, t, store, pool, "closing-1", events.NoStream, ev("A", 1))
 	<-started
 	store.Close()
 	if err := <-done; !errors.Is(err, events.ErrClosed) {
 		t.Fatalf("running subscription ended with %v, want ErrClosed", err)
+	}
+	if err := <-sequencing; !errors.Is(err, events.ErrClosed) {
+		t.Fatalf("running sequencer ended with %v, want ErrClosed", err)
 	}
 	if err := sub.Run(ctx); !errors.Is(err, events.ErrClosed) {
 		t.Fatalf("Run on a closed store: %v, want ErrClosed", err)
