@@ -45,6 +45,9 @@ func (a Aggregate[S]) LoadAt(ctx context.Context, q keel.DBTX, streamID string, 
 	if a.Store == nil || a.Apply == nil {
 		return state, 0, invalid("aggregate needs a Store and an Apply function")
 	}
+	if err := checkRead(q, streamID); err != nil {
+		return state, 0, err
+	}
 	if opts.UntilTime.IsZero() {
 		maxVersion := opts.UntilVersion
 		if maxVersion == 0 {
@@ -96,7 +99,19 @@ func (a Aggregate[S]) initial() S {
 // writer makes it fail with a *VersionConflictError; load and decide again
 // (in a new transaction) to retry. When decide returns no events nothing is
 // written.
+//
+// The events decide returns are checked like any Append's before anything
+// is written: ErrInvalidArgument, with nothing written. An error from Apply
+// on the new events, or a new state that cannot be stored as a snapshot
+// (ErrInvalidArgument, sent nothing), comes after the events were appended
+// in tx; roll tx back.
 func (a Aggregate[S]) Execute(ctx context.Context, tx keel.DBTX, streamID string, decide func(S) ([]EventData, error)) (S, AppendResult, error) {
+	if decide == nil {
+		return a.initial(), AppendResult{}, invalid("aggregate Execute needs a decide function")
+	}
+	if err := a.Store.writable(tx); err != nil {
+		return a.initial(), AppendResult{}, err
+	}
 	state, version, err := a.Load(ctx, tx, streamID)
 	if err != nil {
 		return state, AppendResult{}, err

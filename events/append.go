@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/notify"
 )
 
 // AppendResult is what an Append wrote.
@@ -43,6 +43,9 @@ type AppendResult struct {
 // wins, the other fails with ErrDuplicateEvent and its transaction is
 // aborted; retrying it reports Duplicate.
 func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expected ExpectedVersion, evs ...EventData) (AppendResult, error) {
+	if err := s.writable(tx); err != nil {
+		return AppendResult{}, err
+	}
 	params, ids, callerIDs, err := appendParams(streamID, expected, evs)
 	if err != nil {
 		return AppendResult{}, err
@@ -85,7 +88,9 @@ func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expec
 		}
 	}
 	if !s.cfg.DisableNotify {
-		if err := s.debounce.Notify(ctx, tx, channel, ""); err != nil {
+		// A Close since the check above leaves this append without its
+		// wake-up, not failed: its rows are written, and subscriptions poll.
+		if err := s.debounce.Notify(ctx, tx, channel, ""); err != nil && !errors.Is(err, notify.ErrClosed) {
 			return AppendResult{}, fmt.Errorf("keel events: notifying subscribers: %w", err)
 		}
 	}
@@ -119,8 +124,8 @@ func appendRows(ctx context.Context, q *db.Queries, p db.AppendEventsParams) ([]
 // giving events without an id a new UUIDv7. It also returns every event's id
 // and the ids the caller chose.
 func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (p db.AppendEventsParams, ids, callerIDs []uuid.UUID, err error) {
-	if streamID == "" {
-		return p, nil, nil, invalid("stream id is empty")
+	if err := checkStreamID(streamID); err != nil {
+		return p, nil, nil, err
 	}
 	if err := expected.validate(); err != nil {
 		return p, nil, nil, err
@@ -142,20 +147,9 @@ func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (p
 	}
 	ids = make([]uuid.UUID, len(evs))
 	for i, e := range evs {
-		if e.Type == "" {
-			return p, nil, nil, invalid("event %d of %q has no type", i, streamID)
-		}
-		if !json.Valid(e.Data) {
-			return p, nil, nil, invalid("event %d (%s) of %q: data is not JSON", i, e.Type, streamID)
-		}
-		meta := e.Metadata
-		if meta == nil {
-			meta = json.RawMessage(`{}`)
-		} else if !isJSONObject(meta) {
-			return p, nil, nil, invalid("event %d (%s) of %q: metadata is not a JSON object", i, e.Type, streamID)
-		}
-		if hasNULEscape(e.Data) || hasNULEscape(meta) {
-			return p, nil, nil, invalid("event %d (%s) of %q: the escape \\u0000 cannot be stored in jsonb", i, e.Type, streamID)
+		meta, err := e.check(i)
+		if err != nil {
+			return p, nil, nil, fmt.Errorf("%w: appending to %q: %w", ErrInvalidArgument, streamID, err)
 		}
 		id := e.ID
 		if id == uuid.Nil {
@@ -174,30 +168,6 @@ func appendParams(streamID string, expected ExpectedVersion, evs []EventData) (p
 		return p, nil, nil, invalid("event id %s appears twice in one append", dup)
 	}
 	return p, ids, callerIDs, nil
-}
-
-// hasNULEscape reports whether valid JSON holds the escape \u0000, which
-// Postgres' jsonb rejects (failing the caller's transaction).
-func hasNULEscape(b json.RawMessage) bool {
-	nul := []byte(`\u0000`)
-	if !bytes.Contains(b, nul) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		if b[i] != '\\' {
-			continue
-		}
-		if bytes.HasPrefix(b[i:], nul) {
-			return true
-		}
-		i++ // the escaped character, so \\u0000 is a backslash and text
-	}
-	return false
-}
-
-func isJSONObject(b json.RawMessage) bool {
-	var m map[string]json.RawMessage
-	return json.Unmarshal(b, &m) == nil && m != nil
 }
 
 func firstDuplicate(ids []uuid.UUID) uuid.UUID {

@@ -31,8 +31,8 @@
 // EventStoreDB). Data is any JSON value, metadata a JSON object, and the
 // causation and correlation ids have columns of their own. Bad input (an
 // empty stream id, an unset or negative expected version, data that is not
-// JSON) is refused with an error matching [ErrInvalidArgument] before
-// anything is written.
+// JSON, anything beyond the Limits below) is refused with an error matching
+// [ErrInvalidArgument] before anything is sent.
 //
 // # The global feed and the sequencer
 //
@@ -105,6 +105,43 @@
 // and subscriptions that have not reached its events leave them out.
 // [Store.TruncateBefore] hides a stream's events below a version from every
 // read (typically once a snapshot covers them); versions go on.
+//
+// # Limits
+//
+// Every call checks what it is given before its first statement, reads
+// included. What Postgres would refuse — and abort the caller's transaction
+// for — is refused with an error matching [ErrInvalidArgument] whose message
+// names the field and the limit; nothing is sent and the transaction stays
+// usable. Lengths are in bytes:
+//
+//   - stream id: 1 to 1,024; event type: 1 to 255; causation and
+//     correlation ids: at most 1,024; subscription name: 1 to 255; category
+//     (of ReadCategory and SubscriptionConfig): 1 to 1,024, without '-'
+//     (which ends a category, so no stream would match). These keep index
+//     entries under Postgres's btree limit; the schema has the same lengths
+//     as CHECK constraints.
+//   - Those, and a subscription's ConsumerID, must be UTF-8 without NUL
+//     bytes. Invalid UTF-8 is refused, never stored as U+FFFD.
+//   - Data and metadata must be JSON that jsonb stores as it is: UTF-8, no
+//     \u0000 escape or lone surrogate escape (\ud800), numbers within
+//     numeric's range (131,072 digits before the point, 16,383 after), at
+//     most 1,000 levels deep and 32 MiB. Metadata is an object.
+//   - A snapshot's state and NewEvent's value are encoded with those rules;
+//     a Go string that is not UTF-8 or holds NUL is refused where
+//     encoding/json would write U+FFFD.
+//   - A read's UntilTime outside the years 1 to 9999 reads as if it were
+//     that bound: nothing is recorded outside them.
+//
+// A nil DBTX, store, pool, Handler or decide function is ErrInvalidArgument,
+// never a panic, and every write through a closed Store returns [ErrClosed]
+// before it sends anything. The events an Aggregate's decide function
+// returns are checked like any Append's.
+//
+// At run time a subscription stores its handler's error in last_error.
+// Error text is never refused: NUL bytes and invalid UTF-8 in it become
+// U+FFFD and it is cut to 16 KiB, so every failure is recorded, counts
+// towards MaxAttempts and parks the subscription in the end. A handler that
+// returns nil but leaves its transaction failed counts as failing.
 //
 // # Observability
 //

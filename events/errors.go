@@ -23,6 +23,9 @@ var (
 	ErrInvalidArgument = errors.New("keel events: invalid argument")
 	// ErrNoSnapshot is returned by LoadSnapshot when the stream has none.
 	ErrNoSnapshot = errors.New("keel events: no snapshot")
+	// ErrClosed is returned by every write through a Store after Close,
+	// before anything is sent.
+	ErrClosed = errors.New("keel events: store closed")
 	// ErrSubscriptionNotFound is returned for a subscription name that has
 	// never run.
 	ErrSubscriptionNotFound = errors.New("keel events: subscription not found")

@@ -32,11 +32,12 @@ type EventData struct {
 }
 
 // NewEvent returns an EventData of the given type whose Data is v encoded as
-// JSON.
+// JSON. A string in v that is not UTF-8 or holds NUL is refused with
+// ErrInvalidArgument (encoding/json would store U+FFFD in its place).
 func NewEvent(eventType string, v any) (EventData, error) {
-	b, err := json.Marshal(v)
+	b, err := encodeJSON("data", v)
 	if err != nil {
-		return EventData{}, fmt.Errorf("%w: event %q: data: %w", ErrInvalidArgument, eventType, err)
+		return EventData{}, fmt.Errorf("%w: event %q: %w", ErrInvalidArgument, eventType, err)
 	}
 	return EventData{Type: eventType, Data: b}, nil
 }

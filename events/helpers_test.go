@@ -1,11 +1,13 @@
 package events_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"slices"
 	"testing"
 	"time"
@@ -35,7 +37,7 @@ func newPool(t *testing.T, maxConns int32) *pgxpool.Pool {
 	return pool
 }
 
-func newStore(t *testing.T, pool *pgxpool.Pool, cfg events.Config) *events.Store {
+func newStore(t testing.TB, pool *pgxpool.Pool, cfg events.Config) *events.Store {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -105,9 +107,57 @@ func sortedStrings(in []string) []string {
 }
 
 // testWriter sends log lines to the test's log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// decodeJSON decodes one JSON value, keeping numbers as written.
+func decodeJSON(raw []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	return v, err
+}
+
+// jsonEqual compares decoded JSON values as jsonb does: numbers by value
+// (1e2 equals 100.0), objects by their keys.
+func jsonEqual(a, b any) bool {
+	switch a := a.(type) {
+	case json.Number:
+		b, ok := b.(json.Number)
+		if !ok {
+			return false
+		}
+		ra, oka := new(big.Rat).SetString(a.String())
+		rb, okb := new(big.Rat).SetString(b.String())
+		return oka && okb && ra.Cmp(rb) == 0
+	case map[string]any:
+		b, ok := b.(map[string]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for k, va := range a {
+			if vb, ok := b[k]; !ok || !jsonEqual(va, vb) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		b, ok := b.([]any)
+		if !ok || len(a) != len(b) {
+			return false
+		}
+		for i := range a {
+			if !jsonEqual(a[i], b[i]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return a == b
+	}
 }

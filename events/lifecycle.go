@@ -16,8 +16,11 @@ import (
 // subscriptions that have not reached them) leaves them out, and appends to
 // it fail with ErrStreamDeleted. A mismatch is a *VersionConflictError.
 func (s *Store) Tombstone(ctx context.Context, tx keel.DBTX, streamID string, expected ExpectedVersion) error {
-	if streamID == "" {
-		return invalid("stream id is empty")
+	if err := s.writable(tx); err != nil {
+		return err
+	}
+	if err := checkStreamID(streamID); err != nil {
+		return err
 	}
 	if err := expected.validate(); err != nil {
 		return err
@@ -41,8 +44,11 @@ func (s *Store) Tombstone(ctx context.Context, tx keel.DBTX, streamID string, ex
 // every read, e.g. once a snapshot holds their effect. Versions go on from
 // where they were; truncating never un-hides events.
 func (s *Store) TruncateBefore(ctx context.Context, tx keel.DBTX, streamID string, before int64) error {
-	if streamID == "" {
-		return invalid("stream id is empty")
+	if err := s.writable(tx); err != nil {
+		return err
+	}
+	if err := checkStreamID(streamID); err != nil {
+		return err
 	}
 	if before < 1 {
 		return invalid("truncate %q before version %d: versions start at 1", streamID, before)

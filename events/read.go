@@ -17,6 +17,22 @@ import (
 // endOfTime stands for "no time limit" in the read queries.
 var endOfTime = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
+// untilTime is a read's time limit as the read queries take it: endOfTime
+// for none, and a caller's time held between the zero time and endOfTime.
+// Postgres refuses a timestamptz outside about 4713 BC to 294276 AD,
+// failing the caller's transaction, and a time far enough out overflows
+// the encoding into another, wrong, instant; nothing is recorded outside
+// these bounds, so clamping changes no result.
+func untilTime(t time.Time) time.Time {
+	switch {
+	case t.IsZero() || t.After(endOfTime):
+		return endOfTime
+	case t.Before(time.Time{}):
+		return time.Time{}
+	}
+	return t
+}
+
 // ReadOptions selects part of a stream. The zero value reads the whole
 // stream forward.
 type ReadOptions struct {
@@ -40,8 +56,8 @@ type ReadOptions struct {
 // ErrStreamNotFound for a stream with no events and ErrStreamDeleted for a
 // tombstoned one.
 func (s *Store) ReadStream(ctx context.Context, q keel.DBTX, streamID string, opts ReadOptions) ([]RecordedEvent, error) {
-	if streamID == "" {
-		return nil, invalid("stream id is empty")
+	if err := checkRead(q, streamID); err != nil {
+		return nil, err
 	}
 	if opts.From < 0 || opts.Limit < 0 || opts.UntilVersion < 0 {
 		return nil, invalid("read options of %q: From, Limit and UntilVersion must not be negative", streamID)
@@ -55,10 +71,7 @@ func (s *Store) ReadStream(ctx context.Context, q keel.DBTX, streamID string, op
 	if opts.Limit > 0 {
 		limit = int64(opts.Limit)
 	}
-	until := endOfTime
-	if !opts.UntilTime.IsZero() {
-		until = opts.UntilTime
-	}
+	until := untilTime(opts.UntilTime)
 	top := st.Version
 	if opts.UntilVersion > 0 {
 		top = min(top, opts.UntilVersion)
@@ -135,6 +148,9 @@ type StreamInfo struct {
 // Stream returns the state of a stream, deleted or not; ErrStreamNotFound
 // when it has no events.
 func (s *Store) Stream(ctx context.Context, q keel.DBTX, streamID string) (StreamInfo, error) {
+	if err := checkRead(q, streamID); err != nil {
+		return StreamInfo{}, err
+	}
 	st, err := db.New(q).GetStream(ctx, streamID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return StreamInfo{}, fmt.Errorf("%w: %q", ErrStreamNotFound, streamID)
@@ -181,6 +197,9 @@ type FeedOptions struct {
 // (see Sequence); events of tombstoned streams and truncated events are left
 // out.
 func (s *Store) ReadAll(ctx context.Context, q keel.DBTX, opts FeedOptions) ([]RecordedEvent, error) {
+	if err := checkDBTX(q); err != nil {
+		return nil, err
+	}
 	after, until, limit, err := opts.bounds()
 	if err != nil {
 		return nil, err
@@ -194,8 +213,11 @@ func (s *Store) ReadAll(ctx context.Context, q keel.DBTX, opts FeedOptions) ([]R
 
 // ReadCategory is ReadAll restricted to the streams of one category.
 func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, opts FeedOptions) ([]RecordedEvent, error) {
-	if category == "" {
-		return nil, invalid("category is empty")
+	if err := checkDBTX(q); err != nil {
+		return nil, err
+	}
+	if err := checkCategory("category", category); err != nil {
+		return nil, err
 	}
 	after, until, limit, err := opts.bounds()
 	if err != nil {
@@ -227,6 +249,9 @@ func (o FeedOptions) bounds() (after, until, limit int64, err error) {
 // HeadPosition returns the newest stamped position of the global feed, 0
 // when it is empty.
 func (s *Store) HeadPosition(ctx context.Context, q keel.DBTX) (int64, error) {
+	if err := checkDBTX(q); err != nil {
+		return 0, err
+	}
 	head, err := db.New(q).HeadPosition(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("keel events: feed head: %w", err)

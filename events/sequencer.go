@@ -33,7 +33,11 @@ func (s *Store) sequencerDuty(interval time.Duration) periodic.Duty {
 // another process is stamping, Sequence waits for that pass to end and then
 // stamps what it left. Subscriptions call it before each read; call it
 // before ReadAll to see the latest events, or keep RunSequencer running.
+// A closed store returns ErrClosed.
 func (s *Store) Sequence(ctx context.Context) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
 	d := s.sequencerDuty(0)
 	for {
 		more, err := periodic.RunOnceWaiting(ctx, s.pool, d)
@@ -46,8 +50,20 @@ func (s *Store) Sequence(ctx context.Context) error {
 	}
 }
 
-// RunSequencer stamps positions every SequencerInterval until ctx ends. Any
-// number of processes may run it; one at a time does each pass.
-func (s *Store) RunSequencer(ctx context.Context) {
-	periodic.Run(ctx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, s.outage)
+// RunSequencer stamps positions every SequencerInterval until ctx ends, and
+// then returns nil. Any number of processes may run it; one at a time does
+// each pass. Closing the store stops it with ErrClosed; on a closed store it
+// returns ErrClosed at once.
+func (s *Store) RunSequencer(ctx context.Context) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.ctx, stop)()
+	periodic.Run(runCtx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, s.outage)
+	if ctx.Err() == nil && s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
 }

@@ -25,9 +25,20 @@ type Snapshot struct {
 
 // SaveSnapshot stores state (encoded as JSON; a json.RawMessage is kept as
 // it is) as the stream's snapshot at version, unless a newer one is saved.
-// The version must exist in the stream.
+// The version must exist in the stream. A state that jsonb cannot store (a
+// string that is not UTF-8 or holds NUL, see the package's Limits) is
+// refused with ErrInvalidArgument, never stored altered.
 func (s *Store) SaveSnapshot(ctx context.Context, tx keel.DBTX, streamID string, version int64, state any) error {
-	b, err := json.Marshal(state)
+	if err := s.writable(tx); err != nil {
+		return err
+	}
+	if err := checkStreamID(streamID); err != nil {
+		return err
+	}
+	if version < 1 {
+		return invalid("snapshot of %q at version %d: versions start at 1", streamID, version)
+	}
+	b, err := encodeJSON("snapshot state", state)
 	if err != nil {
 		return fmt.Errorf("%w: snapshot of %q: %w", ErrInvalidArgument, streamID, err)
 	}
@@ -36,7 +47,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, tx keel.DBTX, streamID string,
 	if err != nil {
 		return err
 	}
-	if version < 1 || version > st.Version {
+	if version > st.Version {
 		return invalid("snapshot of %q at version %d: the stream has versions 1 to %d", streamID, version, st.Version)
 	}
 	if err := q.SaveSnapshot(ctx, db.SaveSnapshotParams{StreamID: streamID, Version: version, State: b}); err != nil {
@@ -47,6 +58,9 @@ func (s *Store) SaveSnapshot(ctx context.Context, tx keel.DBTX, streamID string,
 
 // LoadSnapshot returns the stream's latest snapshot, or ErrNoSnapshot.
 func (s *Store) LoadSnapshot(ctx context.Context, q keel.DBTX, streamID string) (Snapshot, error) {
+	if err := checkRead(q, streamID); err != nil {
+		return Snapshot{}, err
+	}
 	return loadSnapshot(ctx, db.New(q), streamID, math.MaxInt64)
 }
 

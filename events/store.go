@@ -2,8 +2,8 @@ package events
 
 import (
 	"context"
-	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -24,6 +24,7 @@ type Store struct {
 	listener *notify.Listener
 	outage   *outage.Tracker
 
+	closed     atomic.Bool
 	listenOnce sync.Once
 	ctx        context.Context // the store's lifetime, for its listener
 	cancel     context.CancelFunc
@@ -34,7 +35,7 @@ type Store struct {
 // schema comes from keel's migrations.
 func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if pool == nil {
-		return nil, errors.New("keel events: pool is nil")
+		return nil, invalid("the pool is nil")
 	}
 	cfg = cfg.withDefaults()
 	if cfg.Listener == nil {
@@ -58,12 +59,39 @@ func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 }
 
 // Close stops the store's listening connection and pending notifications.
-// Stop the store's subscriptions first; appends through a closed store fail.
-// The pool stays open.
+// Stop the store's subscriptions first: once the store is closed, its
+// running subscriptions and sequencer stop, and every write through it
+// (Append, Tombstone, TruncateBefore, SaveSnapshot, Aggregate.Execute,
+// Sequence, Subscription and its Run, ResumeSubscription,
+// ResetSubscription) returns ErrClosed before sending anything. An Append already past that
+// check when Close is called completes without its wake-up notification;
+// subscriptions find its events when they poll. Reads keep working. The
+// pool stays open.
 func (s *Store) Close() {
+	s.closed.Store(true)
 	s.cancel()
 	s.wg.Wait()
 	s.debounce.Close()
+}
+
+// usable refuses a write through a store that is nil or closed. It is the
+// first thing every write does.
+func (s *Store) usable() error {
+	if s == nil || s.pool == nil {
+		return invalid("the store is nil: make it with NewStore")
+	}
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// writable is usable and a check of the DBTX the write was given.
+func (s *Store) writable(q keel.DBTX) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	return checkDBTX(q)
 }
 
 // wakeups returns a subscription to append notifications, starting the

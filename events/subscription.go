@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -61,11 +63,8 @@ type SubscriptionConfig struct {
 }
 
 func (c SubscriptionConfig) withDefaults() (SubscriptionConfig, error) {
-	if c.Name == "" {
-		return c, invalid("subscription has no name")
-	}
-	if c.Handler == nil {
-		return c, invalid("subscription %q has no handler", c.Name)
+	if err := c.check(); err != nil {
+		return c, err
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 100
@@ -102,7 +101,12 @@ type Subscription struct {
 }
 
 // Subscription returns a subscription; it touches the database only in Run.
+// A config that names no handler, or a name, category or consumer id that
+// could not be stored (see the package's Limits), is ErrInvalidArgument.
 func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
+	if err := s.usable(); err != nil {
+		return nil, err
+	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -129,8 +133,25 @@ var errLostLease = errors.New("keel events: subscription lease lost")
 // then gives up its lease and returns nil. It waits while another consumer
 // holds the subscription and takes over when that one stops or its lease
 // runs out. A parked subscription waits for ResumeSubscription. Only a
-// subscription whose row names another category is an error.
+// subscription whose row names another category is an error, and a store
+// that is or gets closed: ErrClosed.
 func (sub *Subscription) Run(ctx context.Context) error {
+	s := sub.store
+	if err := s.usable(); err != nil {
+		return err
+	}
+	// Closing the store ends the run as ending ctx does, but with ErrClosed.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.ctx, stop)()
+	err := sub.run(runCtx)
+	if err == nil && ctx.Err() == nil && s.closed.Load() {
+		return ErrClosed
+	}
+	return err
+}
+
+func (sub *Subscription) run(ctx context.Context) error {
 	s, cfg := sub.store, sub.cfg
 	q := db.New(s.pool)
 	var category *string
@@ -209,7 +230,9 @@ func (sub *Subscription) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		case errors.As(err, &failed):
-			sub.fail(ctx, log, failed, row.Attempts)
+			if err := sub.fail(ctx, log, failed, row.Attempts); err != nil {
+				pause("keel events: recording a handler failure", err)
+			}
 		case errors.Is(err, errLostLease):
 			owned = false
 		case err != nil:
@@ -259,10 +282,19 @@ func (sub *Subscription) batch(ctx context.Context, limit int) (int, error) {
 		}
 	}
 	last := evs[len(evs)-1]
-	if err := q.AdvanceSubscription(ctx, db.AdvanceSubscriptionParams{Position: last.Position, Name: cfg.Name, Owner: cfg.ConsumerID}); err != nil {
-		return 0, err
+	err = q.AdvanceSubscription(ctx, db.AdvanceSubscriptionParams{Position: last.Position, Name: cfg.Name, Owner: cfg.ConsumerID})
+	if err == nil {
+		err = tx.Commit(ctx)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err != nil && ctx.Err() == nil && !outage.Is(err) {
+		// The handlers returned nil, yet the checkpoint does not commit: one
+		// of them left tx failed (an error it swallowed), closed it, or wrote
+		// what a deferred constraint refuses. That is a handler failure, to
+		// retry and park like a returned error, not a loop; going event by
+		// event finds the one at fault.
+		return 0, &handlerFailure{position: last.Position, err: fmt.Errorf("the checkpoint did not commit after the handler returned nil: %w", err)}
+	}
+	if err != nil {
 		return 0, err
 	}
 	if s.cfg.Metrics != nil {
@@ -284,25 +316,46 @@ func safeHandle(ctx context.Context, h Handler, tx pgx.Tx, ev RecordedEvent) (er
 }
 
 // fail records a handler failure; the next attempt waits a backoff, and the
-// subscription parks after MaxAttempts.
-func (sub *Subscription) fail(ctx context.Context, log *slog.Logger, f *handlerFailure, attempts int32) {
+// subscription parks after MaxAttempts. Its error is the failure to record
+// it, for the caller to wait on rather than retry at once.
+func (sub *Subscription) fail(ctx context.Context, log *slog.Logger, f *handlerFailure, attempts int32) error {
 	cfg := sub.cfg
 	retryAt := time.Now().Add(backoff(cfg.RetryBackoff, cfg.MaxRetryBackoff, int(attempts)))
 	row, err := db.New(sub.store.pool).FailSubscription(ctx, db.FailSubscriptionParams{
-		LastError: f.err.Error(), FailedPosition: f.position, RetryAt: timestamptz(retryAt),
+		LastError: storedError(f.err), FailedPosition: f.position, RetryAt: timestamptz(retryAt),
 		MaxAttempts: int32(cfg.MaxAttempts), Name: cfg.Name, Owner: cfg.ConsumerID,
 	})
 	if err != nil {
-		log.WarnContext(ctx, "keel events: recording a handler failure", "error", err, "handler_error", f.err)
-		return
+		return fmt.Errorf("keel events: recording the handler failure %q: %w", f.err, err)
 	}
 	if row.Status == "parked" {
 		log.ErrorContext(ctx, "keel events: subscription parked after repeated handler failures",
 			"position", f.position, "attempts", row.Attempts, "error", f.err)
-		return
+		return nil
 	}
 	log.WarnContext(ctx, "keel events: handler failed; will retry", "position", f.position,
 		"attempts", row.Attempts, "retry_at", retryAt, "error", f.err)
+	return nil
+}
+
+// maxErrorText bounds the error text a subscription's row keeps.
+const maxErrorText = 16 << 10
+
+// storedError is an error's text as the subscription's row keeps it. An
+// error may quote what failed, NUL bytes and invalid UTF-8 included, which
+// Postgres text cannot hold; each becomes U+FFFD, so the failure is
+// recorded rather than refused. Text beyond maxErrorText is cut on a rune
+// boundary.
+func storedError(err error) string {
+	text := strings.ReplaceAll(strings.ToValidUTF8(err.Error(), "\uFFFD"), "\x00", "\uFFFD")
+	if len(text) <= maxErrorText {
+		return text
+	}
+	cut := maxErrorText
+	for !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut]
 }
 
 // backoff is base·2^attempts, capped, with up to a quarter taken off at

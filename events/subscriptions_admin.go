@@ -33,6 +33,9 @@ type SubscriptionInfo struct {
 // SubscriptionStatus returns a subscription's state; ErrSubscriptionNotFound
 // when no subscription of that name has run.
 func (s *Store) SubscriptionStatus(ctx context.Context, name string) (SubscriptionInfo, error) {
+	if err := checkSubscriptionName(name); err != nil {
+		return SubscriptionInfo{}, err
+	}
 	r, err := db.New(s.pool).GetSubscription(ctx, name)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return SubscriptionInfo{}, fmt.Errorf("%w: %q", ErrSubscriptionNotFound, name)
@@ -71,6 +74,12 @@ func subscriptionInfo(r db.KeelSubscription) SubscriptionInfo {
 // ResumeSubscription un-parks a subscription: its consumer retries the event
 // it failed on, with a fresh count of attempts.
 func (s *Store) ResumeSubscription(ctx context.Context, name string) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := checkSubscriptionName(name); err != nil {
+		return err
+	}
 	_, err := db.New(s.pool).ResumeSubscription(ctx, name)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %q", ErrSubscriptionNotFound, name)
@@ -94,6 +103,12 @@ func deref(s *string) string {
 // and clears a parked state. A consumer running a batch finishes it first;
 // its next batch starts after the new position.
 func (s *Store) ResetSubscription(ctx context.Context, name string, position int64) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := checkSubscriptionName(name); err != nil {
+		return err
+	}
 	if position < 0 {
 		return invalid("subscription position must not be negative")
 	}
