@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -19,6 +17,7 @@ import (
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // Handler handles one event of a subscription inside tx, the transaction
@@ -322,7 +321,7 @@ func (sub *Subscription) fail(ctx context.Context, log *slog.Logger, f *handlerF
 	cfg := sub.cfg
 	retryAt := time.Now().Add(backoff(cfg.RetryBackoff, cfg.MaxRetryBackoff, int(attempts)))
 	row, err := db.New(sub.store.pool).FailSubscription(ctx, db.FailSubscriptionParams{
-		LastError: storedError(f.err), FailedPosition: f.position, RetryAt: timestamptz(retryAt),
+		LastError: validate.ErrorText(f.err.Error()), FailedPosition: f.position, RetryAt: timestamptz(retryAt),
 		MaxAttempts: int32(cfg.MaxAttempts), Name: cfg.Name, Owner: cfg.ConsumerID,
 	})
 	if err != nil {
@@ -336,26 +335,6 @@ func (sub *Subscription) fail(ctx context.Context, log *slog.Logger, f *handlerF
 	log.WarnContext(ctx, "keel events: handler failed; will retry", "position", f.position,
 		"attempts", row.Attempts, "retry_at", retryAt, "error", f.err)
 	return nil
-}
-
-// maxErrorText bounds the error text a subscription's row keeps.
-const maxErrorText = 16 << 10
-
-// storedError is an error's text as the subscription's row keeps it. An
-// error may quote what failed, NUL bytes and invalid UTF-8 included, which
-// Postgres text cannot hold; each becomes U+FFFD, so the failure is
-// recorded rather than refused. Text beyond maxErrorText is cut on a rune
-// boundary.
-func storedError(err error) string {
-	text := strings.ReplaceAll(strings.ToValidUTF8(err.Error(), "\uFFFD"), "\x00", "\uFFFD")
-	if len(text) <= maxErrorText {
-		return text
-	}
-	cut := maxErrorText
-	for !utf8.RuneStart(text[cut]) {
-		cut--
-	}
-	return text[:cut]
 }
 
 // backoff is base·2^attempts, capped, with up to a quarter taken off at

@@ -16,6 +16,7 @@ import (
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/internal/testdb"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // A closed store refuses to start or change subscriptions and to sequence,
@@ -229,7 +230,7 @@ func TestSubscriptionRecordsUnstorableFailures(t *testing.T) {
 			if info.Position != 2 || info.FailedPosition != 3 || info.Attempts != 3 || !strings.Contains(info.LastError, tc.want) {
 				t.Errorf("parked %+v: want checkpoint 2, failed at 3 after 3 attempts with %q in the error", info, tc.want)
 			}
-			if len(info.LastError) > 16<<10 || !utf8.ValidString(info.LastError) {
+			if len(info.LastError) > validate.MaxErrorText || !utf8.ValidString(info.LastError) {
 				t.Errorf("last_error of %d bytes, valid UTF-8 %v; want at most 16 KiB of UTF-8", len(info.LastError), utf8.ValidString(info.LastError))
 			}
 			if n := calls.Load(); n != 3 {
