@@ -22,6 +22,10 @@ import (
 // time Postgres cannot hold, a RelayConfig out of range. Nothing is written.
 var ErrInvalidArgument = errors.New("keel outbox: invalid argument")
 
+// ErrClosed is returned by Enqueue on an Outbox that was closed. Nothing is
+// written.
+var ErrClosed = errors.New("keel outbox: outbox closed")
+
 func invalidArgument(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, a...))
 }

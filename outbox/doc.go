@@ -85,7 +85,7 @@
 // ([ErrInvalidMessage]) that names the message, the field and the limit; a
 // refused inbox key fails with [ErrInvalidInboxKey]; a nil transaction,
 // pool, publisher or handler, or a bad RelayConfig, with
-// [ErrInvalidArgument].
+// [ErrInvalidArgument]; an Enqueue on a closed Outbox with [ErrClosed].
 //
 // # Observing
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/internal/validate"
@@ -204,6 +205,28 @@ func TestEnqueueNULKeepsTheTransaction(t *testing.T) {
 		t.Fatalf("Enqueue: %v, want ErrInvalidMessage", err)
 	}
 	usable(t, tx)
+}
+
+// A closed Outbox refuses before it writes: through a pool, rows written
+// before an error would commit, and a caller that retries would store them
+// twice.
+func TestEnqueueOnClosedOutbox(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	box := outbox.New(pool, outbox.Config{})
+	box.Close()
+	tx := begin(t, pool)
+	for via, dbtx := range map[string]keel.DBTX{"pool": pool, "transaction": tx} {
+		n, err := box.Enqueue(ctx, dbtx, outbox.Message{Topic: "t", Payload: []byte{}})
+		if !errors.Is(err, outbox.ErrClosed) || n != 0 {
+			t.Errorf("Enqueue through a %s on a closed Outbox: %d, %v; want 0, ErrClosed", via, n, err)
+		}
+		usable(t, tx)
+		if n := rows(t, tx, "outbox"); n != 0 {
+			t.Errorf("Enqueue through a %s on a closed Outbox wrote %d rows", via, n)
+		}
+	}
 }
 
 // call runs f and turns a panic into a test failure.

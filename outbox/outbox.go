@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,6 +42,7 @@ type Config struct {
 type Outbox struct {
 	pool     *pgxpool.Pool
 	debounce *notify.Debouncer
+	closed   atomic.Bool
 }
 
 // New returns an Outbox. The pool is used only to send trailing wake-up
@@ -51,11 +53,14 @@ func New(pool *pgxpool.Pool, cfg Config) *Outbox {
 	return &Outbox{pool: pool, debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger)}
 }
 
-// Close stops pending wake-up notifications. Enqueue fails afterwards.
+// Close stops pending wake-up notifications. Enqueue returns ErrClosed
+// afterwards, before it writes anything; an Enqueue that began before Close
+// finishes as usual.
 func (o *Outbox) Close() {
 	if o == nil || o.debounce == nil {
 		return
 	}
+	o.closed.Store(true)
 	o.debounce.Close()
 }
 
@@ -63,7 +68,7 @@ func (o *Outbox) Close() {
 // commits, and never if it rolls back. Everything is checked first, and a
 // refused call writes nothing and leaves tx usable: an invalid message
 // fails it with an *InvalidMessageError (errors.Is ErrInvalidMessage), a
-// nil tx with ErrInvalidArgument. Messages
+// nil tx with ErrInvalidArgument, a closed Outbox with ErrClosed. Messages
 // whose ID is already in the outbox are skipped; Enqueue returns how many
 // were new. IDs left zero are filled in on msgs.
 func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (int, error) {
@@ -72,6 +77,8 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 		return 0, invalidArgument("the Outbox was not made by outbox.New")
 	case o.pool == nil:
 		return 0, invalidArgument("outbox.New was given a nil pool")
+	case o.closed.Load():
+		return 0, ErrClosed
 	}
 	if err := checkDBTX(tx); err != nil {
 		return 0, err
@@ -109,8 +116,10 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 	if err != nil {
 		return 0, fmt.Errorf("keel outbox: enqueue: %w", err)
 	}
+	// Close may have come after the check above. The messages are written
+	// by then, and relays poll: the call succeeds without its notification.
 	if n > 0 {
-		if err := o.debounce.Notify(ctx, tx, Channel, ""); err != nil {
+		if err := o.debounce.Notify(ctx, tx, Channel, ""); err != nil && !errors.Is(err, notify.ErrClosed) {
 			return 0, fmt.Errorf("keel outbox: notify: %w", err)
 		}
 	}
