@@ -98,7 +98,9 @@ func (i *Inbox) claim(ctx context.Context, tx keel.DBTX, consumer, messageID str
 // with a nil error means the message was a duplicate and was skipped. If fn
 // fails, the transaction rolls back — neither the consumer's writes nor the
 // record remain — and the error is returned, so a redelivery runs fn again.
-// Invalid arguments are refused before a transaction
+// That holds for an error of fn's that wraps ErrDuplicate too (fn claimed
+// the message for another consumer): only Process's own claim makes a
+// skipped duplicate. Invalid arguments are refused before a transaction
 // begins: ErrInvalidInboxKey, or ErrInvalidArgument for a nil fn or pool.
 func (i *Inbox) Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx pgx.Tx) error) (bool, error) {
 	switch {
@@ -110,15 +112,16 @@ func (i *Inbox) Process(ctx context.Context, consumer, messageID string, fn func
 	if err := validateInboxKey(consumer, messageID); err != nil {
 		return false, err
 	}
-	ran := false
+	ran, duplicate := false, false
 	err := pgx.BeginFunc(ctx, i.pool, func(tx pgx.Tx) error {
 		if err := i.Claim(ctx, tx, consumer, messageID); err != nil {
+			duplicate = errors.Is(err, ErrDuplicate)
 			return err
 		}
 		ran = true
 		return fn(ctx, tx)
 	})
-	if errors.Is(err, ErrDuplicate) {
+	if duplicate {
 		return false, nil
 	}
 	return ran && err == nil, err

@@ -71,3 +71,48 @@ func TestInboxRefusesWhatPostgresCannotStore(t *testing.T) {
 		})
 	}
 }
+
+// A handler whose own error wraps ErrDuplicate (it claimed the message for
+// another consumer that had processed it) failed: its writes were rolled
+// back, so Process must not report the message as a skipped duplicate,
+// which a caller would acknowledge.
+func TestProcessReturnsTheHandlersDuplicate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	if _, err := pool.Exec(ctx, "CREATE TABLE effects (consumer text)"); err != nil {
+		t.Fatal(err)
+	}
+	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
+	write := func(consumer string) func(context.Context, pgx.Tx) error {
+		return func(ctx context.Context, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "INSERT INTO effects VALUES ($1)", consumer)
+			return err
+		}
+	}
+	if ran, err := inbox.Process(ctx, "audit", "m", write("audit")); !ran || err != nil {
+		t.Fatalf("audit: %v, %v", ran, err)
+	}
+	ran, err := inbox.Process(ctx, "billing", "m", func(ctx context.Context, tx pgx.Tx) error {
+		if err := write("billing")(ctx, tx); err != nil {
+			return err
+		}
+		return inbox.Claim(ctx, tx, "audit", "m")
+	})
+	if ran || err == nil || !errors.Is(err, outbox.ErrDuplicate) {
+		t.Fatalf("Process with a handler failing with ErrDuplicate: %v, %v; want false and the handler's error", ran, err)
+	}
+	var effects, billing int
+	if err := pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM effects WHERE consumer = 'billing'), (SELECT count(*) FROM keel.inbox WHERE consumer = 'billing')").Scan(&effects, &billing); err != nil {
+		t.Fatal(err)
+	}
+	if effects != 0 || billing != 0 {
+		t.Errorf("after the failed handler: %d effects, %d records; want none", effects, billing)
+	}
+	if ran, err := inbox.Process(ctx, "billing", "m", write("billing")); !ran || err != nil {
+		t.Errorf("redelivery: %v, %v; want the handler to run", ran, err)
+	}
+	if ran, err := inbox.Process(ctx, "billing", "m", write("billing")); ran || err != nil {
+		t.Errorf("second redelivery: %v, %v; want a skipped duplicate", ran, err)
+	}
+}
