@@ -87,6 +87,11 @@
 // pool, publisher or handler, or a bad RelayConfig, with
 // [ErrInvalidArgument]; an Enqueue on a closed Outbox with [ErrClosed].
 //
+// A publisher's error cannot be refused, so the relay stores what it can:
+// an error holding a NUL or invalid UTF-8 is stored quoted with Go escapes
+// (\x00, \xff), and one longer than 4 kB is cut. The failed attempt is
+// always recorded and counts towards MaxAttempts.
+//
 // # Observing
 //
 // Relays log through log/slog and report to [Hooks]: each publication with

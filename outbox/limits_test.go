@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -297,6 +298,63 @@ func TestNilArgumentsAreErrors(t *testing.T) {
 	}
 	if n := count(t, pool, "true"); n != 0 {
 		t.Errorf("refused calls wrote %d messages", n)
+	}
+}
+
+// checkStoredError fails the test unless stored, what the relay wrote to
+// last_error for a publisher's error, is text Postgres holds, at most 4096
+// bytes, and the error itself when that is such text.
+func checkStoredError(t *testing.T, stored, published string) {
+	t.Helper()
+	if strings.IndexByte(stored, 0) >= 0 || !utf8.ValidString(stored) || len(stored) > 4096 {
+		t.Errorf("stored error %.80q (%d bytes) is not storable text of at most 4096 bytes", stored, len(stored))
+	}
+	if validate.Text("error", published, 4096) == nil && stored != published {
+		t.Errorf("stored error %q, published %q", stored, published)
+	}
+}
+
+// A publisher's error that Postgres cannot store as it is (NUL, invalid
+// UTF-8, megabytes) is escaped and cut, so the failure is recorded and the
+// message goes dead after MaxAttempts instead of going out again forever.
+func TestRelayRecordsUnstorableErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	o := newOutbox(t, pool)
+	tests := []struct {
+		name, err, want string
+	}{
+		{"plain", "no", "no"},
+		{"NUL", "broker said \x00 no", `"broker said \x00 no"`},
+		{"invalid UTF-8", "bad \xff byte é", `"bad \xff byte é"`},
+		{"the text \\u0000", `\u0000`, `\u0000`},
+		{"4096 bytes", strings.Repeat("e", 4096), strings.Repeat("e", 4096)},
+		{"1 MB", strings.Repeat("é", 1<<19), strings.Repeat("é", (4096-len("…"))/2) + "…"},
+		{"1 MB with NUL", strings.Repeat("\x00", 1<<20), `"` + strings.Repeat(`\x00`, (4096-len(`"…`))/4) + "…"},
+	}
+	fail := map[string]string{}
+	for _, tc := range tests {
+		fail[tc.name] = tc.err
+		enqueue(t, pool, o, outbox.Message{Topic: tc.name, Payload: []byte{}})
+	}
+	r := newRelay(t, pool, &recorder{fail: func(d outbox.Delivery) error { return errors.New(fail[d.Topic]) }}, outbox.RelayConfig{MaxAttempts: 1})
+	if n, err := r.RunOnce(ctx, nil); err != nil || n != len(tests) {
+		t.Fatalf("RunOnce: %d, %v; want %d claimed and their failures recorded", n, err, len(tests))
+	}
+	for _, tc := range tests {
+		var state, lastError string
+		var errs []byte
+		if err := pool.QueryRow(ctx, "SELECT state, last_error, errors FROM keel.outbox WHERE topic = $1", tc.name).Scan(&state, &lastError, &errs); err != nil {
+			t.Fatal(err)
+		}
+		if state != "dead" || lastError != tc.want {
+			t.Errorf("%s: state %s, last_error %.80q (%d bytes); want dead, %.80q (%d bytes)", tc.name, state, lastError, len(lastError), tc.want, len(tc.want))
+		}
+		checkStoredError(t, lastError, tc.err)
+		if attempts := jsonArray(t, errs); len(attempts) != 1 || attempts[0]["error"] != lastError {
+			t.Errorf("%s: errors column %.200s, want one attempt with the stored error", tc.name, errs)
+		}
 	}
 }
 

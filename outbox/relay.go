@@ -419,7 +419,7 @@ func (r *Relay) record(runCtx context.Context, o outcome) error {
 		Errors: make([]string, len(failed)), RetryMs: make([]int64, len(failed)),
 	}
 	for i, err := range failedErrs {
-		p.Errors[i] = err.Error()
+		p.Errors[i] = storedError(err)
 		attempt := 1
 		if i < len(failedDeliveries) {
 			attempt = failedDeliveries[i].Attempt
