@@ -64,6 +64,34 @@
 // race in parallel: the second waits for the first transaction and then sees
 // it. Records are kept for a dedup window (default 7 days).
 //
+// # Limits
+//
+// Every write checks what it is given before its first statement. What
+// Postgres would refuse is refused with a typed error, nothing is sent, and
+// the caller's transaction stays usable:
+//
+//   - Lengths, in bytes: a topic 1 to 255, a type at most 255, a key at
+//     most 1024 (it is indexed); an inbox consumer 1 to 255 and a message id
+//     1 to 1024; a relay name at most 255. Key, type, consumer and message
+//     id are also CHECK constraints in the schema.
+//   - Those, and header names (not empty) and values, must be UTF-8 without
+//     a NUL byte. Invalid UTF-8 is refused, never replaced with U+FFFD. The
+//     payload is bytes and may hold anything.
+//   - Times (a message's NotBefore, DeleteDelivered's time, Expire's now
+//     less the dedup window) must lie within Postgres's range, 4714 BC to
+//     294276 AD.
+//
+// A refused message fails Enqueue with an [*InvalidMessageError]
+// ([ErrInvalidMessage]) that names the message, the field and the limit; a
+// refused inbox key fails with [ErrInvalidInboxKey]; a nil transaction,
+// pool, publisher or handler, or a bad RelayConfig, with
+// [ErrInvalidArgument]; an Enqueue on a closed Outbox with [ErrClosed].
+//
+// A publisher's error cannot be refused, so the relay stores what it can:
+// an error holding a NUL or invalid UTF-8 is stored quoted with Go escapes
+// (\x00, \xff), and one longer than 4 kB is cut. The failed attempt is
+// always recorded and counts towards MaxAttempts.
+//
 // # Observing
 //
 // Relays log through log/slog and report to [Hooks]: each publication with

@@ -20,9 +20,10 @@ import (
 // processed the message.
 var ErrDuplicate = errors.New("keel inbox: message already processed")
 
-// ErrInvalidInboxKey is returned when a consumer name or message id is
-// empty. Nothing is written.
-var ErrInvalidInboxKey = errors.New("keel inbox: consumer and message id must not be empty")
+// ErrInvalidInboxKey is returned when a consumer name or message id cannot
+// be stored: empty, longer than its limit (255 bytes for a consumer, 1024
+// for a message id), holding a NUL or not UTF-8. Nothing is written.
+var ErrInvalidInboxKey = errors.New("keel inbox: invalid consumer or message id")
 
 // InboxConfig configures an Inbox. The zero value is ready to use.
 type InboxConfig struct {
@@ -44,7 +45,9 @@ type Inbox struct {
 	cfg  InboxConfig
 }
 
-// NewInbox returns an Inbox on the pool.
+// NewInbox returns an Inbox on the pool. Claim and Expire write through the
+// transaction they are given; Process and Run need the pool, and return
+// ErrInvalidArgument when it is nil.
 func NewInbox(pool *pgxpool.Pool, cfg InboxConfig) *Inbox {
 	if cfg.DedupWindow <= 0 {
 		cfg.DedupWindow = 7 * 24 * time.Hour
@@ -61,14 +64,22 @@ func NewInbox(pool *pgxpool.Pool, cfg InboxConfig) *Inbox {
 // skip it). When two deliveries of one id race, the second Claim waits for
 // the first transaction: if it commits, the second gets ErrDuplicate; if it
 // rolls back, the second proceeds. Give it a pgx.Tx: with a pool, the record
-// commits on its own, apart from the consumer's writes.
+// commits on its own, apart from the consumer's writes. A consumer or
+// message id that cannot be stored fails with ErrInvalidInboxKey and a nil
+// tx with ErrInvalidArgument; nothing is sent and tx stays usable.
 func (i *Inbox) Claim(ctx context.Context, tx keel.DBTX, consumer, messageID string) error {
 	return i.claim(ctx, tx, consumer, messageID, nil)
 }
 
 func (i *Inbox) claim(ctx context.Context, tx keel.DBTX, consumer, messageID string, now *time.Time) error {
-	if consumer == "" || messageID == "" {
-		return ErrInvalidInboxKey
+	if i == nil {
+		return invalidArgument("the Inbox is nil")
+	}
+	if err := checkDBTX(tx); err != nil {
+		return err
+	}
+	if err := validateInboxKey(consumer, messageID); err != nil {
+		return err
 	}
 	_, err := db.New(tx).InboxClaim(ctx, db.InboxClaimParams{
 		Consumer: consumer, MessageID: messageID, Now: timestamp(now), DedupWindowMs: i.cfg.DedupWindow.Milliseconds(),
@@ -87,16 +98,30 @@ func (i *Inbox) claim(ctx context.Context, tx keel.DBTX, consumer, messageID str
 // with a nil error means the message was a duplicate and was skipped. If fn
 // fails, the transaction rolls back — neither the consumer's writes nor the
 // record remain — and the error is returned, so a redelivery runs fn again.
+// That holds for an error of fn's that wraps ErrDuplicate too (fn claimed
+// the message for another consumer): only Process's own claim makes a
+// skipped duplicate. Invalid arguments are refused before a transaction
+// begins: ErrInvalidInboxKey, or ErrInvalidArgument for a nil fn or pool.
 func (i *Inbox) Process(ctx context.Context, consumer, messageID string, fn func(ctx context.Context, tx pgx.Tx) error) (bool, error) {
-	ran := false
+	switch {
+	case i == nil || i.pool == nil:
+		return false, invalidArgument("Process needs an Inbox made by NewInbox with a pool")
+	case fn == nil:
+		return false, invalidArgument("the handler is nil")
+	}
+	if err := validateInboxKey(consumer, messageID); err != nil {
+		return false, err
+	}
+	ran, duplicate := false, false
 	err := pgx.BeginFunc(ctx, i.pool, func(tx pgx.Tx) error {
 		if err := i.Claim(ctx, tx, consumer, messageID); err != nil {
+			duplicate = errors.Is(err, ErrDuplicate)
 			return err
 		}
 		ran = true
 		return fn(ctx, tx)
 	})
-	if errors.Is(err, ErrDuplicate) {
+	if duplicate {
 		return false, nil
 	}
 	return ran && err == nil, err
@@ -109,9 +134,20 @@ const expireBatch = 10000
 const expireKey int64 = 0x6b696e62657870 // "kinbexp"
 
 // Expire deletes up to 10,000 seen-records older than the dedup window (as
-// of now) and returns how many.
+// of now) and returns how many. A nil tx, or a now whose window starts
+// outside Postgres's time range, fails with ErrInvalidArgument.
 func (i *Inbox) Expire(ctx context.Context, tx keel.DBTX, now time.Time) (int, error) {
-	n, err := db.New(tx).InboxExpire(ctx, db.InboxExpireParams{Before: pgtype.Timestamptz{Time: now.Add(-i.cfg.DedupWindow), Valid: true}, BatchSize: expireBatch})
+	if i == nil {
+		return 0, invalidArgument("the Inbox is nil")
+	}
+	if err := checkDBTX(tx); err != nil {
+		return 0, err
+	}
+	before := now.Add(-i.cfg.DedupWindow)
+	if err := checkTime("now minus the dedup window", before); err != nil {
+		return 0, invalidValue(err)
+	}
+	n, err := db.New(tx).InboxExpire(ctx, db.InboxExpireParams{Before: pgtype.Timestamptz{Time: before, Valid: true}, BatchSize: expireBatch})
 	if err != nil {
 		return 0, fmt.Errorf("keel inbox: expire: %w", err)
 	}
@@ -119,8 +155,13 @@ func (i *Inbox) Expire(ctx context.Context, tx keel.DBTX, now time.Time) (int, e
 }
 
 // Run deletes seen-records past the dedup window every ExpireInterval until
-// ctx ends. Run it in any number of processes; one at a time does the work.
-func (i *Inbox) Run(ctx context.Context) {
+// ctx ends, then returns nil. Run it in any number of processes; one at a
+// time does the work. It returns ErrInvalidArgument at once when the Inbox
+// has no pool.
+func (i *Inbox) Run(ctx context.Context) error {
+	if i == nil || i.pool == nil {
+		return invalidArgument("Run needs an Inbox made by NewInbox with a pool")
+	}
 	periodic.Run(ctx, i.pool, periodic.Duty{
 		Name: "inbox expiry", Key: expireKey, Interval: i.cfg.ExpireInterval,
 		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
@@ -128,4 +169,5 @@ func (i *Inbox) Run(ctx context.Context) {
 			return n == expireBatch, err
 		},
 	}, i.cfg.Logger, nil)
+	return nil
 }

@@ -21,13 +21,15 @@ type Message struct {
 	Topic string
 	// Key orders messages: a message is not published while an earlier one
 	// with the same key is undelivered (in flight or waiting to retry).
-	// Empty means no order: such messages flow in parallel.
+	// Empty means no order: such messages flow in parallel. At most 1024
+	// bytes.
 	Key string
-	// Type names the message for consumers. Optional.
+	// Type names the message for consumers. Optional, at most 255 bytes.
 	Type string
-	// Payload is the body. Required (it may be empty, but not nil).
+	// Payload is the body, any bytes. Required (it may be empty, but not
+	// nil).
 	Payload []byte
-	// Headers travel with the message. Optional.
+	// Headers travel with the message. Optional. Names must not be empty.
 	Headers map[string]string
 	// NotBefore holds the message back until then. Zero means now.
 	NotBefore time.Time
@@ -48,8 +50,9 @@ var ErrInvalidMessage = errors.New("keel outbox: invalid message")
 
 // InvalidMessageError says which message is invalid and why.
 type InvalidMessageError struct {
-	Index  int // position in the Enqueue call
-	Reason string
+	Index  int    // position in the Enqueue call
+	Reason string // the field, what is wrong with it and the limit
+	Err    error  // the check that failed
 }
 
 func (e *InvalidMessageError) Error() string {
@@ -59,22 +62,8 @@ func (e *InvalidMessageError) Error() string {
 // Is makes errors.Is(err, ErrInvalidMessage) true.
 func (e *InvalidMessageError) Is(target error) bool { return target == ErrInvalidMessage }
 
-func validate(i int, m Message) error {
-	switch {
-	case m.Topic == "":
-		return &InvalidMessageError{i, "topic is empty"}
-	case len(m.Topic) > 255:
-		return &InvalidMessageError{i, fmt.Sprintf("topic is %d bytes long; at most 255", len(m.Topic))}
-	case m.Payload == nil:
-		return &InvalidMessageError{i, "payload is nil (use []byte{} for an empty body)"}
-	}
-	for k := range m.Headers {
-		if k == "" {
-			return &InvalidMessageError{i, "a header has an empty name"}
-		}
-	}
-	return nil
-}
+// Unwrap returns the failed check.
+func (e *InvalidMessageError) Unwrap() error { return e.Err }
 
 // timestamp is a query's optional clock: nil means the database's now().
 func timestamp(t *time.Time) pgtype.Timestamptz {
@@ -82,14 +71,6 @@ func timestamp(t *time.Time) pgtype.Timestamptz {
 		return pgtype.Timestamptz{}
 	}
 	return pgtype.Timestamptz{Time: *t, Valid: true}
-}
-
-func encodeHeaders(h map[string]string) (string, error) {
-	if len(h) == 0 {
-		return "{}", nil
-	}
-	b, err := json.Marshal(h)
-	return string(b), err
 }
 
 func decodeHeaders(raw []byte) (map[string]string, error) {

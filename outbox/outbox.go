@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,25 +40,49 @@ type Config struct {
 
 // Outbox writes messages in the caller's transaction.
 type Outbox struct {
+	pool     *pgxpool.Pool
 	debounce *notify.Debouncer
+	closed   atomic.Bool
 }
 
 // New returns an Outbox. The pool is used only to send trailing wake-up
 // notifications; messages are written through the DBTX given to Enqueue.
-// Close stops it.
+// Close stops it. An Outbox made with a nil pool refuses every Enqueue with
+// ErrInvalidArgument.
 func New(pool *pgxpool.Pool, cfg Config) *Outbox {
-	return &Outbox{debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger)}
+	return &Outbox{pool: pool, debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger)}
 }
 
-// Close stops pending wake-up notifications. Enqueue fails afterwards.
-func (o *Outbox) Close() { o.debounce.Close() }
+// Close stops pending wake-up notifications. Enqueue returns ErrClosed
+// afterwards, before it writes anything; an Enqueue that began before Close
+// finishes as usual.
+func (o *Outbox) Close() {
+	if o == nil || o.debounce == nil {
+		return
+	}
+	o.closed.Store(true)
+	o.debounce.Close()
+}
 
 // Enqueue writes messages in tx, in order. They are published once tx
-// commits, and never if it rolls back. Every message is checked first: an
-// invalid one fails the call with an *InvalidMessageError and nothing is
-// written. Messages whose ID is already in the outbox are skipped; Enqueue
-// returns how many were new. IDs left zero are filled in on msgs.
+// commits, and never if it rolls back. Everything is checked first, and a
+// refused call writes nothing and leaves tx usable: an invalid message
+// fails it with an *InvalidMessageError (errors.Is ErrInvalidMessage), a
+// nil tx with ErrInvalidArgument, a closed Outbox with ErrClosed. Messages
+// whose ID is already in the outbox are skipped; Enqueue returns how many
+// were new. IDs left zero are filled in on msgs.
 func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (int, error) {
+	switch {
+	case o == nil || o.debounce == nil:
+		return 0, invalidArgument("the Outbox was not made by outbox.New")
+	case o.pool == nil:
+		return 0, invalidArgument("outbox.New was given a nil pool")
+	case o.closed.Load():
+		return 0, ErrClosed
+	}
+	if err := checkDBTX(tx); err != nil {
+		return 0, err
+	}
 	if len(msgs) == 0 {
 		return 0, nil
 	}
@@ -72,12 +97,9 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 	}
 	for i := range msgs {
 		m := &msgs[i]
-		if err := validate(i, *m); err != nil {
-			return 0, err
-		}
-		h, err := encodeHeaders(m.Headers)
+		h, err := validateMessage(i, *m)
 		if err != nil {
-			return 0, &InvalidMessageError{i, err.Error()}
+			return 0, err
 		}
 		if m.ID == uuid.Nil {
 			if m.ID, err = uuid.NewV7(); err != nil {
@@ -94,8 +116,10 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 	if err != nil {
 		return 0, fmt.Errorf("keel outbox: enqueue: %w", err)
 	}
+	// Close may have come after the check above. The messages are written
+	// by then, and relays poll: the call succeeds without its notification.
 	if n > 0 {
-		if err := o.debounce.Notify(ctx, tx, Channel, ""); err != nil {
+		if err := o.debounce.Notify(ctx, tx, Channel, ""); err != nil && !errors.Is(err, notify.ErrClosed) {
 			return 0, fmt.Errorf("keel outbox: notify: %w", err)
 		}
 	}
@@ -103,9 +127,12 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 }
 
 // Requeue puts a dead message back in line with fresh attempts. It returns
-// ErrNotFound for an unknown id and ErrNotDead for a message that is not
-// dead.
+// ErrNotFound for an unknown id, ErrNotDead for a message that is not dead
+// and ErrInvalidArgument for a nil tx.
 func Requeue(ctx context.Context, tx keel.DBTX, id uuid.UUID) error {
+	if err := checkDBTX(tx); err != nil {
+		return err
+	}
 	q := db.New(tx)
 	_, err := q.OutboxRequeue(ctx, db.OutboxRequeueParams{ID: id})
 	if err == nil {

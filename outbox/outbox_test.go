@@ -56,7 +56,7 @@ func newOutbox(t *testing.T, pool *pgxpool.Pool) *outbox.Outbox {
 	return o
 }
 
-func newRelay(t *testing.T, pool *pgxpool.Pool, pub outbox.Publisher, cfg outbox.RelayConfig) *outbox.Relay {
+func newRelay(t testing.TB, pool *pgxpool.Pool, pub outbox.Publisher, cfg outbox.RelayConfig) *outbox.Relay {
 	t.Helper()
 	r, err := outbox.NewRelay(pool, pub, cfg)
 	if err != nil {
@@ -202,10 +202,10 @@ func TestBadInputWritesNothing(t *testing.T) {
 		msg  outbox.Message
 		want string
 	}{
-		{"empty topic", outbox.Message{Payload: []byte("x")}, "topic is empty"},
+		{"empty topic", outbox.Message{Payload: []byte("x")}, "topic: is empty"},
 		{"long topic", outbox.Message{ID: uuid.New(), Topic: string(long), Payload: []byte("x")}, "at most 255"},
-		{"nil payload", outbox.Message{ID: uuid.New(), Topic: "t"}, "payload is nil"},
-		{"empty header name", outbox.Message{ID: uuid.New(), Topic: "t", Payload: []byte{}, Headers: map[string]string{"": "v"}}, "empty name"},
+		{"nil payload", outbox.Message{ID: uuid.New(), Topic: "t"}, "payload: is nil"},
+		{"empty header name", outbox.Message{ID: uuid.New(), Topic: "t", Payload: []byte{}, Headers: map[string]string{"": "v"}}, `header name "": is empty`},
 	}
 	for _, tc := range tests {
 		valid := outbox.Message{ID: uuid.New(), Topic: "t", Payload: []byte("valid")}

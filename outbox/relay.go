@@ -75,9 +75,11 @@ func (NoHooks) Outage(keel.Outage) {}
 
 // RelayConfig configures a Relay. The zero value is ready to use.
 type RelayConfig struct {
-	// Name identifies the relay in leases and logs. Default: host-pid-random.
+	// Name identifies the relay in leases and logs: UTF-8 without NUL, at
+	// most 255 bytes. Default: host-pid-random.
 	Name string
-	// BatchSize is how many messages one claim takes. Default: 500.
+	// BatchSize is how many messages one claim takes, at most 2^31-1.
+	// Default: 500.
 	BatchSize int
 	// Lease is how long a claim lasts; a message claimed by a relay that died
 	// is taken again after it. Keep it well above the publisher's time for a
@@ -86,11 +88,11 @@ type RelayConfig struct {
 	// PollInterval is how often an idle relay looks for work when no
 	// notification wakes it. Default: 1s.
 	PollInterval time.Duration
-	// MaxAttempts is how many times a message is tried before it is dead.
-	// Default: 10.
+	// MaxAttempts is how many times a message is tried before it is dead,
+	// at most 2^31-1. Default: 10.
 	MaxAttempts int
-	// Backoff gives the wait before attempt n+1 after attempt n failed.
-	// Default: DefaultBackoff.
+	// Backoff gives the wait before attempt n+1 after attempt n failed; a
+	// negative wait counts as none. Default: DefaultBackoff.
 	Backoff func(attempt int) time.Duration
 	// Retention is how long delivered messages are kept before deletion.
 	// Negative keeps them forever. Default: 24h.
@@ -128,13 +130,18 @@ type Relay struct {
 	outage *outage.Tracker
 }
 
-// NewRelay returns a relay that hands messages to pub. Run starts it.
+// NewRelay returns a relay that hands messages to pub. Run starts it. A nil
+// pool or publisher, or a RelayConfig out of range, fails with
+// ErrInvalidArgument.
 func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error) {
-	if pool == nil || pub == nil {
-		return nil, errors.New("keel outbox: NewRelay needs a pool and a publisher")
+	switch {
+	case pool == nil:
+		return nil, invalidArgument("NewRelay needs a pool")
+	case isNil(pub):
+		return nil, invalidArgument("NewRelay needs a publisher")
 	}
-	if cfg.BatchSize < 0 || cfg.MaxAttempts < 0 || cfg.Lease < 0 || cfg.PollInterval < 0 {
-		return nil, errors.New("keel outbox: RelayConfig values must not be negative")
+	if err := checkRelayConfig(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Name == "" {
 		host, _ := os.Hostname()
@@ -289,7 +296,12 @@ type outcome struct {
 // RunOnce claims one batch, publishes it and records the outcome. It
 // returns how many messages it claimed. now moves the clock for claims and
 // retries (nil: the database's clock); tests use it to skip backoff waits.
+// A clock so near the end of Postgres's time range that a lease or backoff
+// would run past it fails with ErrInvalidArgument.
 func (r *Relay) RunOnce(ctx context.Context, now *time.Time) (int, error) {
+	if err := checkClock(now); err != nil {
+		return 0, err
+	}
 	o, err := r.claimAndPublish(ctx, now)
 	if err != nil || o.claimed == 0 {
 		return o.claimed, err
@@ -407,12 +419,12 @@ func (r *Relay) record(runCtx context.Context, o outcome) error {
 		Errors: make([]string, len(failed)), RetryMs: make([]int64, len(failed)),
 	}
 	for i, err := range failedErrs {
-		p.Errors[i] = err.Error()
+		p.Errors[i] = storedError(err)
 		attempt := 1
 		if i < len(failedDeliveries) {
 			attempt = failedDeliveries[i].Attempt
 		}
-		p.RetryMs[i] = r.cfg.Backoff(attempt).Milliseconds()
+		p.RetryMs[i] = max(r.cfg.Backoff(attempt), 0).Milliseconds()
 	}
 	var res []db.OutboxMarkFailedRow
 	if err := r.write(runCtx, func(ctx context.Context) error {
@@ -441,8 +453,15 @@ const retentionBatch = 10000
 
 // DeleteDelivered deletes up to 10,000 messages delivered before the given
 // time and returns how many it deleted. Relays call it on their own every
-// minute; it is exported for operators and tests.
+// minute; it is exported for operators and tests. A nil tx, or a time
+// outside Postgres's range, fails with ErrInvalidArgument.
 func DeleteDelivered(ctx context.Context, tx keel.DBTX, before time.Time) (int, error) {
+	if err := checkDBTX(tx); err != nil {
+		return 0, err
+	}
+	if err := checkTime("before", before); err != nil {
+		return 0, invalidValue(err)
+	}
 	n, err := db.New(tx).OutboxDeleteDelivered(ctx, db.OutboxDeleteDeliveredParams{Before: pgtype.Timestamptz{Time: before, Valid: true}, BatchSize: retentionBatch})
 	if err != nil {
 		return 0, fmt.Errorf("keel outbox: retention: %w", err)
