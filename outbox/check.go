@@ -7,8 +7,6 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keelpg/keel"
@@ -171,26 +169,4 @@ func checkRelayConfig(cfg RelayConfig) error {
 		return invalidArgument("RelayConfig.PollInterval is %s; it must not be negative", cfg.PollInterval)
 	}
 	return nil
-}
-
-// maxErrorBytes bounds an error the relay stores in last_error and errors;
-// one attempt's error is kept, whatever its size, in every later row version.
-const maxErrorBytes = 4096
-
-// storedError is the text the relay stores for a failed attempt. An error
-// is not the caller's input that could be refused: a publisher's error may
-// hold anything, a NUL or bytes that are not UTF-8 from a broker's
-// response. Such text is stored quoted, with Go escapes (\x00, \xff), and
-// anything longer than maxErrorBytes is cut, so the failure is always
-// recorded.
-func storedError(err error) string {
-	s := err.Error()
-	if validate.Text("error", s, 0) != nil {
-		s = strconv.Quote(s)
-	}
-	if len(s) <= maxErrorBytes {
-		return s
-	}
-	const ellipsis = "…"
-	return strings.ToValidUTF8(s[:maxErrorBytes-len(ellipsis)], "") + ellipsis
 }

@@ -88,8 +88,8 @@
 // [ErrInvalidArgument]; an Enqueue on a closed Outbox with [ErrClosed].
 //
 // A publisher's error cannot be refused, so the relay stores what it can:
-// an error holding a NUL or invalid UTF-8 is stored quoted with Go escapes
-// (\x00, \xff), and one longer than 4 kB is cut. The failed attempt is
+// each NUL byte and invalid byte of its text becomes U+FFFD, and text past
+// 16 KiB is cut, as every keel package stores error text. The failed attempt is
 // always recorded and counts towards MaxAttempts.
 //
 // # Observing

@@ -18,6 +18,7 @@ import (
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
 	"github.com/keelpg/keel/internal/periodic"
+	"github.com/keelpg/keel/internal/validate"
 )
 
 // Publisher sends messages to where they go: Kafka, NATS, SQS, a webhook.
@@ -419,7 +420,7 @@ func (r *Relay) record(runCtx context.Context, o outcome) error {
 		Errors: make([]string, len(failed)), RetryMs: make([]int64, len(failed)),
 	}
 	for i, err := range failedErrs {
-		p.Errors[i] = storedError(err)
+		p.Errors[i] = validate.ErrorText(err.Error())
 		attempt := 1
 		if i < len(failedDeliveries) {
 			attempt = failedDeliveries[i].Attempt
