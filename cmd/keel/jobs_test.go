@@ -86,7 +86,7 @@ func TestJobsAndQueuesCommands(t *testing.T) {
 	}{
 		{[]string{"jobs", "show", "abc"}, exitUsage, `"abc" is not a job id`},
 		{[]string{"jobs", "show", "999999"}, exitError, "keel jobs: no such job: 999999"},
-		{[]string{"jobs", "list", "--state", "lost"}, exitError, `unknown state "lost"`},
+		{[]string{"jobs", "list", "--state", "lost"}, exitUsage, `unknown state "lost"`},
 		{[]string{"jobs", "drop", "1"}, exitUsage, `unknown jobs subcommand "drop"`},
 		{[]string{"queues", "pause"}, exitUsage, "queues pause needs one queue name"},
 	}
