@@ -92,21 +92,6 @@ func TestComponentsShareOneListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = engine.Stop(context.Background()) })
-	if _, err := engine.Start(ctx, pool, "gate", "through", &saga.StartOpts{RunID: "gate-1"}); err != nil {
-		t.Fatal(err)
-	}
-	awaited := make(chan error, 1)
-	go func() {
-		run, err := engine.Await(ctx, "gate-1")
-		if err == nil {
-			var out string
-			if out, err = saga.Result[string](run); err == nil && out != "through" {
-				t.Errorf("saga result %q, want through", out)
-			}
-		}
-		awaited <- err
-	}()
-
 	// A notification sent before a component's LISTEN is in place is lost,
 	// so keep making work until every component has been woken for some.
 	deadline := time.After(30 * time.Second)
@@ -128,6 +113,23 @@ func TestComponentsShareOneListener(t *testing.T) {
 		t.Errorf("the process holds %d listening connections, want 1", listening)
 	}
 
+	// The run starts once the shared LISTEN is known to be in place: its
+	// engine polls never, so a lost start notification would leave it
+	// unclaimed, and a signal to a run still queued sends none.
+	if _, err := engine.Start(ctx, pool, "gate", "through", &saga.StartOpts{RunID: "gate-1"}); err != nil {
+		t.Fatal(err)
+	}
+	awaited := make(chan error, 1)
+	go func() {
+		run, err := engine.Await(ctx, "gate-1")
+		if err == nil {
+			var out string
+			if out, err = saga.Result[string](run); err == nil && out != "through" {
+				t.Errorf("saga result %q, want through", out)
+			}
+		}
+		awaited <- err
+	}()
 	if err := engine.Signal(ctx, pool, "gate-1", "open", true, ""); err != nil {
 		t.Fatal(err)
 	}
