@@ -279,7 +279,26 @@ func TestCancel(t *testing.T) {
 		if row.State != StateRunning || !row.CancelRequested {
 			t.Fatalf("right after the request: %s, requested %v", row.State, row.CancelRequested)
 		}
-		row = waitState(t, runner, job.ID, StateCancelled)
+		// The runner may have claimed the job by polling before its LISTEN
+		// was in place, so the first notification can be lost; a repeated
+		// request notifies again. Heartbeats are hours away: only a
+		// notification cancels the job here.
+		resend := time.NewTicker(time.Second)
+		defer resend.Stop()
+		waitFor(t, "job to be cancelled", func() bool {
+			select {
+			case <-resend.C:
+				if _, err := other.Cancel(ctx, job.ID); err != nil {
+					t.Fatal(err)
+				}
+			default:
+			}
+			row, err = runner.JobGet(ctx, job.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return row.State == StateCancelled
+		})
 		if len(row.Errors) != 1 || !strings.Contains(row.Errors[0].Error, "cancelled") {
 			t.Fatalf("errors: %+v", row.Errors)
 		}
