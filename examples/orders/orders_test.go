@@ -243,19 +243,26 @@ func TestOneTransaction(t *testing.T) {
 	}
 	// The relay, the job and the subscription had their chance to repeat
 	// while the saga ran; their rows say each finished on the first try.
+	// The relay records the delivery after the publisher returns.
 	var outboxState string
 	var outboxAttempts int
-	if err := pool.QueryRow(ctx, `SELECT state::text, attempts FROM keel.outbox WHERE key = $1`, orders.StreamID(placed.ID)).Scan(&outboxState, &outboxAttempts); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "the message to be marked delivered", func() bool {
+		if err := pool.QueryRow(ctx, `SELECT state::text, attempts FROM keel.outbox WHERE key = $1`, orders.StreamID(placed.ID)).Scan(&outboxState, &outboxAttempts); err != nil {
+			t.Fatal(err)
+		}
+		return outboxState != "pending"
+	})
 	if outboxState != "delivered" || outboxAttempts != 1 {
 		t.Errorf("outbox message %s after %d attempts, want delivered after 1", outboxState, outboxAttempts)
 	}
 	var jobState string
 	var jobAttempt int
-	if err := pool.QueryRow(ctx, `SELECT state::text, attempt FROM keel.jobs WHERE kind = 'order_confirmation_email' AND args->>'order_id' = $1`, fmt.Sprint(placed.ID)).Scan(&jobState, &jobAttempt); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "the job's outcome to be written", func() bool {
+		if err := pool.QueryRow(ctx, `SELECT state::text, attempt FROM keel.jobs WHERE kind = 'order_confirmation_email' AND args->>'order_id' = $1`, fmt.Sprint(placed.ID)).Scan(&jobState, &jobAttempt); err != nil {
+			t.Fatal(err)
+		}
+		return jobState != "running"
+	})
 	if jobState != "completed" || jobAttempt != 1 {
 		t.Errorf("job %s at attempt %d, want completed at 1", jobState, jobAttempt)
 	}
