@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -197,8 +198,20 @@ func TestWorkflowTimeout(t *testing.T) {
 	if done.Status != saga.StatusFailed || !errors.Is(done.Err(), saga.ErrTimeout) {
 		t.Fatalf("run %s: %v", done.Status, done.Err())
 	}
-	if got := undoLog(t, pool); len(got) != 3 {
-		t.Fatalf("compensations %v", got)
+	// A loaded machine may reach the deadline before every step ran: each
+	// step that completed is undone, newest first, and no other.
+	steps, err := e.Steps(context.Background(), run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, s := range steps {
+		if s.Kind == "step" && s.Status == "completed" {
+			want = append([]string{s.Name}, want...)
+		}
+	}
+	if got := undoLog(t, pool); !slices.Equal(got, want) {
+		t.Fatalf("compensations %v, want %v (the completed steps, newest first)", got, want)
 	}
 }
 
