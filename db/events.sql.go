@@ -621,14 +621,15 @@ FROM (
     SELECT a.last_position, a.stream_id, a.first_version, a.event_count
     FROM keel.feed a
     WHERE a.category = $1::text
-      AND a.last_position > $2::bigint
-      AND a.last_position - a.event_count < $3::bigint
+      AND a.last_position > GREATEST($2::bigint, $3::bigint)
+      AND a.last_position <= $4::bigint
+      AND a.last_position - a.event_count < $5::bigint
       AND NOT EXISTS (SELECT 1 FROM keel.streams h
                       WHERE h.stream_id = a.stream_id
                         AND (h.deleted_at IS NOT NULL OR h.truncated_before > 0)
                         AND (h.deleted_at IS NOT NULL OR h.truncated_before > a.first_version + a.event_count - 1))
     ORDER BY a.last_position
-    LIMIT $4::bigint
+    LIMIT $6::bigint
 ) f
 CROSS JOIN LATERAL (
     SELECT ev.event_id, ev.stream_id, ev.version, ev.type, ev.data, ev.metadata,
@@ -637,7 +638,7 @@ CROSS JOIN LATERAL (
     WHERE ev.stream_id = f.stream_id
       AND ev.version >= GREATEST(f.first_version, f.first_version + ($2::bigint) - (f.last_position - f.event_count))
       AND ev.version <= f.first_version + f.event_count - 1
-      AND ev.version - f.first_version <= ($3::bigint) - (f.last_position - f.event_count + 1)
+      AND ev.version - f.first_version <= ($5::bigint) - (f.last_position - f.event_count + 1)
       AND NOT EXISTS (SELECT 1 FROM keel.streams s
                       WHERE s.stream_id = ev.stream_id
                         AND (s.deleted_at IS NOT NULL OR s.truncated_before > 0)
@@ -645,12 +646,14 @@ CROSS JOIN LATERAL (
     OFFSET 0
 ) e
 ORDER BY f.last_position, e.version
-LIMIT $4::bigint
+LIMIT $6::bigint
 `
 
 type ReadCategoryParams struct {
 	Category      string `json:"category"`
 	After         int64  `json:"after"`
+	WindowStart   int64  `json:"window_start"`
+	WindowEnd     int64  `json:"window_end"`
 	UntilPosition int64  `json:"until_position"`
 	MaxCount      int64  `json:"max_count"`
 }
@@ -668,11 +671,19 @@ type ReadCategoryRow struct {
 	RecordedAt    pgtype.Timestamptz `json:"recorded_at"`
 }
 
-// ReadAll restricted to one category's appends.
+// ReadAll restricted to one category's appends whose last position is in
+// the window (window_start, window_end]. The window bounds what one
+// statement may read by construction: a category's appends are sparse in
+// the feed, and a planner that misjudges how many follow the checkpoint
+// could otherwise sort all of them, for every page, to return the first
+// max_count. An append whose last position is in the window is read from
+// after on, wherever it starts.
 func (q *Queries) ReadCategory(ctx context.Context, arg ReadCategoryParams) ([]ReadCategoryRow, error) {
 	rows, err := q.db.Query(ctx, readCategory,
 		arg.Category,
 		arg.After,
+		arg.WindowStart,
+		arg.WindowEnd,
 		arg.UntilPosition,
 		arg.MaxCount,
 	)

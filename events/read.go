@@ -212,6 +212,11 @@ func (s *Store) ReadAll(ctx context.Context, q keel.DBTX, opts FeedOptions) ([]R
 }
 
 // ReadCategory is ReadAll restricted to the streams of one category.
+//
+// It reads the feed in windows of positions (categoryWindow, or ten times
+// the limit when that is more), so no statement reads more than a window's
+// appends however sparse the category is in the feed, and goes on to the
+// next window until it has the limit or reaches the feed's head.
 func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, opts FeedOptions) ([]RecordedEvent, error) {
 	if err := checkDBTX(q); err != nil {
 		return nil, err
@@ -223,14 +228,33 @@ func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, 
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.New(q).ReadCategory(ctx, db.ReadCategoryParams{
-		Category: category, After: after, UntilPosition: until, MaxCount: limit,
-	})
+	queries := db.New(q)
+	head, err := queries.HeadPosition(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("keel events: reading category %q: %w", category, err)
 	}
-	return convert(rows, func(r db.ReadCategoryRow) RecordedEvent { return fromFeedRow(db.ReadAllRow(r)) }), nil
+	window := max(categoryWindow, 10*limit)
+	var out []RecordedEvent
+	for start := after; start < head && start < until && int64(len(out)) < limit; {
+		end := head
+		if head-start > window {
+			end = start + window
+		}
+		rows, err := queries.ReadCategory(ctx, db.ReadCategoryParams{
+			Category: category, After: after, WindowStart: start, WindowEnd: end, UntilPosition: until, MaxCount: limit - int64(len(out)),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("keel events: reading category %q: %w", category, err)
+		}
+		out = append(out, convert(rows, func(r db.ReadCategoryRow) RecordedEvent { return fromFeedRow(db.ReadAllRow(r)) })...)
+		start = end
+	}
+	return out, nil
 }
+
+// categoryWindow is the fewest feed positions one statement of
+// ReadCategory covers.
+const categoryWindow = 10_000
 
 func (o FeedOptions) bounds() (after, until, limit int64, err error) {
 	if o.After < 0 || o.Limit < 0 || o.UntilPosition < 0 {

@@ -125,6 +125,74 @@ func TestReadCategory(t *testing.T) {
 	}
 }
 
+// A category read finds the category's events however far apart other
+// appends put them in the feed: it reads the feed window by window, and an
+// append of the category that a window or a page cuts in two is read on
+// from where the cut fell.
+func TestReadCategoryAcrossWindows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	store := newStore(t, pool, events.Config{})
+	many := func(n int) []events.EventData {
+		evs := make([]events.EventData, n)
+		for i := range evs {
+			evs[i] = ev("E", i)
+		}
+		return evs
+	}
+	// Positions: other-1 1–15000, cat-a 15001–15003, other-2 15004–40003,
+	// cat-b 40004–52003 (one append across a window's end), cat-c 52004.
+	appendTx(ctx, t, store, pool, "other-1", events.NoStream, many(15_000)...)
+	appendTx(ctx, t, store, pool, "cat-a", events.NoStream, many(3)...)
+	appendTx(ctx, t, store, pool, "other-2", events.NoStream, many(25_000)...)
+	appendTx(ctx, t, store, pool, "cat-b", events.NoStream, many(12_000)...)
+	appendTx(ctx, t, store, pool, "cat-c", events.NoStream, many(1)...)
+	if err := store.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{15001, 15002, 15003}
+	for p := int64(40004); p <= 52004; p++ {
+		want = append(want, p)
+	}
+	for _, tc := range []struct {
+		name  string
+		after int64
+		limit int
+	}{
+		{"from the start, default pages", 0, 0},
+		{"from the start, pages of 7", 0, 7},
+		{"from inside cat-a, pages of 1000", 15001, 1000},
+		{"from inside cat-b, pages of 5000", 45000, 5000},
+		{"from the head", 52004, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []int64
+			after := tc.after
+			for {
+				page, err := store.ReadCategory(ctx, pool, "cat", events.FeedOptions{After: after, Limit: tc.limit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page) == 0 {
+					break
+				}
+				if tc.limit > 0 && len(page) > tc.limit {
+					t.Fatalf("a page of %d events, limit %d", len(page), tc.limit)
+				}
+				for _, e := range page {
+					got = append(got, e.Position)
+				}
+				after = page[len(page)-1].Position
+			}
+			i, _ := slices.BinarySearch(want, tc.after+1)
+			if !slices.Equal(got, want[i:]) {
+				t.Errorf("read %d events (%v…), want %d (%v…)", len(got), got[:min(len(got), 5)], len(want[i:]), want[i:min(len(want), i+5)])
+			}
+		})
+	}
+}
+
 // Tombstoned streams vanish from every read and refuse appends; truncated
 // events vanish from every read while versions go on.
 func TestTombstoneAndTruncate(t *testing.T) {

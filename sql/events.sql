@@ -172,7 +172,13 @@ ORDER BY f.last_position, e.version
 LIMIT @max_count::bigint;
 
 -- name: ReadCategory :many
--- ReadAll restricted to one category's appends.
+-- ReadAll restricted to one category's appends whose last position is in
+-- the window (window_start, window_end]. The window bounds what one
+-- statement may read by construction: a category's appends are sparse in
+-- the feed, and a planner that misjudges how many follow the checkpoint
+-- could otherwise sort all of them, for every page, to return the first
+-- max_count. An append whose last position is in the window is read from
+-- after on, wherever it starts.
 SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
@@ -180,7 +186,8 @@ FROM (
     SELECT a.last_position, a.stream_id, a.first_version, a.event_count
     FROM keel.feed a
     WHERE a.category = @category::text
-      AND a.last_position > @after::bigint
+      AND a.last_position > GREATEST(@after::bigint, @window_start::bigint)
+      AND a.last_position <= @window_end::bigint
       AND a.last_position - a.event_count < @until_position::bigint
       AND NOT EXISTS (SELECT 1 FROM keel.streams h
                       WHERE h.stream_id = a.stream_id

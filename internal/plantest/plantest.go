@@ -7,9 +7,10 @@
 // PostgreSQL would use — both the custom plan (planned for these argument
 // values) and the generic plan (the one a prepared statement settles on after
 // a few runs, which pgx's statement cache makes the common case) — and
-// checks its shape with [Expect]: which index reaches each table, and that
+// checks its shape with [Expect]: which index reaches each table, that
 // every reach of a table that holds history is a keyed index lookup, never a
-// sequential scan or a walk of a whole index.
+// sequential scan or a walk of a whole index, and that no sort must read
+// every row a condition matches before a LIMIT can stop it.
 //
 // These are tests of plan shape, not of time: they hold on any machine.
 package plantest
@@ -196,6 +197,35 @@ func (n *Node) Scans() []Scan {
 	return out
 }
 
+// unlimitedScans lists the table accesses below n whose rows n must read
+// in full before it can hand out its first: those no Limit stands
+// between, except the inner side of a nested loop whose outer side is
+// itself limited, which is searched once per outer row.
+func (n *Node) unlimitedScans() []Scan {
+	var out []Scan
+	for _, c := range n.Plans {
+		out = append(out, c.unlimited()...)
+	}
+	return out
+}
+
+// unlimited is unlimitedScans of a node, the node's own scan included.
+func (n *Node) unlimited() []Scan {
+	switch {
+	case n.Type == "Limit":
+		return nil
+	case n.Type == "Bitmap Heap Scan" || len(n.Plans) == 0:
+		return n.Scans()
+	case n.Type == "Nested Loop" && len(n.Plans) == 2:
+		outer := n.Plans[0].unlimited()
+		if len(outer) == 0 {
+			return nil
+		}
+		return append(outer, n.Plans[1].unlimited()...)
+	}
+	return n.unlimitedScans()
+}
+
 func (n *Node) walk(f func(*Node)) {
 	f(n)
 	for _, c := range n.Plans {
@@ -251,6 +281,14 @@ type Access struct {
 	// TID allows reaching rows by tuple id, as a delete of rows just
 	// selected by a keyed search does.
 	TID bool
+	// Sort allows a sort above the reach of the table: the rows it reads
+	// there are bounded by the statement itself (a list of keys, one
+	// stream, a window of positions) or are live rows a partial index
+	// holds (pending, due, running), never history. Without it, a sort of
+	// the rows of a table is a failure: the statement would read every row
+	// its condition matches before its LIMIT could stop it, however many
+	// that is.
+	Sort bool
 }
 
 // Expect maps each table a statement touches to how it may be reached.
@@ -263,11 +301,18 @@ type Expect map[string]Access
 // when it keeps it.
 func (e Expect) Check(plan *Node) []string {
 	var problems []string
-	for _, s := range plan.Scans() {
-		a, ok := e[s.Relation+" "+s.Alias]
-		if !ok {
-			a, ok = e[s.Relation]
+	plan.walk(func(m *Node) {
+		if m.Type != "Sort" && m.Type != "Incremental Sort" {
+			return
 		}
+		for _, s := range m.unlimitedScans() {
+			if a := e.access(s); !a.Sort {
+				problems = append(problems, fmt.Sprintf("sorts every row it reads from %s before its limit can stop it", s.Relation))
+			}
+		}
+	})
+	for _, s := range plan.Scans() {
+		a, ok := e.lookup(s)
 		switch {
 		case !ok:
 			problems = append(problems, fmt.Sprintf("reads %s, which it should not touch (%s)", s.Relation, s.Type))
@@ -284,4 +329,21 @@ func (e Expect) Check(plan *Node) []string {
 		}
 	}
 	return problems
+}
+
+// lookup finds the rules for one reach of a table: those of its alias,
+// else those of the table.
+func (e Expect) lookup(s Scan) (Access, bool) {
+	if a, ok := e[s.Relation+" "+s.Alias]; ok {
+		return a, true
+	}
+	a, ok := e[s.Relation]
+	return a, ok
+}
+
+// access is lookup without the second result: a table not in e has no
+// rules, and Check reports reaching it on its own.
+func (e Expect) access(s Scan) Access {
+	a, _ := e.lookup(s)
+	return a
 }
