@@ -911,7 +911,7 @@ WITH head AS (
     SELECT COALESCE(max(last_position), 0) AS position FROM keel.feed
 ), picked AS (
     DELETE FROM keel.unsequenced
-    WHERE append_id IN (SELECT u.append_id FROM keel.unsequenced u ORDER BY u.append_id LIMIT $1::bigint)
+    WHERE append_id = ANY(ARRAY(SELECT u.append_id FROM keel.unsequenced u ORDER BY u.append_id LIMIT $1::bigint))
     RETURNING append_id, stream_id, first_version, event_count
 )
 INSERT INTO keel.feed (last_position, stream_id, first_version, event_count, category)
@@ -925,7 +925,9 @@ FROM picked, head
 // (the current head plus a running sum, so positions are dense). Appends of
 // transactions still open are invisible to this statement and get their
 // positions on a later pass, after whatever committed before them. Runs only
-// under the sequencer's advisory lock.
+// under the sequencer's advisory lock. The picked ids are gathered into an
+// array so the delete reaches each row by primary key (a semi-join may be
+// planned as a scan of the table and every dead row it holds).
 func (q *Queries) SequenceAppends(ctx context.Context, maxCount int64) (int64, error) {
 	result, err := q.db.Exec(ctx, sequenceAppends, maxCount)
 	if err != nil {

@@ -14,9 +14,10 @@ import (
 
 // eventsFixture: history of 200k events in 100k streams of another
 // category, some streams tombstoned; live: 5,000 single-event appends of
-// the category a subscription reads.
+// the category a subscription reads, 500 appends the sequencer has yet to
+// place, and 20 subscriptions.
 var eventsFixture = fixture{
-	tables: []string{"keel.streams", "keel.events", "keel.feed"},
+	tables: []string{"keel.streams", "keel.events", "keel.feed", "keel.unsequenced", "keel.subscriptions"},
 	history: []string{
 		`INSERT INTO keel.streams (stream_id, version, deleted_at)
 		 SELECT 'other-' || g, 2, CASE WHEN g % 1000 = 0 THEN now() END FROM generate_series(1, 100000) g`,
@@ -31,6 +32,10 @@ var eventsFixture = fixture{
 		 SELECT 'cat-' || g, 1, gen_random_uuid(), 't', '{}', '{}' FROM generate_series(1, 5000) g`,
 		`INSERT INTO keel.feed (last_position, stream_id, first_version, event_count, category)
 		 SELECT 200000 + g, 'cat-' || g, 1, 1, 'cat' FROM generate_series(1, 5000) g`,
+		`INSERT INTO keel.unsequenced (stream_id, first_version, event_count)
+		 SELECT 'cat-' || g, 2, 1 FROM generate_series(1, 500) g`,
+		`INSERT INTO keel.subscriptions (name, category, position, owner, lease_until)
+		 SELECT 'sub-' || g, 'cat', 200000, 'c1', now() + interval '30 s' FROM generate_series(1, 20) g`,
 	},
 }
 
@@ -40,6 +45,7 @@ func TestEventsPlans(t *testing.T) {
 	events := plantest.Access{Indexes: []string{"events_pkey"}}
 	// A read of one stream may sort what it reads: that stream's events.
 	oneStream := plantest.Access{Indexes: []string{"events_pkey"}, Sort: true}
+	subscriptions := plantest.Access{Indexes: []string{"subscriptions_pkey"}, Seq: true}
 	checkPlans(t, eventsFixture, []statement{
 		{"ReadCategory", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.ReadCategory(ctx, db.ReadCategoryParams{Category: "cat", After: 199_000, WindowStart: 199_000, WindowEnd: 209_000, UntilPosition: math.MaxInt64, MaxCount: 100})
@@ -71,6 +77,24 @@ func TestEventsPlans(t *testing.T) {
 		{"StreamFeed", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.StreamFeed(ctx, db.StreamFeedParams{StreamID: "other-5", MaxVersion: 2, MinVersion: 1})
 		}, plantest.Expect{"feed": {Indexes: []string{"feed_stream_id_first_version_key"}, Sort: true}}},
+		// The sequencer finds the head at the end of the feed's key and
+		// takes the oldest waiting appends in order. keel.unsequenced holds
+		// appends for the milliseconds until they are sequenced, never
+		// history, and is vacuumed after 10,000 dead rows.
+		{"SequenceAppends", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.SequenceAppends(ctx, 1000)
+		}, plantest.Expect{
+			"feed":        {Indexes: []string{"feed_pkey"}, Walk: []string{"feed_pkey"}},
+			"unsequenced": {Indexes: []string{"unsequenced_pkey"}, Walk: []string{"unsequenced_pkey"}, Sort: true, Seq: true},
+		}},
+		// keel.subscriptions holds a row per subscription and no history:
+		// a plan may read it whole.
+		{"FenceSubscription", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.FenceSubscription(ctx, db.FenceSubscriptionParams{Now: now(), Lease: pgtype.Interval{Microseconds: 30e6, Valid: true}, Name: "sub-7", Owner: "c1"})
+		}, plantest.Expect{"subscriptions": subscriptions}},
+		{"AdvanceSubscription", func(ctx context.Context, q *db.Queries) {
+			_ = q.AdvanceSubscription(ctx, db.AdvanceSubscriptionParams{Position: 200100, Name: "sub-7", Owner: "c1"})
+		}, plantest.Expect{"subscriptions": subscriptions}},
 		{"GetStream", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.GetStream(ctx, "other-5")
 		}, plantest.Expect{"streams": {Indexes: []string{"streams_pkey"}}}},
