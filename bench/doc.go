@@ -54,8 +54,12 @@
 // DATABASE_URL's server. It prints a line a minute (throughput offered and
 // done, backlog, table sizes, dead tuples) and a summary: the last minute's
 // throughput against the first, the largest tables, and whether keel kept up.
+// On a server whose autovacuum is off it does autovacuum's work on the two
+// tables itself, by each table's own settings (keel's migrations set them)
+// and the cost limit keel recommends at this rate (-vacuum-cost-limit 2000).
 // Flags: -duration, -retention (shorter retention, so the tables stop
 // growing), -keys (keyed messages), -jobs-rate, -outbox-rate, -out SOAK.md
 // (write the report there too); pass them with
-// make soak SOAKFLAGS='-duration 3m -out SOAK.md'.
+// make soak SOAKFLAGS='-duration 3m -out SOAK.md'. bench/SOAK.md is the
+// last 30-minute run, with a retention of 5 minutes.
 package bench

@@ -3,26 +3,72 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// What autovacuum does with its default settings, for a server that runs
-// without it: once a naptime, a table is vacuumed when its dead tuples pass
-// 50 + 20 % of its rows or its inserts since the last vacuum pass 1000 +
-// 20 %, and analyzed when its changes since the last analyze pass 50 + 10 %,
-// with autovacuum's cost delay.
+// What autovacuum does, for a server that runs without it: once a naptime,
+// a table is vacuumed when its dead tuples pass its vacuum threshold plus
+// its scale factor times its rows, or its inserts since the last vacuum
+// pass the insert threshold plus the insert scale factor times its rows,
+// and analyzed when its changes since the last analyze pass the analyze
+// threshold plus scale factor; each setting is the table's own storage
+// parameter (keel's migrations set them on its busy tables) or, without
+// one, autovacuum's default. Vacuums run with autovacuum's cost delay and
+// the soak's cost limit.
 const (
 	naptime        = time.Minute
 	vacuumCost     = "SET vacuum_cost_delay = '2ms'"
-	vacuumCostUnit = "SET vacuum_cost_limit = 200"
+	vacuumCostUnit = "SET vacuum_cost_limit = %d"
 	tableStats     = `SELECT greatest(c.reltuples, 0), s.n_dead_tup, s.n_ins_since_vacuum, s.n_mod_since_analyze
 FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
 WHERE c.oid = $1::regclass`
+	tableOptions = `SELECT o.option_name, o.option_value
+FROM pg_class c, pg_options_to_table(c.reloptions) o
+WHERE c.oid = $1::regclass`
 )
+
+// autovacuumDefaults are the server's defaults of the settings a table may
+// override.
+var autovacuumDefaults = map[string]float64{
+	"autovacuum_vacuum_threshold":           50,
+	"autovacuum_vacuum_scale_factor":        0.2,
+	"autovacuum_vacuum_insert_threshold":    1000,
+	"autovacuum_vacuum_insert_scale_factor": 0.2,
+	"autovacuum_analyze_threshold":          50,
+	"autovacuum_analyze_scale_factor":       0.1,
+}
+
+// tableSettings returns autovacuumDefaults with the table's own storage
+// parameters in place of the defaults it overrides.
+func tableSettings(ctx context.Context, conn *pgxpool.Conn, table string) (map[string]float64, error) {
+	settings := maps.Clone(autovacuumDefaults)
+	rows, err := conn.Query(ctx, tableOptions, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, value string
+		if err := rows.Scan(&name, &value); err != nil {
+			return nil, err
+		}
+		if _, ok := settings[name]; !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s of %s: %w", name, table, err)
+		}
+		settings[name] = v
+	}
+	return settings, rows.Err()
+}
 
 // vacuumed is a table the vacuumer looks after, and what it did to it.
 type vacuumed struct {
@@ -38,7 +84,7 @@ var vacuumedTables = []*vacuumed{
 
 // vacuumer does autovacuum's work on one table until ctx ends, on a
 // connection of its own, as an autovacuum worker would.
-func vacuumer(ctx context.Context, pool *pgxpool.Pool, v *vacuumed, errs chan<- error) {
+func vacuumer(ctx context.Context, pool *pgxpool.Pool, v *vacuumed, costLimit int, errs chan<- error) {
 	fail := func(err error) {
 		if ctx.Err() == nil {
 			errs <- err
@@ -50,11 +96,16 @@ func vacuumer(ctx context.Context, pool *pgxpool.Pool, v *vacuumed, errs chan<- 
 		return
 	}
 	defer conn.Release()
-	for _, set := range []string{vacuumCost, vacuumCostUnit} {
+	for _, set := range []string{vacuumCost, fmt.Sprintf(vacuumCostUnit, costLimit)} {
 		if _, err := conn.Exec(ctx, set); err != nil {
 			fail(err)
 			return
 		}
+	}
+	set, err := tableSettings(ctx, conn, v.name)
+	if err != nil {
+		fail(err)
+		return
 	}
 	t := time.NewTicker(naptime)
 	defer t.Stop()
@@ -72,9 +123,10 @@ func vacuumer(ctx context.Context, pool *pgxpool.Pool, v *vacuumed, errs chan<- 
 		}
 		stmt, count := "", &v.analyzes
 		switch {
-		case float64(dead) > 50+0.2*rows || float64(inserted) > 1000+0.2*rows:
+		case float64(dead) > set["autovacuum_vacuum_threshold"]+set["autovacuum_vacuum_scale_factor"]*rows ||
+			float64(inserted) > set["autovacuum_vacuum_insert_threshold"]+set["autovacuum_vacuum_insert_scale_factor"]*rows:
 			stmt, count = v.vacuum, &v.vacuums
-		case float64(modified) > 50+0.1*rows:
+		case float64(modified) > set["autovacuum_analyze_threshold"]+set["autovacuum_analyze_scale_factor"]*rows:
 			stmt = v.analyze
 		default:
 			continue
