@@ -357,6 +357,22 @@ func (q *Queries) FailSubscription(ctx context.Context, arg FailSubscriptionPara
 	return i, err
 }
 
+const feedBound = `-- name: FeedBound :one
+SELECT COALESCE((SELECT min(b.last_position) FROM keel.feed b WHERE b.last_position >= $1::bigint),
+                (SELECT max(h.last_position) FROM keel.feed h), 0)::bigint
+`
+
+// The last position of the append that holds position @until, or the head
+// when the feed ends before it (0 when it is empty): no append with a later
+// last position holds an event at or before @until. Both are one descent of
+// the feed's key.
+func (q *Queries) FeedBound(ctx context.Context, until int64) (int64, error) {
+	row := q.db.QueryRow(ctx, feedBound, until)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const fenceSubscription = `-- name: FenceSubscription :one
 UPDATE keel.subscriptions
 SET lease_until = COALESCE($1::timestamptz, now()) + $2::interval
@@ -621,8 +637,8 @@ FROM (
     SELECT a.last_position, a.stream_id, a.first_version, a.event_count
     FROM keel.feed a
     WHERE a.category = $1::text
-      AND a.last_position > GREATEST($2::bigint, $3::bigint)
-      AND a.last_position <= $4::bigint
+      AND (a.category, a.last_position) > ($1::text, GREATEST($2::bigint, $3::bigint))
+      AND (a.category, a.last_position) <= ($1::text, $4::bigint)
       AND a.last_position - a.event_count < $5::bigint
       AND NOT EXISTS (SELECT 1 FROM keel.streams h
                       WHERE h.stream_id = a.stream_id
@@ -677,7 +693,9 @@ type ReadCategoryRow struct {
 // the feed, and a planner that misjudges how many follow the checkpoint
 // could otherwise sort all of them, for every page, to return the first
 // max_count. An append whose last position is in the window is read from
-// after on, wherever it starts.
+// after on, wherever it starts. The window's bounds compare (category,
+// position) pairs, which only the category's index can search: on the
+// feed's key they would be a walk of every append in the window.
 func (q *Queries) ReadCategory(ctx context.Context, arg ReadCategoryParams) ([]ReadCategoryRow, error) {
 	rows, err := q.db.Query(ctx, readCategory,
 		arg.Category,

@@ -213,10 +213,12 @@ func (s *Store) ReadAll(ctx context.Context, q keel.DBTX, opts FeedOptions) ([]R
 
 // ReadCategory is ReadAll restricted to the streams of one category.
 //
-// It reads the feed in windows of positions (categoryWindow, or ten times
-// the limit when that is more), so no statement reads more than a window's
-// appends however sparse the category is in the feed, and goes on to the
-// next window until it has the limit or reaches the feed's head.
+// It reads the feed in windows of positions, so no statement reads more
+// than a window's appends however the category is spread over the feed: the
+// first covers categoryWindow positions (or ten times the limit when that
+// is more), and each window that finds none of the category's events
+// covers twice as many as the one before, up to 16 times the first, so a
+// long stretch of other categories' appends costs a few statements.
 func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, opts FeedOptions) ([]RecordedEvent, error) {
 	if err := checkDBTX(q); err != nil {
 		return nil, err
@@ -229,15 +231,16 @@ func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, 
 		return nil, err
 	}
 	queries := db.New(q)
-	head, err := queries.HeadPosition(ctx)
+	bound, err := queries.FeedBound(ctx, until)
 	if err != nil {
 		return nil, fmt.Errorf("keel events: reading category %q: %w", category, err)
 	}
-	window := max(categoryWindow, 10*limit)
+	first := max(categoryWindow, 10*limit)
+	window := first
 	var out []RecordedEvent
-	for start := after; start < head && start < until && int64(len(out)) < limit; {
-		end := head
-		if head-start > window {
+	for start := after; start < bound && int64(len(out)) < limit; {
+		end := bound
+		if bound-start > window {
 			end = start + window
 		}
 		rows, err := queries.ReadCategory(ctx, db.ReadCategoryParams{
@@ -245,6 +248,9 @@ func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, 
 		})
 		if err != nil {
 			return nil, fmt.Errorf("keel events: reading category %q: %w", category, err)
+		}
+		if len(rows) == 0 {
+			window = min(2*window, 16*first)
 		}
 		out = append(out, convert(rows, func(r db.ReadCategoryRow) RecordedEvent { return fromFeedRow(db.ReadAllRow(r)) })...)
 		start = end

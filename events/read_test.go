@@ -126,9 +126,9 @@ func TestReadCategory(t *testing.T) {
 }
 
 // A category read finds the category's events however far apart other
-// appends put them in the feed: it reads the feed window by window, and an
-// append of the category that a window or a page cuts in two is read on
-// from where the cut fell.
+// appends put them in the feed: it reads the feed window by window, an
+// append of the category that a window, a page or UntilPosition cuts in two
+// is read up to or on from where the cut fell.
 func TestReadCategoryAcrossWindows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -156,21 +156,25 @@ func TestReadCategoryAcrossWindows(t *testing.T) {
 		want = append(want, p)
 	}
 	for _, tc := range []struct {
-		name  string
-		after int64
-		limit int
+		name         string
+		after, until int64
+		limit        int
 	}{
-		{"from the start, default pages", 0, 0},
-		{"from the start, pages of 7", 0, 7},
-		{"from inside cat-a, pages of 1000", 15001, 1000},
-		{"from inside cat-b, pages of 5000", 45000, 5000},
-		{"from the head", 52004, 0},
+		{"from the start, default pages", 0, 0, 0},
+		{"from the start, pages of 7", 0, 0, 7},
+		{"from inside cat-a, pages of 1000", 15001, 0, 1000},
+		{"from inside cat-b, pages of 5000", 45000, 0, 5000},
+		{"from the head", 52004, 0, 0},
+		{"until inside other-2", 0, 20000, 0},
+		{"until inside cat-b, pages of 1000", 0, 45000, 1000},
+		{"until the head", 15002, 52004, 0},
+		{"until past the head", 0, 90000, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []int64
 			after := tc.after
 			for {
-				page, err := store.ReadCategory(ctx, pool, "cat", events.FeedOptions{After: after, Limit: tc.limit})
+				page, err := store.ReadCategory(ctx, pool, "cat", events.FeedOptions{After: after, Limit: tc.limit, UntilPosition: tc.until})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -186,8 +190,12 @@ func TestReadCategoryAcrossWindows(t *testing.T) {
 				after = page[len(page)-1].Position
 			}
 			i, _ := slices.BinarySearch(want, tc.after+1)
-			if !slices.Equal(got, want[i:]) {
-				t.Errorf("read %d events (%v…), want %d (%v…)", len(got), got[:min(len(got), 5)], len(want[i:]), want[i:min(len(want), i+5)])
+			j := len(want)
+			if tc.until > 0 {
+				j, _ = slices.BinarySearch(want, tc.until+1)
+			}
+			if !slices.Equal(got, want[i:j]) {
+				t.Errorf("read %d events (%v…), want %d (%v…)", len(got), got[:min(len(got), 5)], len(want[i:j]), want[i:min(j, i+5)])
 			}
 		})
 	}

@@ -178,7 +178,9 @@ LIMIT @max_count::bigint;
 -- the feed, and a planner that misjudges how many follow the checkpoint
 -- could otherwise sort all of them, for every page, to return the first
 -- max_count. An append whose last position is in the window is read from
--- after on, wherever it starts.
+-- after on, wherever it starts. The window's bounds compare (category,
+-- position) pairs, which only the category's index can search: on the
+-- feed's key they would be a walk of every append in the window.
 SELECT (f.last_position - f.event_count + 1 + (e.version - f.first_version))::bigint AS position,
        e.event_id, e.stream_id, e.version, e.type, e.data, e.metadata,
        e.causation_id, e.correlation_id, e.recorded_at
@@ -186,8 +188,8 @@ FROM (
     SELECT a.last_position, a.stream_id, a.first_version, a.event_count
     FROM keel.feed a
     WHERE a.category = @category::text
-      AND a.last_position > GREATEST(@after::bigint, @window_start::bigint)
-      AND a.last_position <= @window_end::bigint
+      AND (a.category, a.last_position) > (@category::text, GREATEST(@after::bigint, @window_start::bigint))
+      AND (a.category, a.last_position) <= (@category::text, @window_end::bigint)
       AND a.last_position - a.event_count < @until_position::bigint
       AND NOT EXISTS (SELECT 1 FROM keel.streams h
                       WHERE h.stream_id = a.stream_id
@@ -212,6 +214,14 @@ CROSS JOIN LATERAL (
 ) e
 ORDER BY f.last_position, e.version
 LIMIT @max_count::bigint;
+
+-- name: FeedBound :one
+-- The last position of the append that holds position @until, or the head
+-- when the feed ends before it (0 when it is empty): no append with a later
+-- last position holds an event at or before @until. Both are one descent of
+-- the feed's key.
+SELECT COALESCE((SELECT min(b.last_position) FROM keel.feed b WHERE b.last_position >= @until::bigint),
+                (SELECT max(h.last_position) FROM keel.feed h), 0)::bigint;
 
 -- name: HeadPosition :one
 -- The newest position of the global feed (0 when none).

@@ -58,8 +58,11 @@ func TestEventsPlans(t *testing.T) {
 			// The hidden streams are few by design; a plan may read them
 			// all once.
 			"feed": {Indexes: []string{"feed_category", "feed_pkey"}, Sort: true}, "events": events,
-			"streams": {Indexes: []string{"streams_hidden"}, Walk: []string{"streams_hidden"}},
+			"streams": {Indexes: []string{"streams_hidden"}, Walk: []string{"streams_hidden"}, Sort: true},
 		}},
+		{"FeedBound", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.FeedBound(ctx, 150_000)
+		}, plantest.Expect{"feed": {Indexes: []string{"feed_pkey"}, Walk: []string{"feed_pkey"}}}},
 		{"ReadAll", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.ReadAll(ctx, db.ReadAllParams{After: 150000, UntilPosition: math.MaxInt64, MaxCount: 100})
 		}, plantest.Expect{
