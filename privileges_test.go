@@ -227,3 +227,50 @@ func TestGrantStatements(t *testing.T) {
 		t.Error("an empty role was accepted")
 	}
 }
+
+// Once the owner partitioned keel.jobs and keel.outbox, the runtime role
+// runs their retention — creating partitions ahead, dropping expired ones —
+// through the two functions it was granted, and can neither convert a
+// table nor drop a partition itself.
+func TestRuntimeRolePartitioned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	owner, app := runtimeRole(t)
+	for _, table := range []migrations.PartitionTable{migrations.PartitionJobs, migrations.PartitionOutbox} {
+		if err := migrations.Partition(ctx, owner, table, migrations.PartitionConfig{Rows: 1000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := jobs.NewClient(app, jobs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	params := make([]jobs.InsertManyParams, 2500)
+	for i := range params {
+		params[i] = jobs.InsertManyParams{Args: privArgs{}}
+	}
+	if _, err := c.InsertMany(ctx, app, params); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Insert(ctx, app, privArgs{}, &jobs.InsertOpts{UniqueKey: "k", Delay: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	var created, dropped int
+	if err := app.QueryRow(ctx, "SELECT keel.partition_extend('jobs')").Scan(&created); err != nil || created == 0 {
+		t.Fatalf("partition_extend as the runtime role: created %d, %v", created, err)
+	}
+	if err := app.QueryRow(ctx, "SELECT keel.partition_drop_expired('outbox', ARRAY[now()])").Scan(&dropped); err != nil {
+		t.Fatalf("partition_drop_expired as the runtime role: %v", err)
+	}
+	for _, stmt := range []string{
+		"SELECT keel.partition_prepare('jobs', 1000)",
+		"SELECT keel.partition_convert('outbox')",
+		"DROP TABLE keel.jobs_history",
+	} {
+		_, err := app.Exec(ctx, stmt)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("%q as the runtime role: %v, want permission denied", stmt, err)
+		}
+	}
+}

@@ -432,8 +432,7 @@ INSERT INTO keel.jobs (
     $1, $2, $3, $4, $5, $6, $7, $8, $9,
     $10, $11, $12, $13, $14, $15
 )
-ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'cancelled', 'discarded')
-DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, timeout_ms, run_at, created_at, attempted_at, finalized_at, heartbeat_at, owner, cancel_requested_at, errors, progress, output, unique_key, depends_on, run_when, workflow, task
 `
 
@@ -457,6 +456,9 @@ type InsertJobParams struct {
 
 // Inserts one job. A job whose unique key is held by a non-final job is not
 // inserted and no row is returned (the caller's transaction stays usable).
+// The conflict names no index: on the plain table the only unique index a
+// new job can meet is jobs_unique_key_idx; on a partitioned table a unique
+// index cannot span partitions, and a trigger skips the row instead.
 func (q *Queries) InsertJob(ctx context.Context, arg InsertJobParams) (KeelJob, error) {
 	row := q.db.QueryRow(ctx, insertJob,
 		arg.Kind,

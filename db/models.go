@@ -508,6 +508,14 @@ type KeelJobSchedule struct {
 	UpdatedAt pgtype.Timestamptz `json:"updated_at"`
 }
 
+// The unique keys held by non-final jobs, once keel.jobs is partitioned (a unique index cannot span partitions). Triggers on keel.jobs keep it; empty while keel.jobs is a plain table.
+type KeelJobUniqueKey struct {
+	// A unique key held by a job that is not final.
+	UniqueKey string `json:"unique_key"`
+	// The job that holds it.
+	JobID int64 `json:"job_id"`
+}
+
 // Transactional outbox: messages written in the application's transaction, published at least once by outbox relays, in enqueue order per key.
 type KeelOutbox struct {
 	// Enqueue order; per-key order follows it.
@@ -561,6 +569,26 @@ type KeelOutboxStat struct {
 	Dead             int64           `json:"dead"`
 	Delivered        int64           `json:"delivered"`
 	OldestPendingAge pgtype.Interval `json:"oldest_pending_age"`
+}
+
+// Tables converted (or being converted) to range partitions on their key; see keel.partition_prepare.
+type KeelPartitioning struct {
+	// jobs or outbox.
+	TableName string `json:"table_name"`
+	// Keys per partition.
+	PartitionRows int64 `json:"partition_rows"`
+	// Upper bound (exclusive) of <table>_history, the table as it was before the conversion; new keys start here.
+	HistoryBound int64 `json:"history_bound"`
+	// Lower bound of the next partition to create.
+	NextLower int64 `json:"next_lower"`
+	// Storage parameters every new partition gets (those the table had).
+	Reloptions []string `json:"reloptions"`
+	// Unique indexes that cannot span partitions, created on each partition (%s is the partition).
+	LocalIndexes []string `json:"local_indexes"`
+	// When keel.partition_prepare ran.
+	PreparedAt pgtype.Timestamptz `json:"prepared_at"`
+	// When keel.partition_convert ran; NULL while only prepared.
+	ConvertedAt pgtype.Timestamptz `json:"converted_at"`
 }
 
 // One row per job queue: how many jobs are in each state, how long the oldest available job has waited, and whether the queue is paused.

@@ -199,7 +199,7 @@ FROM (
         unnest($7::text[]) AS headers,
         unnest($8::timestamptz[]) AS not_before
 ) AS u
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT DO NOTHING
 `
 
 type OutboxEnqueueParams struct {
@@ -213,7 +213,9 @@ type OutboxEnqueueParams struct {
 	NotBefore []pgtype.Timestamptz `json:"not_before"`
 }
 
-// Inserts messages given as parallel arrays; an id already present is skipped.
+// Inserts messages given as parallel arrays; an id already present is skipped
+// (on a partitioned table: present in the partition the message goes to, as
+// a unique index cannot span partitions, so the conflict names no index).
 // Ids travel as text: pgx encodes a []string in one pass, where each
 // uuid.UUID would go through its driver.Valuer, fail as binary and be parsed
 // back.

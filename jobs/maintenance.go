@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/internal/periodic"
@@ -77,23 +78,42 @@ func (c *Client) rescueDuty() periodic.Duty {
 	}
 }
 
-// retentionDuty deletes final jobs past their retention period.
+// retentionDuty deletes final jobs past their retention period. Once
+// keel.jobs is partitioned it creates the partitions ahead and drops the
+// partitions whose jobs all expired instead, and deletes no rows.
 func (c *Client) retentionDuty() periodic.Duty {
 	return periodic.Duty{
 		Name: "jobs retention", Key: retentionKey, Interval: retentionInterval,
 		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
 			now := c.now()
+			keeps := []struct {
+				state db.KeelJobState
+				keep  time.Duration
+			}{
+				{db.KeelJobStateCompleted, c.cfg.CompletedRetention},
+				{db.KeelJobStateCancelled, c.cfg.CancelledRetention},
+				{db.KeelJobStateDiscarded, c.cfg.DiscardedRetention},
+			}
+			partitioned, err := db.New(tx).TablePartitioned(ctx, "jobs")
+			if err != nil {
+				return false, err
+			}
+			if partitioned {
+				before := make([]pgtype.Timestamptz, len(keeps))
+				for i, k := range keeps {
+					if k.keep >= 0 {
+						before[i] = ts(now.Add(-k.keep))
+					}
+				}
+				return false, dropExpiredPartitions(ctx, tx, before)
+			}
 			more := false
-			for state, keep := range map[db.KeelJobState]time.Duration{
-				db.KeelJobStateCompleted: c.cfg.CompletedRetention,
-				db.KeelJobStateCancelled: c.cfg.CancelledRetention,
-				db.KeelJobStateDiscarded: c.cfg.DiscardedRetention,
-			} {
-				if keep < 0 {
+			for _, k := range keeps {
+				if k.keep < 0 {
 					continue
 				}
 				n, err := db.New(tx).DeleteFinalizedJobs(ctx, db.DeleteFinalizedJobsParams{
-					State: state, Before: ts(now.Add(-keep)), Max: 10 * maintenanceBatch,
+					State: k.state, Before: ts(now.Add(-k.keep)), Max: 10 * maintenanceBatch,
 				})
 				if err != nil {
 					return false, err
@@ -103,6 +123,18 @@ func (c *Client) retentionDuty() periodic.Duty {
 			return more, nil
 		},
 	}
+}
+
+// dropExpiredPartitions keeps two partitions of keel.jobs ahead of its
+// sequence and drops those whose jobs are all final and older than before
+// (one cutoff per final state; an invalid one keeps that state for ever).
+func dropExpiredPartitions(ctx context.Context, tx pgx.Tx, before []pgtype.Timestamptz) error {
+	q := db.New(tx)
+	if _, err := q.PartitionExtend(ctx, "jobs"); err != nil {
+		return err
+	}
+	_, err := q.PartitionDropExpired(ctx, db.PartitionDropExpiredParams{TableName: "jobs", Before: before})
+	return err
 }
 
 // resolveDuty moves pending jobs whose dependencies settled on.

@@ -16,9 +16,12 @@ import (
 // identifier, which sqlc cannot bind as a parameter; %[1]s is filled with
 // pgx.Identifier.Sanitize. The ALTER DEFAULT PRIVILEGES lines cover tables
 // that later keel migrations create, when the same owner role applies them.
+// The two functions are the retention of a partitioned keel.jobs or
+// keel.outbox; they run as their owner, who may create and drop partitions.
 const grantStatements = `GRANT USAGE ON SCHEMA keel TO %[1]s
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA keel TO %[1]s
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA keel TO %[1]s
+GRANT EXECUTE ON FUNCTION keel.partition_extend(text), keel.partition_drop_expired(text, timestamptz[]) TO %[1]s
 ALTER DEFAULT PRIVILEGES IN SCHEMA keel GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %[1]s
 ALTER DEFAULT PRIVILEGES IN SCHEMA keel GRANT USAGE, SELECT ON SEQUENCES TO %[1]s`
 

@@ -192,15 +192,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	done := make(chan struct{}, 2)
 	go func() { _ = listener.Run(ctx); done <- struct{}{} }()
 	go func() {
-		if r.cfg.Retention > 0 {
-			periodic.Run(ctx, r.pool, periodic.Duty{
-				Name: "outbox retention", Key: retentionKey, Interval: time.Minute,
-				Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
-					n, err := DeleteDelivered(ctx, tx, time.Now().Add(-r.cfg.Retention))
-					return n == retentionBatch, err
-				},
-			}, r.log, r.outage)
-		}
+		periodic.Run(ctx, r.pool, r.retentionDuty(), r.log, r.outage)
 		done <- struct{}{}
 	}()
 	defer func() { cancel(); <-done; <-done }()
@@ -446,6 +438,37 @@ func (r *Relay) record(runCtx context.Context, o outcome) error {
 		}
 	}
 	return nil
+}
+
+// retentionDuty deletes delivered messages past Retention. Once keel.outbox
+// is partitioned it creates the partitions ahead and drops the partitions
+// whose messages were all delivered before the retention instead, and
+// deletes no rows.
+func (r *Relay) retentionDuty() periodic.Duty {
+	return periodic.Duty{
+		Name: "outbox retention", Key: retentionKey, Interval: time.Minute,
+		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
+			before := time.Now().Add(-r.cfg.Retention)
+			q := db.New(tx)
+			partitioned, err := q.TablePartitioned(ctx, "outbox")
+			if err != nil {
+				return false, err
+			}
+			if partitioned {
+				if _, err := q.PartitionExtend(ctx, "outbox"); err != nil {
+					return false, err
+				}
+				cutoff := pgtype.Timestamptz{Time: before, Valid: r.cfg.Retention > 0}
+				_, err := q.PartitionDropExpired(ctx, db.PartitionDropExpiredParams{TableName: "outbox", Before: []pgtype.Timestamptz{cutoff}})
+				return false, err
+			}
+			if r.cfg.Retention < 0 {
+				return false, nil
+			}
+			n, err := DeleteDelivered(ctx, tx, before)
+			return n == retentionBatch, err
+		},
+	}
 }
 
 // retentionBatch is how many delivered messages one retention statement

@@ -1,6 +1,9 @@
 -- name: InsertJob :one
 -- Inserts one job. A job whose unique key is held by a non-final job is not
 -- inserted and no row is returned (the caller's transaction stays usable).
+-- The conflict names no index: on the plain table the only unique index a
+-- new job can meet is jobs_unique_key_idx; on a partitioned table a unique
+-- index cannot span partitions, and a trigger skips the row instead.
 INSERT INTO keel.jobs (
     kind, queue, state, priority, args, metadata, tags, max_attempts, timeout_ms,
     run_at, unique_key, depends_on, run_when, workflow, task
@@ -8,8 +11,7 @@ INSERT INTO keel.jobs (
     @kind, @queue, @state, @priority, @args, @metadata, @tags, @max_attempts, @timeout_ms,
     @run_at, sqlc.narg('unique_key'), @depends_on, @run_when, sqlc.narg('workflow'), sqlc.narg('task')
 )
-ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state NOT IN ('completed', 'cancelled', 'discarded')
-DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING *;
 
 -- name: InsertJobsCopy :copyfrom

@@ -1,5 +1,7 @@
 -- name: OutboxEnqueue :execrows
--- Inserts messages given as parallel arrays; an id already present is skipped.
+-- Inserts messages given as parallel arrays; an id already present is skipped
+-- (on a partitioned table: present in the partition the message goes to, as
+-- a unique index cannot span partitions, so the conflict names no index).
 -- Ids travel as text: pgx encodes a []string in one pass, where each
 -- uuid.UUID would go through its driver.Valuer, fail as binary and be parsed
 -- back.
@@ -17,7 +19,7 @@ FROM (
         unnest(sqlc.arg(headers)::text[]) AS headers,
         unnest(sqlc.arg(not_before)::timestamptz[]) AS not_before
 ) AS u
-ON CONFLICT (id) DO NOTHING;
+ON CONFLICT DO NOTHING;
 
 -- name: OutboxClaim :many
 -- Leases up to batch_size publishable messages to one relay: pending,

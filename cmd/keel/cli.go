@@ -40,6 +40,8 @@ Usage:
   keel migrate sql                                       print the migrations' SQL, for other schema tools
   keel [--database-url URL] schema                       list keel's tables and views with their comments
   keel grant ROLE [--print]                              give a runtime role keel's privileges (no DDL)
+  keel partition jobs|outbox [--rows N]                  convert the table to range partitions (past ~10^8 rows)
+  keel partition list                                    the partitions of keel.jobs and keel.outbox
   keel stats                                             one screen: queues, stuck and dead jobs, outbox lag,
                                                          sagas, subscription lag
   keel jobs list [--state S] [--queue Q] [--kind K] [--limit N]
@@ -172,6 +174,8 @@ func (c *cli) dispatch(ctx context.Context, args []string) error {
 		return c.stats(ctx, args[1:])
 	case "grant":
 		return c.grant(ctx, args[1:])
+	case "partition":
+		return c.partition(ctx, args[1:])
 	case "jobs":
 		return c.jobs(ctx, args[1:])
 	case "queues":

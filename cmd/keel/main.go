@@ -5,6 +5,8 @@
 //	keel [--database-url URL] migrate status
 //	keel migrate sql
 //	keel [--database-url URL] schema
+//	keel [--database-url URL] partition jobs|outbox [--rows N]
+//	keel [--database-url URL] partition list
 //	keel version
 //
 // The database comes from --database-url or, when that is not given, from
