@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/migrations"
 	"github.com/keelpg/keel/outbox"
 )
 
@@ -36,33 +37,54 @@ const (
 // against the same workload with the history retention keeps
 // (BenchmarkJobsWork/keel/defaults/history=…, BenchmarkOutboxRelay/keel/
 // relays=1/history=…): retention must not take locks or time the workers
-// need.
+// need. The partitioned cases do the same on tables partitioned before the
+// history was written (partition_test.go), where retention drops whole
+// partitions; deleted/s there counts the rows of the dropped partitions.
 func BenchmarkRetention(b *testing.B) {
 	for _, n := range historySizes(b) {
 		expired := "expired=" + historyName(n)[len("history="):]
-		b.Run("keel/jobs/"+expired, func(b *testing.B) { jobsRetention(b, n) })
-		b.Run("keel/outbox/"+expired, func(b *testing.B) { outboxRetention(b, n) })
+		for _, partitioned := range []bool{false, true} {
+			layout := ""
+			if partitioned {
+				layout = "partitioned/"
+			}
+			b.Run("keel/jobs/"+layout+expired, func(b *testing.B) { jobsRetention(b, n, partitioned) })
+			b.Run("keel/outbox/"+layout+expired, func(b *testing.B) { outboxRetention(b, n, partitioned) })
+		}
 	}
 }
 
-func jobsRetention(b *testing.B, history int) {
+// jobsRetention runs the jobs case; partitioned: on a keel.jobs partitioned
+// before the history was written, whose retention drops partitions.
+func jobsRetention(b *testing.B, history int, partitioned bool) {
 	ctx := context.Background()
 	var handled atomic.Int64
 	sys := newKeel(b, jobs.Config{
 		Workers:            keelWorkers(func(int64) { handled.Add(1) }),
 		CompletedRetention: retentionPeriod,
-	})
-	sys.addHistory(b, history)
+	}).(*keelSystem)
+	var cutoff any = time.Now().Add(-retentionPeriod)
+	left, counted := jobsExpiredLeft, jobsExpiredCount
+	if partitioned {
+		partitionedHistory(b, sys.db, migrations.PartitionJobs, history, func(from, to int) historyStep {
+			return historyStep{insertJobsHistoryPart, []any{history, from, to}}
+		})
+		sys.history = lastID(b, sys.db, lastJobID)
+	} else {
+		sys.addHistory(b, history)
+	}
 	if err := sys.insertMany(ctx, workJobs); err != nil {
 		b.Fatal(err)
 	}
-	cutoff := time.Now().Add(-retentionPeriod)
-	expired := count(b, sys.pool(), jobsExpiredCount, cutoff)
+	if partitioned {
+		cutoff, left, counted = firstKept(b, sys.db, jobsFirstKept, cutoff.(time.Time)), jobsBelowLeft, jobsBelowCount
+	}
+	expired := count(b, sys.db, counted, cutoff)
 	start := time.Now()
 	if err := sys.start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	deleted := waitDeleted(b, sys.pool(), jobsExpiredLeft, cutoff)
+	deleted := waitDeleted(b, sys.db, left, cutoff)
 	waitAll(b, &handled, func() int64 {
 		n, err := sys.completed(ctx)
 		if err != nil {
@@ -78,14 +100,25 @@ func jobsRetention(b *testing.B, history int) {
 	report(b, expired, took, worked, workJobs, "jobs/s")
 }
 
-func outboxRetention(b *testing.B, history int) {
+// outboxRetention runs the outbox case; partitioned as jobsRetention.
+func outboxRetention(b *testing.B, history int, partitioned bool) {
 	pool := freshDB(b, true, 16)
-	outboxHistory(b, pool, history, 0)
+	var cutoff any = time.Now().Add(-retentionPeriod)
+	left, counted := outboxExpiredLeft, outboxExpiredCount
+	if partitioned {
+		partitionedHistory(b, pool, migrations.PartitionOutbox, history, func(from, to int) historyStep {
+			return historyStep{insertOutboxHistoryPart, []any{history, 0, payload, from, to}}
+		})
+	} else {
+		outboxHistory(b, pool, history, 0)
+	}
 	box := outbox.New(pool, outbox.Config{})
 	defer box.Close()
 	keelEnqueue(b, pool, box, 1000, relayMessages/1000, noKey)
-	cutoff := time.Now().Add(-retentionPeriod)
-	expired := count(b, pool, outboxExpiredCount, cutoff)
+	if partitioned {
+		cutoff, left, counted = firstKept(b, pool, outboxFirstKept, cutoff.(time.Time)), outboxBelowLeft, outboxBelowCount
+	}
+	expired := count(b, pool, counted, cutoff)
 	pub := &countingPublisher{}
 	r, err := outbox.NewRelay(pool, pub, outbox.RelayConfig{Retention: retentionPeriod})
 	if err != nil {
@@ -95,7 +128,7 @@ func outboxRetention(b *testing.B, history int) {
 	start := time.Now()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = r.Run(ctx) })
-	deleted := waitDeleted(b, pool, outboxExpiredLeft, cutoff)
+	deleted := waitDeleted(b, pool, left, cutoff)
 	waitCount(b, &pub.n, relayMessages)
 	relayed := time.Since(start)
 	took := deleted()
@@ -104,8 +137,9 @@ func outboxRetention(b *testing.B, history int) {
 	report(b, expired, took, relayed, relayMessages, "msgs/s")
 }
 
-// count runs a count with the cutoff.
-func count(b *testing.B, pool *pgxpool.Pool, stmt string, cutoff time.Time) int64 {
+// count runs a count with the cutoff (a time, or the first key retention
+// keeps).
+func count(b *testing.B, pool *pgxpool.Pool, stmt string, cutoff any) int64 {
 	b.Helper()
 	var n int64
 	if err := pool.QueryRow(context.Background(), stmt, cutoff).Scan(&n); err != nil {
@@ -119,7 +153,7 @@ func count(b *testing.B, pool *pgxpool.Pool, stmt string, cutoff time.Time) int6
 
 // waitDeleted polls, from now on, until no row before cutoff is left; the
 // function it returns waits for that and gives the time it took.
-func waitDeleted(b *testing.B, pool *pgxpool.Pool, stmt string, cutoff time.Time) func() time.Duration {
+func waitDeleted(b *testing.B, pool *pgxpool.Pool, stmt string, cutoff any) func() time.Duration {
 	start := time.Now()
 	done := make(chan time.Duration, 1)
 	failed := make(chan error, 1)
