@@ -22,7 +22,7 @@ SELECT
     COALESCE(obj_description(c.oid, 'pg_class'), '')::text AS comment
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'keel' AND c.relkind IN ('r', 'p', 'v', 'm')
+WHERE n.nspname = 'keel' AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
 ORDER BY c.relname
 `
 
@@ -32,7 +32,8 @@ type ListRelationsRow struct {
 	Comment string `json:"comment"`
 }
 
-// Every table and view in the keel schema, with the comment that explains it.
+// Every table and view in the keel schema, with the comment that explains it;
+// the partitions of a partitioned table are left out (keel partition list).
 func (q *Queries) ListRelations(ctx context.Context) ([]ListRelationsRow, error) {
 	rows, err := q.db.Query(ctx, listRelations)
 	if err != nil {

@@ -1,5 +1,6 @@
 -- name: ListRelations :many
--- Every table and view in the keel schema, with the comment that explains it.
+-- Every table and view in the keel schema, with the comment that explains it;
+-- the partitions of a partitioned table are left out (keel partition list).
 SELECT
     c.relname::text AS name,
     (CASE c.relkind
@@ -12,7 +13,7 @@ SELECT
     COALESCE(obj_description(c.oid, 'pg_class'), '')::text AS comment
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'keel' AND c.relkind IN ('r', 'p', 'v', 'm')
+WHERE n.nspname = 'keel' AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition
 ORDER BY c.relname;
 
 -- name: SchemaExists :one
