@@ -274,3 +274,28 @@ func TestRuntimeRolePartitioned(t *testing.T) {
 		}
 	}
 }
+
+// The runtime role can run the start-up migration call when nothing is
+// pending, and read the version and status, without owning anything.
+func TestRuntimeRoleMigrationsUpToDate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, app := runtimeRole(t)
+	m, err := migrations.New(app, migrations.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = m.Close() }()
+	res, err := m.Up(ctx)
+	if err != nil || len(res) != 0 {
+		t.Fatalf("Up as the runtime role with nothing pending: %d applied, %v", len(res), err)
+	}
+	current, latest, err := m.Version(ctx)
+	if err != nil || current != latest {
+		t.Fatalf("Version as the runtime role: %d of %d, %v", current, latest, err)
+	}
+	sts, err := m.Status(ctx)
+	if err != nil || len(sts) == 0 {
+		t.Fatalf("Status as the runtime role: %d migrations, %v", len(sts), err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -271,5 +272,15 @@ func TestWriteSQL(t *testing.T) {
 	}
 	if !schemaExists(t, pool) {
 		t.Error("printed SQL did not create the keel schema")
+	}
+	// keel grant works on a schema applied this way, without keel's
+	// version table.
+	ctx := context.Background()
+	var role string
+	if err := pool.QueryRow(ctx, "SELECT current_user").Scan(&role); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return migrations.Grant(ctx, tx, role) }); err != nil {
+		t.Errorf("grant on a schema without keel's version table: %v", err)
 	}
 }

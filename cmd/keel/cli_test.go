@@ -132,7 +132,7 @@ func TestNoDatabaseCommands(t *testing.T) {
 func TestGrant(t *testing.T) {
 	t.Parallel()
 	code, out, _ := keel(t, nil, "grant", "--print", "app")
-	if code != exitOK || !strings.Contains(out, `GRANT USAGE ON SCHEMA keel TO "app";`) || strings.Count(out, "\n") != 6 {
+	if code != exitOK || !strings.Contains(out, `GRANT USAGE ON SCHEMA keel TO "app";`) || strings.Count(out, "\n") != 7 {
 		t.Errorf("grant --print: exit %d\n%s", code, out)
 	}
 	url := testdb.NewURL(t)
