@@ -18,20 +18,20 @@ $(SQLC): tools/go.mod tools/go.sum
 $(GOOSE): tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/goose github.com/pressly/goose/v3/cmd/goose
 
-## generate: rebuild db/ from migrations/ and sql/ with the pinned sqlc
+## generate: rebuild internal/db/ from migrations/ and sql/ with the pinned sqlc
 generate: $(SQLC)
 	$(SQLC) generate
 
-## check-generate: fail when db/ (or the example's ordersdb/) differs from what sqlc generates
+## check-generate: fail when internal/db/ (or the example's ordersdb/) differs from what sqlc generates
 check-generate: $(SQLC)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	cp -r sqlc.yaml migrations sql "$$tmp"/ && \
 	mkdir -p "$$tmp/examples/orders" && cp -r examples/orders/migrations examples/orders/sql "$$tmp/examples/orders/" && \
 	(cd "$$tmp" && $(SQLC) generate) && \
-	if ! diff -ru "$$tmp/db" db || ! diff -ru "$$tmp/examples/orders/ordersdb" examples/orders/ordersdb; then \
-		echo "db/ or examples/orders/ordersdb/ is not what sqlc generates: run make generate" >&2; exit 1; \
+	if ! diff -ru "$$tmp/internal/db" internal/db || ! diff -ru "$$tmp/examples/orders/ordersdb" examples/orders/ordersdb; then \
+		echo "internal/db/ or examples/orders/ordersdb/ is not what sqlc generates: run make generate" >&2; exit 1; \
 	fi
-	@echo "db/ and examples/orders/ordersdb/ match sqlc's output"
+	@echo "internal/db/ and examples/orders/ordersdb/ match sqlc's output"
 
 ## lint: gofmt and go vet, for keel and bench/
 lint:

@@ -13,80 +13,144 @@ import (
 
 	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
+	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/outbox"
+	"github.com/keelpg/keel/saga"
 )
 
-// Run an outbox relay and an event subscription on one LISTEN connection.
-func ExampleNewListener() {
+type welcomeArgs struct {
+	Customer string `json:"customer"`
+}
+
+func (welcomeArgs) Kind() string { return "welcome_email" }
+
+// A service running all four features on one Client, over a pool with
+// pgxpool's default config: one transaction appends an event, enqueues an
+// outbox message, inserts a job and starts a workflow run; the job's
+// worker, the relay, a subscription and the saga engine each act on it, and
+// the service shuts down cleanly.
+func Example() {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		fmt.Println("set DATABASE_URL")
+		return
+	}
+	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer pool.Close()
 
-	listener := keel.NewListener(pool, nil)
-	got := make(chan string, 2)
-	relay, err := outbox.NewRelay(pool, outbox.PublisherFunc(func(_ context.Context, d outbox.Delivery) error {
-		got <- "relay published " + d.Type
-		return nil
-	}), outbox.RelayConfig{Listener: listener})
-	if err != nil {
-		fmt.Println(err)
-		return
+	var mu sync.Mutex
+	var seen []string
+	saw := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, s)
 	}
-	store, err := events.NewStore(pool, events.Config{Listener: listener})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer store.Close()
-	sub, err := store.Subscription(events.SubscriptionConfig{
-		Name: "example-listener",
-		Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
-			got <- "subscription handled " + e.Type
-			return nil
-		},
-	})
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	runCtx, stop := context.WithTimeout(ctx, 10*time.Second)
-	var running sync.WaitGroup
-	running.Go(func() { _ = relay.Run(runCtx) })
-	running.Go(func() { _ = sub.Run(runCtx) })
-	defer func() { stop(); running.Wait() }()
 
-	box := outbox.New(pool, outbox.Config{})
-	defer box.Close()
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := box.Enqueue(ctx, tx, outbox.Message{Topic: "orders", Type: "OrderPlaced", Payload: []byte(`{}`)}); err != nil {
-			return err
-		}
-		_, err := store.Append(ctx, tx, "order-42", events.NoStream, events.EventData{Type: "OrderPlaced", Data: []byte(`{}`)})
-		return err
+	workers := jobs.NewWorkers()
+	jobs.AddWorker(workers, func(_ context.Context, job *jobs.Job[welcomeArgs]) error {
+		saw("job: welcome " + job.Args.Customer)
+		return nil
+	}, nil)
+	registry := saga.NewRegistry()
+	saga.Register(registry, "onboarding", 1, func(wc saga.Context, customer string) (string, error) {
+		return saga.Step(wc, "create-account", func(context.Context) (string, error) {
+			return "account of " + customer, nil
+		}, nil)
+	})
+
+	k, err := keel.New(pool, keel.Config{
+		Jobs:      jobs.Config{Workers: workers},
+		Workflows: registry,
+		Publisher: outbox.PublisherFunc(func(_ context.Context, d outbox.Delivery) error {
+			saw("relay: published " + d.Type)
+			return nil
+		}),
+		Subscriptions: []events.SubscriptionConfig{{
+			Name: "example-service",
+			Handler: func(_ context.Context, _ pgx.Tx, ev events.RecordedEvent) error {
+				saw("subscription: " + ev.Type)
+				return nil
+			},
+		}},
 	})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	var lines []string
-	for range 2 {
-		select {
-		case line := <-got:
-			lines = append(lines, line)
-		case <-runCtx.Done():
-			fmt.Println("timed out")
-			return
-		}
+	if err := k.Start(ctx); err != nil {
+		fmt.Println(err)
+		return
 	}
-	slices.Sort(lines)
-	for _, line := range lines {
-		fmt.Println(line)
+
+	customer := fmt.Sprint("customer-", time.Now().UnixNano())
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	signedUp, err := events.NewEvent("SignedUp", map[string]string{"customer": customer})
+	if err == nil {
+		_, err = k.Events().Append(ctx, tx, customer, events.NoStream, signedUp)
+	}
+	if err == nil {
+		_, err = k.Outbox().Enqueue(ctx, tx, outbox.Message{Topic: "customers", Key: customer, Type: "customer.signed_up", Payload: []byte(`{}`)})
+	}
+	if err == nil {
+		_, err = k.Jobs().Insert(ctx, tx, welcomeArgs{Customer: "ada"}, nil)
+	}
+	var run *saga.Run
+	if err == nil {
+		run, err = k.Saga().StartRun(ctx, tx, "onboarding", "ada", nil)
+	}
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		fmt.Println(err)
+		return
+	}
+
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	done, err := k.Saga().Await(waitCtx, run.ID)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	output, err := saga.Result[string](done)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	saw("saga: " + output)
+	for {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n == 4 || waitCtx.Err() != nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Stop before the pool closes (defers run last in, first out).
+	if err := k.Stop(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	slices.Sort(seen)
+	for _, s := range seen {
+		fmt.Println(s)
 	}
 	// Output:
-	// relay published OrderPlaced
-	// subscription handled OrderPlaced
+	// job: welcome ada
+	// relay: published customer.signed_up
+	// saga: account of ada
+	// subscription: SignedUp
 }

@@ -10,11 +10,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/internal/outage"
 	"github.com/keelpg/keel/internal/testcluster"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/listener"
 	"github.com/keelpg/keel/outbox"
 	"github.com/keelpg/keel/saga"
 )
@@ -61,7 +61,7 @@ func TestFailover(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	var running sync.WaitGroup
 	t.Cleanup(func() { cancel(); running.Wait() })
-	listener := keel.NewListener(pool, nil)
+	listener := listener.New(pool, nil)
 	poll := 100 * time.Millisecond
 
 	var ran, published, handled seenIDs
@@ -117,7 +117,7 @@ func TestFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.StartWorkers(runCtx); err != nil {
+	if err := engine.Start(runCtx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = engine.Stop(context.Background()) })
@@ -141,7 +141,7 @@ func TestFailover(t *testing.T) {
 				if _, err := store.Append(ctx, tx, fmt.Sprintf("failover-%d", i%7), events.Any, e); err != nil {
 					return err
 				}
-				_, err = engine.Start(ctx, tx, "double", i, &saga.StartOpts{RunID: fmt.Sprintf("failover-%d", i)})
+				_, err = engine.StartRun(ctx, tx, "double", i, &saga.StartOpts{RunID: fmt.Sprintf("failover-%d", i)})
 				return err
 			})
 			if err == nil {

@@ -11,11 +11,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/internal/testbouncer"
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/listener"
 	"github.com/keelpg/keel/outbox"
 	"github.com/keelpg/keel/saga"
 )
@@ -36,7 +36,7 @@ func TestPgBouncer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var running sync.WaitGroup
 	t.Cleanup(func() { cancel(); running.Wait() })
-	listener := keel.NewListener(directPool, nil)
+	listener := listener.New(directPool, nil)
 	const n = 50
 	poll := 100 * time.Millisecond
 
@@ -87,7 +87,7 @@ func TestPgBouncer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.StartWorkers(ctx); err != nil {
+	if err := engine.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = engine.Stop(context.Background()) })
@@ -131,7 +131,7 @@ func bouncedWork(ctx context.Context, t *testing.T, pool *pgxpool.Pool, client *
 		if _, err := store.Append(ctx, tx, fmt.Sprintf("bounced-%d", i%7), events.Any, e); err != nil {
 			return err
 		}
-		_, err = engine.Start(ctx, tx, "double", i, &saga.StartOpts{RunID: fmt.Sprintf("bounced-%d", i)})
+		_, err = engine.StartRun(ctx, tx, "double", i, &saga.StartOpts{RunID: fmt.Sprintf("bounced-%d", i)})
 		return err
 	})
 	if err != nil {

@@ -154,11 +154,11 @@ func TestRuntimeRoleLeastPrivilege(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.StartWorkers(ctx); err != nil {
+		if err := e.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
 		defer func() { _ = e.Stop(ctx) }()
-		if _, err := e.Start(ctx, app, "priv", "hi", &saga.StartOpts{RunID: "priv-1"}); err != nil {
+		if _, err := e.StartRun(ctx, app, "priv", "hi", &saga.StartOpts{RunID: "priv-1"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Signal(ctx, app, "priv-1", "go", true, ""); err != nil {

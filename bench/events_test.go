@@ -133,7 +133,7 @@ func BenchmarkEventsAppend(b *testing.B) {
 			sequencerDone := make(chan struct{})
 			go func() {
 				defer close(sequencerDone)
-				store.RunSequencer(seqCtx)
+				store.Run(seqCtx)
 			}()
 			b.Cleanup(func() { stopSequencer(); <-sequencerDone })
 			var rate float64

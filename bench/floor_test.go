@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/outbox"
 )

@@ -73,7 +73,7 @@ func keelEngine(b *testing.B, pool *pgxpool.Pool) *saga.Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := e.StartWorkers(context.Background()); err != nil {
+	if err := e.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = e.Stop(context.Background()) })
@@ -206,7 +206,7 @@ func keelSagaThroughput(b *testing.B, history int) {
 	ctx := context.Background()
 	for range b.N {
 		wfs := throughput(b, sagaWorkflows, func() error {
-			run, err := e.Start(ctx, pool, "steps", 3, nil)
+			run, err := e.StartRun(ctx, pool, "steps", 3, nil)
 			if err != nil {
 				return err
 			}
@@ -245,7 +245,7 @@ func BenchmarkSagaStepOverhead(b *testing.B) {
 		ctx := context.Background()
 		for range b.N {
 			d := stepOverhead(b, func(n int) (time.Duration, error) {
-				run, err := e.Start(ctx, pool, "timed", n, nil)
+				run, err := e.StartRun(ctx, pool, "timed", n, nil)
 				if err != nil {
 					return 0, err
 				}
@@ -293,7 +293,7 @@ func BenchmarkSagaSignalResume(b *testing.B) {
 		for range b.N {
 			var ds []time.Duration
 			for range latencyRuns {
-				run, err := e.Start(ctx, pool, "signalled", 0, nil)
+				run, err := e.StartRun(ctx, pool, "signalled", 0, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -384,7 +384,7 @@ func BenchmarkSagaTimerResume(b *testing.B) {
 		ctx := context.Background()
 		for range b.N {
 			ds := timerLatencies(b, func(due time.Time) (func() (time.Time, error), error) {
-				run, err := e.Start(ctx, pool, "timer", due, nil)
+				run, err := e.StartRun(ctx, pool, "timer", due, nil)
 				if err != nil {
 					return nil, err
 				}

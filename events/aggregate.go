@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // Aggregate folds a stream's events into a state of type S and appends new
@@ -31,7 +31,7 @@ type Aggregate[S any] struct {
 // Load returns the stream's current state and version: the latest snapshot
 // and the events after it. A stream with no events has the initial state at
 // version 0.
-func (a Aggregate[S]) Load(ctx context.Context, q keel.DBTX, streamID string) (S, int64, error) {
+func (a Aggregate[S]) Load(ctx context.Context, q keeltype.DBTX, streamID string) (S, int64, error) {
 	return a.LoadAt(ctx, q, streamID, ReadOptions{})
 }
 
@@ -39,7 +39,7 @@ func (a Aggregate[S]) Load(ctx context.Context, q keel.DBTX, streamID string) (S
 // opts.UntilTime (point-in-time reconstruction); the other fields of opts
 // are ignored. A snapshot is used when it is not newer than UntilVersion and
 // no UntilTime is given.
-func (a Aggregate[S]) LoadAt(ctx context.Context, q keel.DBTX, streamID string, opts ReadOptions) (S, int64, error) {
+func (a Aggregate[S]) LoadAt(ctx context.Context, q keeltype.DBTX, streamID string, opts ReadOptions) (S, int64, error) {
 	state := a.initial()
 	var version int64
 	if a.Store == nil || a.Apply == nil {
@@ -105,7 +105,7 @@ func (a Aggregate[S]) initial() S {
 // on the new events, or a new state that cannot be stored as a snapshot
 // (ErrInvalidArgument, sent nothing), comes after the events were appended
 // in tx; roll tx back.
-func (a Aggregate[S]) Execute(ctx context.Context, tx keel.DBTX, streamID string, decide func(S) ([]EventData, error)) (S, AppendResult, error) {
+func (a Aggregate[S]) Execute(ctx context.Context, tx keeltype.DBTX, streamID string, decide func(S) ([]EventData, error)) (S, AppendResult, error) {
 	if decide == nil {
 		return a.initial(), AppendResult{}, invalid("aggregate Execute needs a decide function")
 	}

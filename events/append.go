@@ -9,9 +9,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // AppendResult is what an Append wrote.
@@ -42,7 +42,7 @@ type AppendResult struct {
 // elsewhere is ErrDuplicateEvent. Two concurrent appends of one new ID: one
 // wins, the other fails with ErrDuplicateEvent and its transaction is
 // aborted; retrying it reports Duplicate.
-func (s *Store) Append(ctx context.Context, tx keel.DBTX, streamID string, expected ExpectedVersion, evs ...EventData) (AppendResult, error) {
+func (s *Store) Append(ctx context.Context, tx keeltype.DBTX, streamID string, expected ExpectedVersion, evs ...EventData) (AppendResult, error) {
 	if err := s.writable(tx); err != nil {
 		return AppendResult{}, err
 	}

@@ -89,7 +89,7 @@ func TestExpectedVersion(t *testing.T) {
 func TestConcurrentAppendsOneStream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t, 8)
+	pool := testdb.NewSized(t, 8)
 	store := newStore(t, pool, events.Config{})
 	const writers, perWriter = 16, 10
 	stream := "race-1"

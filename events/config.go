@@ -5,7 +5,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/keelpg/keel"
+	"github.com/keelpg/keel/keeltype"
+	"github.com/keelpg/keel/listener"
 )
 
 // Config configures a Store. The zero value is ready to use.
@@ -25,9 +26,9 @@ type Config struct {
 	// trailing notification. Default: 5ms.
 	NotifyInterval time.Duration
 	// Listener is the LISTEN connection the store's subscriptions share with
-	// the process's other keel components (see keel.Listener). Default: the
+	// the process's other keel components (see package listener). Default: the
 	// store opens its own.
-	Listener *keel.Listener
+	Listener *listener.Listener
 	// DisableNotify stops appends from sending wake-up notifications;
 	// subscriptions then rely on polling alone. Default: false.
 	DisableNotify bool
@@ -35,14 +36,14 @@ type Config struct {
 	// positions (an append is the events one Append call wrote).
 	// Default: 10000.
 	SequencerBatch int
-	// SequencerInterval is how often RunSequencer gives new events positions.
+	// SequencerInterval is how often the sequencer (Store.Start) gives new events positions.
 	// Default: 50ms.
 	SequencerInterval time.Duration
 }
 
 // InlineProjection updates a read model inside the appending transaction, so
 // it is exactly as current as the events. The events have no Position yet.
-type InlineProjection func(ctx context.Context, tx keel.DBTX, evs []RecordedEvent) error
+type InlineProjection func(ctx context.Context, tx keeltype.DBTX, evs []RecordedEvent) error
 
 // Metrics is the hook through which the store reports what it does. Calls
 // are made synchronously; keep them cheap.
@@ -57,7 +58,7 @@ type Metrics interface {
 	SubscriptionLag(name string, events int64, age time.Duration)
 	// Outage is called when the store's subscriptions or sequencer lose the
 	// database (ev.Over false) and when they have it back (ev.Over true).
-	Outage(ev keel.Outage)
+	Outage(ev keeltype.Outage)
 }
 
 func (c Config) withDefaults() Config {

@@ -11,7 +11,7 @@
 // the id before the first '-' is its category ("order"), which ReadCategory
 // and category subscriptions follow.
 //
-// [Store.Append] writes events in the caller's pgx.Tx (any [keel.DBTX])
+// [Store.Append] writes events in the caller's pgx.Tx (any [keeltype.DBTX])
 // when the stream's version matches what the caller expects:
 //
 //	Any            whatever the version; creates the stream if needed
@@ -53,7 +53,7 @@
 //
 // [Store.ReadAll] and [Store.ReadCategory] return events that have positions
 // only. Subscriptions run the sequencer themselves before each read; other
-// readers call [Store.Sequence] first or keep [Store.RunSequencer] running in
+// readers call [Store.Sequence] first or keep [Store.Start] running in
 // some process. Sequence waits for a pass another process is running, so
 // once it returns every event committed before the call has its position.
 // Positions start at 1.

@@ -29,6 +29,9 @@ var (
 	// ErrSubscriptionNotFound is returned for a subscription name that has
 	// never run.
 	ErrSubscriptionNotFound = errors.New("keel events: subscription not found")
+	// ErrStarted is returned by Start on a store's sequencer or a
+	// subscription that runs already.
+	ErrStarted = errors.New("keel events: already started")
 )
 
 // VersionConflictError reports an append (or tombstone) whose expected

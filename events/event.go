@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 )
 
 // EventData is an event to append.

@@ -136,14 +136,14 @@ func TestRolledBackAppendLeavesNoGap(t *testing.T) {
 }
 
 // Sequence stamps in passes of SequencerBatch until nothing is left, and
-// RunSequencer stamps in the background without readers asking.
+// Run stamps in the background without readers asking.
 func TestSequencerPasses(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name       string
 		background bool
-	}{{"Sequence in small batches", false}, {"RunSequencer", true}} {
+	}{{"Sequence in small batches", false}, {"Run", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			pool := testdb.New(t)
@@ -156,7 +156,7 @@ func TestSequencerPasses(t *testing.T) {
 				done := make(chan struct{})
 				go func() {
 					defer close(done)
-					store.RunSequencer(runCtx)
+					store.Run(runCtx)
 				}()
 				t.Cleanup(func() { stop(); <-done })
 			} else if err := store.Sequence(ctx); err != nil {
@@ -191,7 +191,7 @@ func TestSequenceThenReadSeesCommitted(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		other.RunSequencer(runCtx)
+		other.Run(runCtx)
 	}()
 	t.Cleanup(func() { stop(); <-done })
 	for round := range 200 {

@@ -21,22 +21,6 @@ import (
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-// newPool returns a pool of at most maxConns connections on a fresh database.
-func newPool(t *testing.T, maxConns int32) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(testdb.NewURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = maxConns
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
-
 func newStore(t testing.TB, pool *pgxpool.Pool, cfg events.Config) *events.Store {
 	t.Helper()
 	if cfg.Logger == nil {

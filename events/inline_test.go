@@ -9,9 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/internal/testdb"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // The test's inline read model: one row per stream with its event count.
@@ -34,7 +34,7 @@ func TestInlineProjection(t *testing.T) {
 	}
 	errRefused := errors.New("refused by projection")
 	store := newStore(t, pool, events.Config{InlineProjections: []events.InlineProjection{
-		func(ctx context.Context, tx keel.DBTX, evs []events.RecordedEvent) error {
+		func(ctx context.Context, tx keeltype.DBTX, evs []events.RecordedEvent) error {
 			for _, e := range evs {
 				if e.Type == "Refused" {
 					return errRefused
@@ -102,7 +102,7 @@ func (r *recorder) Conflicted(stream string) {
 	r.conflicts[stream]++
 }
 
-func (r *recorder) Outage(keel.Outage) {}
+func (r *recorder) Outage(keeltype.Outage) {}
 
 func (r *recorder) SubscriptionLag(_ string, events int64, age time.Duration) {
 	r.mu.Lock()

@@ -7,15 +7,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // Tombstone soft-deletes a stream if its version matches expected: its
 // events stay in the table but every read (stream, category, feed and the
 // subscriptions that have not reached them) leaves them out, and appends to
 // it fail with ErrStreamDeleted. A mismatch is a *VersionConflictError.
-func (s *Store) Tombstone(ctx context.Context, tx keel.DBTX, streamID string, expected ExpectedVersion) error {
+func (s *Store) Tombstone(ctx context.Context, tx keeltype.DBTX, streamID string, expected ExpectedVersion) error {
 	if err := s.writable(tx); err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func (s *Store) Tombstone(ctx context.Context, tx keel.DBTX, streamID string, ex
 // TruncateBefore hides a stream's events with a version below before from
 // every read, e.g. once a snapshot holds their effect. Versions go on from
 // where they were; truncating never un-hides events.
-func (s *Store) TruncateBefore(ctx context.Context, tx keel.DBTX, streamID string, before int64) error {
+func (s *Store) TruncateBefore(ctx context.Context, tx keeltype.DBTX, streamID string, before int64) error {
 	if err := s.writable(tx); err != nil {
 		return err
 	}

@@ -12,10 +12,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // keelState is a fingerprint of every row of the event store's tables, as
@@ -31,7 +31,7 @@ var keelState = func() string {
 }()
 
 // storeState returns the keelState fingerprint as q sees it.
-func storeState(ctx context.Context, t testing.TB, q keel.DBTX) string {
+func storeState(ctx context.Context, t testing.TB, q keeltype.DBTX) string {
 	t.Helper()
 	var state string
 	if err := q.QueryRow(ctx, keelState).Scan(&state); err != nil {
@@ -343,20 +343,20 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 	store.Close()
 	for _, tc := range []struct {
 		name  string
-		write func(q keel.DBTX) error
+		write func(q keeltype.DBTX) error
 	}{
-		{"Append", func(q keel.DBTX) error {
+		{"Append", func(q keeltype.DBTX) error {
 			_, err := store.Append(ctx, q, "closed-1", events.Any, ev("B", 3))
 			return err
 		}},
-		{"Append to a new stream", func(q keel.DBTX) error {
+		{"Append to a new stream", func(q keeltype.DBTX) error {
 			_, err := store.Append(ctx, q, "closed-2", events.NoStream, ev("B", 3), ev("B", 4))
 			return err
 		}},
-		{"Tombstone", func(q keel.DBTX) error { return store.Tombstone(ctx, q, "closed-1", events.Any) }},
-		{"TruncateBefore", func(q keel.DBTX) error { return store.TruncateBefore(ctx, q, "closed-1", 2) }},
-		{"SaveSnapshot", func(q keel.DBTX) error { return store.SaveSnapshot(ctx, q, "closed-1", 1, map[string]int{"n": 1}) }},
-		{"Aggregate.Execute", func(q keel.DBTX) error {
+		{"Tombstone", func(q keeltype.DBTX) error { return store.Tombstone(ctx, q, "closed-1", events.Any) }},
+		{"TruncateBefore", func(q keeltype.DBTX) error { return store.TruncateBefore(ctx, q, "closed-1", 2) }},
+		{"SaveSnapshot", func(q keeltype.DBTX) error { return store.SaveSnapshot(ctx, q, "closed-1", 1, map[string]int{"n": 1}) }},
+		{"Aggregate.Execute", func(q keeltype.DBTX) error {
 			agg := events.Aggregate[account]{Store: store, Apply: applyAccount}
 			_, _, err := agg.Execute(ctx, q, "account-9", move(5))
 			return err
@@ -392,7 +392,7 @@ func TestNilArguments(t *testing.T) {
 	var nilPool *pgxpool.Pool
 	var nilTx pgx.Tx
 	var nilStore *events.Store
-	for _, q := range []keel.DBTX{nil, nilPool, nilTx} {
+	for _, q := range []keeltype.DBTX{nil, nilPool, nilTx} {
 		for _, tc := range []struct {
 			name string
 			call func() error

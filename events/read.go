@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // endOfTime stands for "no time limit" in the read queries.
@@ -55,7 +55,7 @@ type ReadOptions struct {
 // Backward), leaving out those hidden by TruncateBefore. It returns
 // ErrStreamNotFound for a stream with no events and ErrStreamDeleted for a
 // tombstoned one.
-func (s *Store) ReadStream(ctx context.Context, q keel.DBTX, streamID string, opts ReadOptions) ([]RecordedEvent, error) {
+func (s *Store) ReadStream(ctx context.Context, q keeltype.DBTX, streamID string, opts ReadOptions) ([]RecordedEvent, error) {
 	if err := checkRead(q, streamID); err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ type StreamInfo struct {
 
 // Stream returns the state of a stream, deleted or not; ErrStreamNotFound
 // when it has no events.
-func (s *Store) Stream(ctx context.Context, q keel.DBTX, streamID string) (StreamInfo, error) {
+func (s *Store) Stream(ctx context.Context, q keeltype.DBTX, streamID string) (StreamInfo, error) {
 	if err := checkRead(q, streamID); err != nil {
 		return StreamInfo{}, err
 	}
@@ -196,7 +196,7 @@ type FeedOptions struct {
 // visible, with no gaps. Only events the sequencer has stamped are returned
 // (see Sequence); events of tombstoned streams and truncated events are left
 // out.
-func (s *Store) ReadAll(ctx context.Context, q keel.DBTX, opts FeedOptions) ([]RecordedEvent, error) {
+func (s *Store) ReadAll(ctx context.Context, q keeltype.DBTX, opts FeedOptions) ([]RecordedEvent, error) {
 	if err := checkDBTX(q); err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func (s *Store) ReadAll(ctx context.Context, q keel.DBTX, opts FeedOptions) ([]R
 // is more), and each window that finds none of the category's events
 // covers twice as many as the one before, up to 16 times the first, so a
 // long stretch of other categories' appends costs a few statements.
-func (s *Store) ReadCategory(ctx context.Context, q keel.DBTX, category string, opts FeedOptions) ([]RecordedEvent, error) {
+func (s *Store) ReadCategory(ctx context.Context, q keeltype.DBTX, category string, opts FeedOptions) ([]RecordedEvent, error) {
 	if err := checkDBTX(q); err != nil {
 		return nil, err
 	}
@@ -278,7 +278,7 @@ func (o FeedOptions) bounds() (after, until, limit int64, err error) {
 
 // HeadPosition returns the newest stamped position of the global feed, 0
 // when it is empty.
-func (s *Store) HeadPosition(ctx context.Context, q keel.DBTX) (int64, error) {
+func (s *Store) HeadPosition(ctx context.Context, q keeltype.DBTX) (int64, error) {
 	if err := checkDBTX(q); err != nil {
 		return 0, err
 	}

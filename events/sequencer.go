@@ -2,13 +2,15 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/periodic"
+	"github.com/keelpg/keel/internal/service"
 )
 
 // sequencerKey is the advisory lock under which one process at a time stamps
@@ -32,7 +34,8 @@ func (s *Store) sequencerDuty(interval time.Duration) periodic.Duty {
 // returns, every event committed before the call has its position. When
 // another process is stamping, Sequence waits for that pass to end and then
 // stamps what it left. Subscriptions call it before each read; call it
-// before ReadAll to see the latest events, or keep RunSequencer running.
+// before ReadAll to see the latest events, or keep the sequencer running
+// (Start).
 // A closed store returns ErrClosed.
 func (s *Store) Sequence(ctx context.Context) error {
 	if err := s.usable(); err != nil {
@@ -50,18 +53,44 @@ func (s *Store) Sequence(ctx context.Context) error {
 	}
 }
 
-// RunSequencer stamps positions every SequencerInterval until ctx ends, and
-// then returns nil. Any number of processes may run it; one at a time does
-// each pass. Closing the store stops it with ErrClosed; on a closed store it
-// returns ErrClosed at once.
-func (s *Store) RunSequencer(ctx context.Context) error {
+// Start runs the sequencer in the background, stamping positions every
+// SequencerInterval until Stop; it returns at once (ctx only scopes the
+// start). Any number of processes may run it; one at a time does each pass.
+// It returns ErrStarted while the sequencer runs and ErrClosed on a closed
+// store.
+func (s *Store) Start(ctx context.Context) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	err := s.runner.Start(ctx, func(loop, _ context.Context) error { return s.Run(loop) })
+	if errors.Is(err, service.ErrStarted) {
+		return ErrStarted
+	}
+	return err
+}
+
+// Stop ends the sequencer Start began and waits for it; a pass in hand rolls
+// back and the next pass, in any process, stamps its events. It returns
+// ctx's error when ctx ends first.
+func (s *Store) Stop(ctx context.Context) error { return s.runner.Stop(ctx) }
+
+// StopAndCancel is Stop; a sequencer pass holds no work worth finishing.
+func (s *Store) StopAndCancel(ctx context.Context) error { return s.runner.StopAndCancel(ctx) }
+
+// Run is Start and Stop in one blocking call: it runs the sequencer until
+// ctx ends, then returns nil. Closing the store stops it with ErrClosed (on a
+// closed store it returns ErrClosed at once), and closing its pool with an
+// error.
+func (s *Store) Run(ctx context.Context) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	defer context.AfterFunc(s.ctx, stop)()
-	periodic.Run(runCtx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, s.outage)
+	if err := periodic.Run(runCtx, s.pool, s.sequencerDuty(s.cfg.SequencerInterval), s.cfg.Logger, s.outage); err != nil {
+		return err
+	}
 	if ctx.Err() == nil && s.closed.Load() {
 		return ErrClosed
 	}

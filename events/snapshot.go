@@ -10,8 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // Snapshot is a stream's state folded up to a version.
@@ -28,7 +28,7 @@ type Snapshot struct {
 // The version must exist in the stream. A state that jsonb cannot store (a
 // string that is not UTF-8 or holds NUL, see the package's Limits) is
 // refused with ErrInvalidArgument, never stored altered.
-func (s *Store) SaveSnapshot(ctx context.Context, tx keel.DBTX, streamID string, version int64, state any) error {
+func (s *Store) SaveSnapshot(ctx context.Context, tx keeltype.DBTX, streamID string, version int64, state any) error {
 	if err := s.writable(tx); err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func (s *Store) SaveSnapshot(ctx context.Context, tx keel.DBTX, streamID string,
 }
 
 // LoadSnapshot returns the stream's latest snapshot, or ErrNoSnapshot.
-func (s *Store) LoadSnapshot(ctx context.Context, q keel.DBTX, streamID string) (Snapshot, error) {
+func (s *Store) LoadSnapshot(ctx context.Context, q keeltype.DBTX, streamID string) (Snapshot, error) {
 	if err := checkRead(q, streamID); err != nil {
 		return Snapshot{}, err
 	}

@@ -7,9 +7,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
+	"github.com/keelpg/keel/internal/service"
+	"github.com/keelpg/keel/keeltype"
+	"github.com/keelpg/keel/listener"
 )
 
 // channel is the NOTIFY channel on which appends wake subscriptions.
@@ -21,8 +23,9 @@ type Store struct {
 	pool     *pgxpool.Pool
 	cfg      Config
 	debounce *notify.Debouncer
-	listener *notify.Listener
+	listener *listener.Listener
 	outage   *outage.Tracker
+	runner   service.Runner // the sequencer
 
 	closed     atomic.Bool
 	listenOnce sync.Once
@@ -39,10 +42,10 @@ func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	}
 	cfg = cfg.withDefaults()
 	if cfg.Listener == nil {
-		cfg.Listener = notify.NewListener(pool, cfg.Logger)
+		cfg.Listener = listener.New(pool, cfg.Logger)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	report := func(ev keel.Outage) {
+	report := func(ev keeltype.Outage) {
 		if cfg.Metrics != nil {
 			cfg.Metrics.Outage(ev)
 		}
@@ -87,7 +90,7 @@ func (s *Store) usable() error {
 }
 
 // writable is usable and a check of the DBTX the write was given.
-func (s *Store) writable(q keel.DBTX) error {
+func (s *Store) writable(q keeltype.DBTX) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -96,7 +99,7 @@ func (s *Store) writable(q keel.DBTX) error {
 
 // wakeups returns a subscription to append notifications, starting the
 // process's one listening connection on first use.
-func (s *Store) wakeups() *notify.Subscription {
+func (s *Store) wakeups() *listener.Subscription {
 	s.listenOnce.Do(func() {
 		s.wg.Add(1)
 		go func() {

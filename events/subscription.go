@@ -14,10 +14,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
+	"github.com/keelpg/keel/internal/service"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/listener"
 )
 
 // Handler handles one event of a subscription inside tx, the transaction
@@ -93,10 +95,12 @@ func (c SubscriptionConfig) withDefaults() (SubscriptionConfig, error) {
 }
 
 // Subscription is a durable catch-up subscription over the global feed or
-// one category. Create it with Store.Subscription and call Run.
+// one category. Create it with Store.Subscription and Start it (or call
+// Run).
 type Subscription struct {
-	store *Store
-	cfg   SubscriptionConfig
+	store  *Store
+	cfg    SubscriptionConfig
+	runner service.Runner
 }
 
 // Subscription returns a subscription; it touches the database only in Run.
@@ -128,29 +132,62 @@ func (f *handlerFailure) Unwrap() error { return f.err }
 // errLostLease ends a batch whose consumer no longer holds the subscription.
 var errLostLease = errors.New("keel events: subscription lease lost")
 
-// Run handles events from the subscription's checkpoint on until ctx ends,
-// then gives up its lease and returns nil. It waits while another consumer
-// holds the subscription and takes over when that one stops or its lease
-// runs out. A parked subscription waits for ResumeSubscription. Only a
-// subscription whose row names another category is an error, and a store
-// that is or gets closed: ErrClosed.
-func (sub *Subscription) Run(ctx context.Context) error {
+// Start runs the subscription in the background and returns at once (ctx
+// only scopes the start); Stop or StopAndCancel ends it. It returns
+// ErrStarted while the subscription runs and ErrClosed on a closed store.
+func (sub *Subscription) Start(ctx context.Context) error {
+	if err := sub.store.usable(); err != nil {
+		return err
+	}
+	err := sub.runner.Start(ctx, sub.runLoop)
+	if errors.Is(err, service.ErrStarted) {
+		return ErrStarted
+	}
+	return err
+}
+
+// Stop stops taking events, lets the batch in hand commit its checkpoint,
+// gives up the lease and returns. When ctx ends first, the batch in hand
+// rolls back (its events are handled again) and Stop returns ctx's error.
+// It returns the error the subscription stopped on by itself, if it did.
+func (sub *Subscription) Stop(ctx context.Context) error { return sub.runner.Stop(ctx) }
+
+// StopAndCancel is Stop that also cancels the batch in hand at once: its
+// handler's context ends and its transaction rolls back.
+func (sub *Subscription) StopAndCancel(ctx context.Context) error {
+	return sub.runner.StopAndCancel(ctx)
+}
+
+// Run is Start and Stop in one blocking call: it handles events from the
+// subscription's checkpoint on until ctx ends, then gives up its lease and
+// returns nil. It waits while another consumer holds the subscription and
+// takes over when that one stops or its lease runs out. A parked
+// subscription waits for ResumeSubscription. It returns an error only when
+// it cannot go on: the subscription's row names another category, the store
+// is or gets closed (ErrClosed), or its pool is closed.
+func (sub *Subscription) Run(ctx context.Context) error { return sub.runLoop(ctx, ctx) }
+
+func (sub *Subscription) runLoop(loop, work context.Context) error {
 	s := sub.store
 	if err := s.usable(); err != nil {
 		return err
 	}
 	// Closing the store ends the run as ending ctx does, but with ErrClosed.
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	defer context.AfterFunc(s.ctx, stop)()
-	err := sub.run(runCtx)
-	if err == nil && ctx.Err() == nil && s.closed.Load() {
+	loopCtx, stopLoop := context.WithCancel(loop)
+	defer stopLoop()
+	defer context.AfterFunc(s.ctx, stopLoop)()
+	workCtx, stopWork := context.WithCancel(work)
+	defer stopWork()
+	defer context.AfterFunc(s.ctx, stopWork)()
+	err := sub.run(loopCtx, workCtx)
+	if err == nil && loop.Err() == nil && s.closed.Load() {
 		return ErrClosed
 	}
 	return err
 }
 
-func (sub *Subscription) run(ctx context.Context) error {
+// run handles events until loop ends; ctx scopes the batch in hand.
+func (sub *Subscription) run(loop, ctx context.Context) error {
 	s, cfg := sub.store, sub.cfg
 	q := db.New(s.pool)
 	var category *string
@@ -178,27 +215,29 @@ func (sub *Subscription) run(ctx context.Context) error {
 	// and waits: a backoff through an outage, else the poll.
 	pause := func(what string, err error) {
 		if s.outage.Failed(err) {
-			sub.wait(ctx, wake, backoff.Next())
+			sub.wait(loop, wake, backoff.Next())
 			return
 		}
 		log.WarnContext(ctx, what, "error", err)
-		sub.wait(ctx, wake, cfg.PollInterval)
+		sub.wait(loop, wake, cfg.PollInterval)
 	}
-	for ctx.Err() == nil {
+	for loop.Err() == nil {
 		row, err := q.ClaimSubscription(ctx, db.ClaimSubscriptionParams{Owner: cfg.ConsumerID, Lease: interval(cfg.Lease), Name: cfg.Name})
 		if err == nil || errors.Is(err, pgx.ErrNoRows) {
 			s.outage.Succeeded()
 			backoff.Reset()
 		}
 		switch {
-		case ctx.Err() != nil:
+		case loop.Err() != nil:
 			return nil
+		case outage.PoolClosed(err):
+			return outage.Closed("events subscription "+cfg.Name, err)
 		case errors.Is(err, pgx.ErrNoRows):
 			if owned {
 				log.InfoContext(ctx, "keel events: subscription taken over by another consumer")
 			}
 			owned = false
-			sub.wait(ctx, wake, cfg.PollInterval)
+			sub.wait(loop, wake, cfg.PollInterval)
 			continue
 		case err != nil:
 			pause("keel events: claiming subscription", err)
@@ -209,11 +248,11 @@ func (sub *Subscription) run(ctx context.Context) error {
 			owned = true
 		}
 		if row.Status == "parked" {
-			sub.wait(ctx, wake, cfg.PollInterval)
+			sub.wait(loop, wake, cfg.PollInterval)
 			continue
 		}
 		if row.RetryAt.Valid && time.Until(row.RetryAt.Time) > 0 {
-			sub.wait(ctx, wake, min(time.Until(row.RetryAt.Time), cfg.PollInterval))
+			sub.wait(loop, wake, min(time.Until(row.RetryAt.Time), cfg.PollInterval))
 			continue
 		}
 		if err := s.Sequence(ctx); err != nil && ctx.Err() == nil && !s.outage.Failed(err) {
@@ -226,8 +265,10 @@ func (sub *Subscription) run(ctx context.Context) error {
 		n, err := sub.batch(ctx, limit)
 		var failed *handlerFailure
 		switch {
-		case ctx.Err() != nil:
+		case loop.Err() != nil:
 			return nil
+		case outage.PoolClosed(err):
+			return outage.Closed("events subscription "+cfg.Name, err)
 		case errors.As(err, &failed):
 			if err := sub.fail(ctx, log, failed, row.Attempts); err != nil {
 				pause("keel events: recording a handler failure", err)
@@ -240,7 +281,7 @@ func (sub *Subscription) run(ctx context.Context) error {
 			if n > 0 {
 				rechecks.Found()
 			}
-			if sub.wait(ctx, wake, rechecks.Wait(cfg.PollInterval)) {
+			if sub.wait(loop, wake, rechecks.Wait(cfg.PollInterval)) {
 				rechecks.Woken()
 			}
 		}
@@ -352,7 +393,7 @@ func backoff(base, ceiling time.Duration, attempts int) time.Duration {
 }
 
 // wait returns after d, on a wake-up notification or when ctx ends.
-func (sub *Subscription) wait(ctx context.Context, wake *notify.Subscription, d time.Duration) (woken bool) {
+func (sub *Subscription) wait(ctx context.Context, wake *listener.Subscription, d time.Duration) (woken bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -13,10 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // A closed store refuses to start or change subscriptions and to sequence,
@@ -46,8 +46,8 @@ func TestClosedStoreRefusesSubscriptionWrites(t *testing.T) {
 			return err
 		}, events.ErrInvalidArgument},
 		{"Sequence on a nil store", func() error { return nilStore.Sequence(ctx) }, events.ErrInvalidArgument},
-		{"RunSequencer", func() error { return store.RunSequencer(ctx) }, events.ErrClosed},
-		{"RunSequencer on a nil store", func() error { return nilStore.RunSequencer(ctx) }, events.ErrInvalidArgument},
+		{"Run", func() error { return store.Run(ctx) }, events.ErrClosed},
+		{"Run on a nil store", func() error { return nilStore.Run(ctx) }, events.ErrInvalidArgument},
 		{"subscription without a handler", func() error {
 			_, err := newStore(t, pool, events.Config{}).Subscription(events.SubscriptionConfig{Name: "s"})
 			return err
@@ -83,7 +83,7 @@ func TestClosedStoreEndsSubscriptions(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- sub.Run(ctx) }()
 	sequencing := make(chan error, 1)
-	go func() { sequencing <- store.RunSequencer(ctx) }()
+	go func() { sequencing <- store.Run(ctx) }()
 	appendTx(ctx, t, store, pool, "closing-1", events.NoStream, ev("A", 1))
 	<-started
 	store.Close()
@@ -173,7 +173,7 @@ func TestSubscriptionRecordsUnstorableFailures(t *testing.T) {
 	pool := testdb.New(t)
 	store := newStore(t, pool, events.Config{})
 	projecting := newStore(t, pool, events.Config{InlineProjections: []events.InlineProjection{
-		func(context.Context, keel.DBTX, []events.RecordedEvent) error {
+		func(context.Context, keeltype.DBTX, []events.RecordedEvent) error {
 			return errors.New("projection of \"\xff\x00\" failed")
 		},
 	}})

@@ -62,7 +62,7 @@ func createReadModelIn(ctx context.Context, t *testing.T, pool *pgxpool.Pool) {
 func TestSubscriptionSeesOutOfOrderCommitsOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t, 8)
+	pool := testdb.NewSized(t, 8)
 	store := newStore(t, pool, events.Config{})
 	createReadModelIn(ctx, t, pool)
 	runSub(t, store, events.SubscriptionConfig{Name: "ordering", Handler: project, PollInterval: 20 * time.Millisecond, BatchSize: 25})
@@ -298,7 +298,7 @@ func TestFailingHandlerParks(t *testing.T) {
 func TestOneActiveConsumer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := newPool(t, 8)
+	pool := testdb.NewSized(t, 8)
 	store := newStore(t, pool, events.Config{})
 	createReadModelIn(ctx, t, pool)
 	var inFlight, maxInFlight atomic.Int32

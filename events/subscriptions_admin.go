@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 )
 
 // SubscriptionInfo is the state of a subscription, as its row holds it.

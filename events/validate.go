@@ -7,8 +7,8 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // This file holds every check of what the store is given. Each public call
@@ -50,7 +50,7 @@ func checkSubscriptionName(name string) error {
 }
 
 // checkRead checks what a read of one stream is given.
-func checkRead(q keel.DBTX, streamID string) error {
+func checkRead(q keeltype.DBTX, streamID string) error {
 	if err := checkDBTX(q); err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (c SubscriptionConfig) check() error {
 
 // checkDBTX refuses a nil DBTX, a nil pointer in a DBTX included (a nil
 // *pgxpool.Pool, say), which would otherwise panic on the first statement.
-func checkDBTX(q keel.DBTX) error {
+func checkDBTX(q keeltype.DBTX) error {
 	if q == nil {
 		return invalid("the DBTX (transaction, connection or pool) is nil")
 	}

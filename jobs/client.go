@@ -14,6 +14,7 @@ import (
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/listener"
 )
 
 // Client inserts jobs and, when it has workers, runs them. Any number of
@@ -42,7 +43,7 @@ type run struct {
 	stopFetch, stopAll context.CancelFunc
 	stopJobs           context.CancelCauseFunc
 	jobsCtx            context.Context
-	listener           *notify.Listener
+	listener           *listener.Listener
 	queues             map[string]*queue
 	completer          *completer
 	kickResolve        chan struct{}
@@ -142,7 +143,7 @@ func (c *Client) Start(ctx context.Context) error {
 		completing:  map[int64]struct{}{},
 	}
 	if r.listener == nil {
-		r.listener = notify.NewListener(c.pool, c.cfg.Logger)
+		r.listener = listener.New(c.pool, c.cfg.Logger)
 	}
 	r.completer = newCompleter(c, r)
 	c.run = r
@@ -181,7 +182,7 @@ func (c *Client) goBackground(r *run, f func(context.Context), ctx context.Conte
 // dispatch routes notifications: inserts wake their queue's fetcher, control
 // messages cancel running jobs or wake resumed queues. After a reconnect
 // every queue looks for work.
-func (c *Client) dispatch(ctx context.Context, r *run, inserts, control *notify.Subscription) {
+func (c *Client) dispatch(ctx context.Context, r *run, inserts, control *listener.Subscription) {
 	defer inserts.Close()
 	defer control.Close()
 	for {
@@ -189,7 +190,7 @@ func (c *Client) dispatch(ctx context.Context, r *run, inserts, control *notify.
 		case <-ctx.Done():
 			return
 		case payload := <-inserts.C:
-			if payload == notify.Reconnected {
+			if payload == listener.Reconnected {
 				for _, q := range r.queues {
 					q.wakeUp()
 				}

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/internal/testdb"
 )
 
 func TestRolledBackInsertNeverRuns(t *testing.T) {
@@ -65,7 +66,7 @@ func TestCompetingClientsHandleEachJobOnce(t *testing.T) {
 		AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error { handled.add(j.ID); return nil }, nil)
 		cfg := fastConfig(w)
 		cfg.Queues = map[string]QueueConfig{DefaultQueue: {MaxWorkers: 50}}
-		clients = append(clients, startClient(t, openPool(t, url, 6), cfg))
+		clients = append(clients, startClient(t, testdb.OpenSized(t, url, 6), cfg))
 	}
 	params := make([]InsertManyParams, total)
 	for i := range params {
@@ -264,7 +265,7 @@ func TestCancel(t *testing.T) {
 	cfg.HeartbeatInterval = time.Hour // the notification must do it
 	cfg.RescueAfter = 2 * time.Hour
 	runner := startClient(t, pool, cfg)
-	other := insertOnly(t, openPool(t, url, 2))
+	other := insertOnly(t, testdb.OpenSized(t, url, 2))
 	ctx := context.Background()
 
 	t.Run("running job on another client", func(t *testing.T) {
@@ -407,7 +408,7 @@ func TestPauseAndResumeAcrossClients(t *testing.T) {
 	for range 2 {
 		w := NewWorkers()
 		AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error { handled.add(j.ID); return nil }, nil)
-		clients = append(clients, startClient(t, openPool(t, url, 4), fastConfig(w)))
+		clients = append(clients, startClient(t, testdb.OpenSized(t, url, 4), fastConfig(w)))
 	}
 	ctx := context.Background()
 	admin := insertOnly(t, pool)

@@ -3,7 +3,7 @@ package jobs
 import (
 	"context"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/outage"
 )
 

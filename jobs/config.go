@@ -5,8 +5,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
+	"github.com/keelpg/keel/listener"
 )
 
 // DefaultQueue is the queue of jobs inserted without one, and the queue a
@@ -44,9 +45,9 @@ type Config struct {
 	// notification. Default 5ms.
 	NotifyInterval time.Duration
 	// Listener is the LISTEN connection the client shares with the
-	// process's other keel components (see keel.Listener). Default: the
+	// process's other keel components (see package listener). Default: the
 	// client opens its own.
-	Listener *keel.Listener
+	Listener *listener.Listener
 
 	// JobTimeout bounds an attempt when neither the job nor its kind set a
 	// timeout. Default 1 minute; negative means no timeout.
@@ -168,7 +169,7 @@ type Metrics interface {
 	JobFailed(ev JobEvent)
 	// Outage is called when the client loses the database (ev.Over false)
 	// and when it has it back (ev.Over true).
-	Outage(ev keel.Outage)
+	Outage(ev keeltype.Outage)
 }
 
 // JobEvent describes one finished attempt.
@@ -192,4 +193,4 @@ type noMetrics struct{}
 func (noMetrics) JobsClaimed(string, int) {}
 func (noMetrics) JobCompleted(JobEvent)   {}
 func (noMetrics) JobFailed(JobEvent)      {}
-func (noMetrics) Outage(keel.Outage)      {}
+func (noMetrics) Outage(keeltype.Outage)  {}

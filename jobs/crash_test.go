@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/internal/testdb"
 )
 
 // Environment of the helper process: the database to work, and the client id
@@ -26,7 +27,7 @@ func TestHelperProcess(t *testing.T) {
 	if url == "" {
 		t.Skip("runs only as the crash test's subprocess")
 	}
-	pool := openPool(t, url, 4)
+	pool := testdb.OpenSized(t, url, 4)
 	w := NewWorkers()
 	AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
 		<-ctx.Done() // hold the job until killed

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/robfig/cron/v3"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 )
 

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keelpg/keel/internal/testdb"
 )
 
 func TestPeriodicTickInsertedOnceByThreeClients(t *testing.T) {
@@ -23,7 +25,7 @@ func TestPeriodicTickInsertedOnceByThreeClients(t *testing.T) {
 				Schedule: "* * * * * *",
 				Args:     func() (JobArgs, *InsertOpts) { return testArgs{N: 7}, nil },
 			}}
-			c, err := NewClient(openPool(t, url, 4), cfg)
+			c, err := NewClient(testdb.OpenSized(t, url, 4), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -22,7 +22,7 @@
 //
 // # Inserting
 //
-// Client.Insert writes one job through a keel.DBTX — normally the caller's
+// Client.Insert writes one job through a keeltype.DBTX — normally the caller's
 // pgx.Tx, so the job commits or rolls back with the caller's own rows. A
 // rolled-back insert never runs. Client.InsertMany writes many with one COPY.
 // InsertOpts set the queue, priority (1 first … 4 last), run-at or delay, max
@@ -37,7 +37,7 @@
 // Config.NotifyInterval (5ms) and a trailing one for inserts held back
 // (internal/notify's Debouncer). Workers LISTEN on one connection per client,
 // or on the process's shared one when Config.Listener is set (see
-// keel.Listener), and also poll every Config.FetchPollInterval (1s), so no
+// listener.Listener), and also poll every Config.FetchPollInterval (1s), so no
 // job waits on a lost notification for longer than that.
 //
 // # States

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 )
 

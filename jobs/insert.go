@@ -9,9 +9,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // InsertOpts are the options of one insert. Zero fields take the kind's
@@ -78,7 +78,7 @@ type job struct {
 //
 // When a non-final job holds opts.UniqueKey, Insert writes nothing and
 // returns a *DuplicateError; tx stays usable.
-func (c *Client) Insert(ctx context.Context, tx keel.DBTX, args JobArgs, opts *InsertOpts) (*JobRow, error) {
+func (c *Client) Insert(ctx context.Context, tx keeltype.DBTX, args JobArgs, opts *InsertOpts) (*JobRow, error) {
 	if err := checkDBTX(tx); err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (c *Client) Insert(ctx context.Context, tx keel.DBTX, args JobArgs, opts *I
 // inserted. Every job is validated and encoded before anything is written,
 // so a bad one fails the call with nothing written. Unique keys need Insert
 // (COPY cannot skip a duplicate), and are rejected here.
-func (c *Client) InsertMany(ctx context.Context, tx keel.DBTX, params []InsertManyParams) (int64, error) {
+func (c *Client) InsertMany(ctx context.Context, tx keeltype.DBTX, params []InsertManyParams) (int64, error) {
 	if err := checkDBTX(tx); err != nil {
 		return 0, err
 	}
@@ -162,7 +162,7 @@ func (c *Client) InsertMany(ctx context.Context, tx keel.DBTX, params []InsertMa
 	return n, nil
 }
 
-func (c *Client) notifyQueue(ctx context.Context, tx keel.DBTX, queue string) error {
+func (c *Client) notifyQueue(ctx context.Context, tx keeltype.DBTX, queue string) error {
 	if err := c.debouncer.Notify(ctx, tx, channelInsert, queue); err != nil {
 		return fmt.Errorf("keel jobs: notifying queue %q: %w", queue, err)
 	}
@@ -170,7 +170,7 @@ func (c *Client) notifyQueue(ctx context.Context, tx keel.DBTX, queue string) er
 }
 
 // checkDependencies fails unless every id names an existing job.
-func checkDependencies(ctx context.Context, tx keel.DBTX, ids []int64) error {
+func checkDependencies(ctx context.Context, tx keeltype.DBTX, ids []int64) error {
 	uniq := map[int64]bool{}
 	for _, id := range ids {
 		uniq[id] = true

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/keeltype"
 )
 
 func TestProgressAndOutput(t *testing.T) {
@@ -178,7 +178,7 @@ type recordingMetrics struct {
 }
 
 func (m *recordingMetrics) JobsClaimed(_ string, n int) { m.claimed.Add(int64(n)) }
-func (m *recordingMetrics) Outage(keel.Outage)          {}
+func (m *recordingMetrics) Outage(keeltype.Outage)      {}
 func (m *recordingMetrics) JobCompleted(ev JobEvent) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // checkKind and checkQueue are the checks of the names a job is stored and
@@ -24,7 +24,7 @@ func invalid(err error) error {
 }
 
 // checkDBTX refuses a nil tx, whose first statement would panic.
-func checkDBTX(tx keel.DBTX) error {
+func checkDBTX(tx keeltype.DBTX) error {
 	if isNil(tx) {
 		return fmt.Errorf("%w: nil DBTX", ErrInvalidOptions)
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // freeArgs is a job whose kind and encoded args a test chooses; its args
@@ -205,7 +205,7 @@ func TestNilArgumentsAreErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
-		tx   keel.DBTX
+		tx   keeltype.DBTX
 	}{
 		{"nil DBTX", nil},
 		{"nil pool", (*pgxpool.Pool)(nil)},

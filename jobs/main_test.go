@@ -27,22 +27,7 @@ func (testArgs) Kind() string { return "test" }
 func newPool(t *testing.T, maxConns int) (*pgxpool.Pool, string) {
 	t.Helper()
 	url := testdb.NewURL(t)
-	return openPool(t, url, maxConns), url
-}
-
-func openPool(t *testing.T, url string, maxConns int) *pgxpool.Pool {
-	t.Helper()
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = int32(maxConns)
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
+	return testdb.OpenSized(t, url, int32(maxConns)), url
 }
 
 // fastConfig shortens the intervals so tests settle in milliseconds.

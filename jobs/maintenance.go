@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/periodic"
 )
 
@@ -30,7 +30,11 @@ const retentionInterval = time.Minute
 
 func (c *Client) startMaintenance(ctx context.Context, r *run) {
 	for _, d := range []periodic.Duty{c.promoteDuty(), c.rescueDuty(), c.retentionDuty()} {
-		c.goBackground(r, func(ctx context.Context) { periodic.Run(ctx, c.pool, d, c.cfg.Logger, c.outage) }, ctx)
+		c.goBackground(r, func(ctx context.Context) {
+			if err := periodic.Run(ctx, c.pool, d, c.cfg.Logger, c.outage); err != nil {
+				c.cfg.Logger.ErrorContext(ctx, "keel jobs: maintenance stopped", "error", err)
+			}
+		}, ctx)
 	}
 	c.goBackground(r, func(ctx context.Context) { c.resolveLoop(ctx, r) }, ctx)
 }

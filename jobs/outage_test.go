@@ -8,27 +8,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/testcluster"
+	"github.com/keelpg/keel/internal/testdb"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // outageMetrics records the outages the hook hears of.
 type outageMetrics struct {
 	noMetrics
 	mu     sync.Mutex
-	events []keel.Outage
+	events []keeltype.Outage
 }
 
-func (m *outageMetrics) Outage(ev keel.Outage) {
+func (m *outageMetrics) Outage(ev keeltype.Outage) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.events = append(m.events, ev)
 }
 
-func (m *outageMetrics) seen() []keel.Outage {
+func (m *outageMetrics) seen() []keeltype.Outage {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]keel.Outage(nil), m.events...)
+	return append([]keeltype.Outage(nil), m.events...)
 }
 
 // While jobs run, the server goes away: for 3 s, for 30 s, or for a fast
@@ -41,7 +42,7 @@ func TestOutage(t *testing.T) {
 			t.Parallel()
 			const total = 5000
 			cluster := testcluster.New(t)
-			pool := openPool(t, cluster.URL(), 20)
+			pool := testdb.OpenSized(t, cluster.URL(), 20)
 			ctx := context.Background()
 			runs := newCounter()
 			w := NewWorkers()
@@ -93,7 +94,7 @@ func TestOutage(t *testing.T) {
 func TestCompletionSurvivesOutage(t *testing.T) {
 	t.Parallel()
 	cluster := testcluster.New(t)
-	pool := openPool(t, cluster.URL(), 8)
+	pool := testdb.OpenSized(t, cluster.URL(), 8)
 	var (
 		stopped = make(chan struct{})
 		started = make(chan struct{})

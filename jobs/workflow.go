@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // Workflow is a set of named tasks, each a job, with dependencies between
@@ -53,7 +53,7 @@ func (w *Workflow) Add(name string, args JobArgs, opts *TaskOpts) *Workflow {
 // their RunWhen. It rejects, before writing anything, an empty or unnamed
 // workflow, duplicate or unknown task names, cycles, unique keys (COPY cannot
 // skip duplicates) and anything Insert rejects.
-func (c *Client) InsertWorkflow(ctx context.Context, tx keel.DBTX, w *Workflow) (map[string]int64, error) {
+func (c *Client) InsertWorkflow(ctx context.Context, tx keeltype.DBTX, w *Workflow) (map[string]int64, error) {
 	if err := checkDBTX(tx); err != nil {
 		return nil, err
 	}

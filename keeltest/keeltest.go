@@ -16,10 +16,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/events"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // TB is the part of testing.TB the helpers use.
@@ -46,7 +46,7 @@ func sameJSON(a, b []byte) bool {
 // JobInserted asserts that tx holds a job of args' kind whose arguments
 // equal args (as JSON), and returns the newest such job; otherwise it
 // reports which jobs of the kind there are and returns nil.
-func JobInserted(ctx context.Context, tb TB, tx keel.DBTX, args jobs.JobArgs) *db.KeelJob {
+func JobInserted(ctx context.Context, tb TB, tx keeltype.DBTX, args jobs.JobArgs) *db.KeelJob {
 	tb.Helper()
 	want, err := json.Marshal(args)
 	if err != nil {
@@ -93,7 +93,7 @@ func (m Message) matches(r db.KeelOutbox) bool {
 // OutboxEnqueued asserts that tx holds an outbox message with want's topic
 // and, when set, its key, type and payload (compared as JSON when both are
 // JSON), and returns it.
-func OutboxEnqueued(ctx context.Context, tb TB, tx keel.DBTX, want Message) *db.KeelOutbox {
+func OutboxEnqueued(ctx context.Context, tb TB, tx keeltype.DBTX, want Message) *db.KeelOutbox {
 	tb.Helper()
 	rows, err := db.New(tx).OutboxList(ctx, db.OutboxListParams{MaxRows: maxRows})
 	if err != nil {
@@ -120,7 +120,7 @@ func OutboxEnqueued(ctx context.Context, tb TB, tx keel.DBTX, want Message) *db.
 
 // EventAppended asserts that stream holds an event of eventType, read
 // through tx with store, and returns the latest such event.
-func EventAppended(ctx context.Context, tb TB, store *events.Store, tx keel.DBTX, stream, eventType string) *events.RecordedEvent {
+func EventAppended(ctx context.Context, tb TB, store *events.Store, tx keeltype.DBTX, stream, eventType string) *events.RecordedEvent {
 	tb.Helper()
 	evs, err := store.ReadStream(ctx, tx, stream, events.ReadOptions{Backward: true})
 	if err != nil {

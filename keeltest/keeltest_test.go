@@ -219,4 +219,4 @@ func TestRunWorkflow(t *testing.T) {
 	}
 }
 
-var _ pgx.Tx // keeltest reads through any keel.DBTX, a pgx.Tx included
+var _ pgx.Tx // keeltest reads through any keeltype.DBTX, a pgx.Tx included

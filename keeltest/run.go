@@ -81,11 +81,11 @@ func RunWorkflow[In, Out any](ctx context.Context, pool *pgxpool.Pool, name stri
 	if err != nil {
 		return nil, err
 	}
-	if err := engine.StartWorkers(ctx); err != nil {
+	if err := engine.Start(ctx); err != nil {
 		return nil, err
 	}
 	defer func() { _ = engine.Stop(context.WithoutCancel(ctx)) }()
-	run, err := engine.Start(ctx, pool, name, input, nil)
+	run, err := engine.StartRun(ctx, pool, name, input, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // grantStatements give a runtime role what keel needs at run time and
@@ -52,7 +52,7 @@ const versionGrant = "GRANT SELECT ON " + VersionTable + " "
 
 // Grant runs GrantStatements(role) through tx; the grant on VersionTable
 // only where that table exists.
-func Grant(ctx context.Context, tx keel.DBTX, role string) error {
+func Grant(ctx context.Context, tx keeltype.DBTX, role string) error {
 	stmts, err := GrantStatements(role)
 	if err != nil {
 		return err

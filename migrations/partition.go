@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // PartitionTable names a table keel can partition.
@@ -127,7 +127,7 @@ type PartitionInfo struct {
 
 // Partitions lists the partitions of keel.jobs and keel.outbox, oldest first;
 // none while neither is partitioned.
-func Partitions(ctx context.Context, tx keel.DBTX) ([]PartitionInfo, error) {
+func Partitions(ctx context.Context, tx keeltype.DBTX) ([]PartitionInfo, error) {
 	rows, err := db.New(tx).ListPartitions(ctx)
 	if err != nil {
 		return nil, wrap("partitions", err)

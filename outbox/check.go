@@ -9,8 +9,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // The checks every public write of the package makes before its first
@@ -26,6 +26,9 @@ var ErrInvalidArgument = errors.New("keel outbox: invalid argument")
 // written.
 var ErrClosed = errors.New("keel outbox: outbox closed")
 
+// ErrStarted is returned by Start on a relay or an inbox that runs already.
+var ErrStarted = errors.New("keel outbox: already started")
+
 func invalidArgument(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidArgument, fmt.Sprintf(format, a...))
 }
@@ -37,7 +40,7 @@ func invalidValue(err error) error {
 
 // checkDBTX refuses a nil transaction, also a nil pointer in the interface
 // (a *pgxpool.Pool or *pgx.Conn never set).
-func checkDBTX(tx keel.DBTX) error {
+func checkDBTX(tx keeltype.DBTX) error {
 	if isNil(tx) {
 		return invalidArgument("the transaction (DBTX) is nil")
 	}

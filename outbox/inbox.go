@@ -11,9 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/periodic"
+	"github.com/keelpg/keel/internal/service"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // ErrDuplicate is returned by Inbox.Claim when the consumer already
@@ -30,7 +31,7 @@ type InboxConfig struct {
 	// DedupWindow is how long a processed message id is remembered. A
 	// redelivery after that is processed again. Default: 7 days.
 	DedupWindow time.Duration
-	// ExpireInterval is how often Run deletes records past the window.
+	// ExpireInterval is how often Start (or Run) deletes records past the window.
 	// Default: 1 minute.
 	ExpireInterval time.Duration
 	// Logger receives warnings. Default: nothing is logged.
@@ -41,12 +42,13 @@ type InboxConfig struct {
 // the consumer's writes and the record that it saw the message commit in
 // one transaction, so a redelivered message is recognised and skipped.
 type Inbox struct {
-	pool *pgxpool.Pool
-	cfg  InboxConfig
+	pool   *pgxpool.Pool
+	cfg    InboxConfig
+	runner service.Runner
 }
 
 // NewInbox returns an Inbox on the pool. Claim and Expire write through the
-// transaction they are given; Process and Run need the pool, and return
+// transaction they are given; Process, Start and Run need the pool, and return
 // ErrInvalidArgument when it is nil.
 func NewInbox(pool *pgxpool.Pool, cfg InboxConfig) *Inbox {
 	if cfg.DedupWindow <= 0 {
@@ -67,11 +69,11 @@ func NewInbox(pool *pgxpool.Pool, cfg InboxConfig) *Inbox {
 // commits on its own, apart from the consumer's writes. A consumer or
 // message id that cannot be stored fails with ErrInvalidInboxKey and a nil
 // tx with ErrInvalidArgument; nothing is sent and tx stays usable.
-func (i *Inbox) Claim(ctx context.Context, tx keel.DBTX, consumer, messageID string) error {
+func (i *Inbox) Claim(ctx context.Context, tx keeltype.DBTX, consumer, messageID string) error {
 	return i.claim(ctx, tx, consumer, messageID, nil)
 }
 
-func (i *Inbox) claim(ctx context.Context, tx keel.DBTX, consumer, messageID string, now *time.Time) error {
+func (i *Inbox) claim(ctx context.Context, tx keeltype.DBTX, consumer, messageID string, now *time.Time) error {
 	if i == nil {
 		return invalidArgument("the Inbox is nil")
 	}
@@ -136,7 +138,7 @@ const expireKey int64 = 0x6b696e62657870 // "kinbexp"
 // Expire deletes up to 10,000 seen-records older than the dedup window (as
 // of now) and returns how many. A nil tx, or a now whose window starts
 // outside Postgres's time range, fails with ErrInvalidArgument.
-func (i *Inbox) Expire(ctx context.Context, tx keel.DBTX, now time.Time) (int, error) {
+func (i *Inbox) Expire(ctx context.Context, tx keeltype.DBTX, now time.Time) (int, error) {
 	if i == nil {
 		return 0, invalidArgument("the Inbox is nil")
 	}
@@ -154,20 +156,41 @@ func (i *Inbox) Expire(ctx context.Context, tx keel.DBTX, now time.Time) (int, e
 	return int(n), nil
 }
 
-// Run deletes seen-records past the dedup window every ExpireInterval until
-// ctx ends, then returns nil. Run it in any number of processes; one at a
-// time does the work. It returns ErrInvalidArgument at once when the Inbox
-// has no pool.
+// Start deletes seen-records past the dedup window every ExpireInterval in
+// the background, until Stop; it returns at once (ctx only scopes the
+// start). Run it in any number of processes; one at a time does the work.
+// It returns ErrStarted while the expiry runs, and ErrInvalidArgument when
+// the Inbox has no pool.
+func (i *Inbox) Start(ctx context.Context) error {
+	if i == nil || i.pool == nil {
+		return invalidArgument("Start needs an Inbox made by NewInbox with a pool")
+	}
+	err := i.runner.Start(ctx, func(loop, _ context.Context) error { return i.Run(loop) })
+	if errors.Is(err, service.ErrStarted) {
+		return ErrStarted
+	}
+	return err
+}
+
+// Stop ends the expiry Start began and waits for it; a pass in hand rolls
+// back. It returns ctx's error when ctx ends first.
+func (i *Inbox) Stop(ctx context.Context) error { return i.runner.Stop(ctx) }
+
+// StopAndCancel is Stop; the expiry holds no work worth finishing.
+func (i *Inbox) StopAndCancel(ctx context.Context) error { return i.runner.StopAndCancel(ctx) }
+
+// Run is Start and Stop in one blocking call: it expires seen-records until
+// ctx ends, then returns nil. It returns ErrInvalidArgument at once when the
+// Inbox has no pool, and an error when its pool is closed while it runs.
 func (i *Inbox) Run(ctx context.Context) error {
 	if i == nil || i.pool == nil {
 		return invalidArgument("Run needs an Inbox made by NewInbox with a pool")
 	}
-	periodic.Run(ctx, i.pool, periodic.Duty{
-		Name: "inbox expiry", Key: expireKey, Interval: i.cfg.ExpireInterval,
+	return periodic.Run(ctx, i.pool, periodic.Duty{
+		Name: "outbox inbox expiry", Key: expireKey, Interval: i.cfg.ExpireInterval,
 		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
 			n, err := i.Expire(ctx, tx, time.Now())
 			return n == expireBatch, err
 		},
 	}, i.cfg.Logger, nil)
-	return nil
 }

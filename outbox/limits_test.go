@@ -16,10 +16,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 	"github.com/keelpg/keel/outbox"
 )
 
@@ -217,7 +217,7 @@ func TestEnqueueOnClosedOutbox(t *testing.T) {
 	box := outbox.New(pool, outbox.Config{})
 	box.Close()
 	tx := begin(t, pool)
-	for via, dbtx := range map[string]keel.DBTX{"pool": pool, "transaction": tx} {
+	for via, dbtx := range map[string]keeltype.DBTX{"pool": pool, "transaction": tx} {
 		n, err := box.Enqueue(ctx, dbtx, outbox.Message{Topic: "t", Payload: []byte{}})
 		if !errors.Is(err, outbox.ErrClosed) || n != 0 {
 			t.Errorf("Enqueue through a %s on a closed Outbox: %d, %v; want 0, ErrClosed", via, n, err)

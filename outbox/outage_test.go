@@ -10,8 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/testcluster"
+	"github.com/keelpg/keel/keeltype"
 	"github.com/keelpg/keel/outbox"
 )
 
@@ -19,10 +19,10 @@ import (
 type outageHooks struct {
 	outbox.NoHooks
 	mu     sync.Mutex
-	events []keel.Outage
+	events []keeltype.Outage
 }
 
-func (h *outageHooks) Outage(ev keel.Outage) {
+func (h *outageHooks) Outage(ev keeltype.Outage) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.events = append(h.events, ev)
@@ -86,7 +86,7 @@ func TestRelayOutage(t *testing.T) {
 			t.Logf("all %d messages delivered %s after the server was back; %d published twice",
 				keys*perKey, time.Since(back).Round(time.Millisecond), len(published)-len(seen))
 			hooks.mu.Lock()
-			evs := append([]keel.Outage(nil), hooks.events...)
+			evs := append([]keeltype.Outage(nil), hooks.events...)
 			hooks.mu.Unlock()
 			if tt.Declared && (len(evs) < 2 || evs[0].Over || !evs[len(evs)-1].Over) {
 				t.Fatalf("the hook heard %+v, want an outage's start and end", evs)

@@ -13,9 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // Channel is the LISTEN/NOTIFY channel on which enqueues wake relays.
@@ -71,7 +71,7 @@ func (o *Outbox) Close() {
 // nil tx with ErrInvalidArgument, a closed Outbox with ErrClosed. Messages
 // whose ID is already in the outbox are skipped; Enqueue returns how many
 // were new. IDs left zero are filled in on msgs.
-func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (int, error) {
+func (o *Outbox) Enqueue(ctx context.Context, tx keeltype.DBTX, msgs ...Message) (int, error) {
 	switch {
 	case o == nil || o.debounce == nil:
 		return 0, invalidArgument("the Outbox was not made by outbox.New")
@@ -129,7 +129,7 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keel.DBTX, msgs ...Message) (in
 // Requeue puts a dead message back in line with fresh attempts. It returns
 // ErrNotFound for an unknown id, ErrNotDead for a message that is not dead
 // and ErrInvalidArgument for a nil tx.
-func Requeue(ctx context.Context, tx keel.DBTX, id uuid.UUID) error {
+func Requeue(ctx context.Context, tx keeltype.DBTX, id uuid.UUID) error {
 	if err := checkDBTX(tx); err != nil {
 		return err
 	}

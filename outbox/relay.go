@@ -13,12 +13,14 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
 	"github.com/keelpg/keel/internal/periodic"
+	"github.com/keelpg/keel/internal/service"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
+	"github.com/keelpg/keel/listener"
 )
 
 // Publisher sends messages to where they go: Kafka, NATS, SQS, a webhook.
@@ -56,7 +58,7 @@ type Hooks interface {
 	Lag(oldest time.Duration)
 	// Outage is called when the relay loses the database (ev.Over false)
 	// and when it has it back (ev.Over true).
-	Outage(ev keel.Outage)
+	Outage(ev keeltype.Outage)
 }
 
 // NoHooks ignores every measurement.
@@ -72,7 +74,7 @@ func (NoHooks) Failed(Delivery, error, bool) {}
 func (NoHooks) Lag(time.Duration) {}
 
 // Outage implements Hooks.
-func (NoHooks) Outage(keel.Outage) {}
+func (NoHooks) Outage(keeltype.Outage) {}
 
 // RelayConfig configures a Relay. The zero value is ready to use.
 type RelayConfig struct {
@@ -103,9 +105,9 @@ type RelayConfig struct {
 	// Hooks receive measurements. Default: NoHooks.
 	Hooks Hooks
 	// Listener is the LISTEN connection the relay shares with the
-	// process's other keel components (see keel.Listener). Default: the
+	// process's other keel components (see package listener). Default: the
 	// relay opens its own.
-	Listener *keel.Listener
+	Listener *listener.Listener
 }
 
 // DefaultBackoff waits about 1s after the first failure, doubling each time
@@ -129,9 +131,11 @@ type Relay struct {
 	cfg    RelayConfig
 	log    *slog.Logger
 	outage *outage.Tracker
+	runner service.Runner
 }
 
-// NewRelay returns a relay that hands messages to pub. Run starts it. A nil
+// NewRelay returns a relay that hands messages to pub. Start (or Run)
+// runs it. A nil
 // pool or publisher, or a RelayConfig out of range, fails with
 // ErrInvalidArgument.
 func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error) {
@@ -177,22 +181,50 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 	return &Relay{pool: pool, pub: pub, cfg: cfg, log: log, outage: outage.NewTracker("outbox relay", log, cfg.Hooks.Outage)}, nil
 }
 
-// Run publishes until ctx ends, then returns nil. It wakes on enqueue
-// notifications and polls every PollInterval, and it deletes delivered
-// messages past Retention (one relay at a time does that).
-func (r *Relay) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	listener := r.cfg.Listener
-	if listener == nil {
-		listener = notify.NewListener(r.pool, r.log)
+// Start runs the relay in the background and returns at once (ctx only
+// scopes the start); Stop or StopAndCancel ends it. It returns ErrStarted
+// while the relay runs.
+func (r *Relay) Start(ctx context.Context) error {
+	err := r.runner.Start(ctx, r.run)
+	if errors.Is(err, service.ErrStarted) {
+		return ErrStarted
 	}
-	wake := listener.Subscribe(Channel, 1)
+	return err
+}
+
+// Stop stops claiming, lets the batch in hand be published and recorded,
+// and returns once the relay has stopped. When ctx ends first, the batch in
+// hand is abandoned (its messages go out again after their lease) and Stop
+// returns ctx's error. It returns the error the relay stopped on by itself,
+// if it did (a closed pool).
+func (r *Relay) Stop(ctx context.Context) error { return r.runner.Stop(ctx) }
+
+// StopAndCancel is Stop that also cancels the publishing in hand at once.
+func (r *Relay) StopAndCancel(ctx context.Context) error { return r.runner.StopAndCancel(ctx) }
+
+// Run runs the relay until ctx ends, then returns nil: Start and Stop in
+// one blocking call. It returns an error only when the relay cannot go on:
+// its pool was closed.
+//
+// The relay wakes on enqueue notifications and polls every PollInterval,
+// and it deletes delivered messages past Retention (one relay at a time
+// does that).
+func (r *Relay) Run(ctx context.Context) error { return r.run(ctx, ctx) }
+
+// run publishes until loop ends; work scopes the batch in hand.
+func (r *Relay) run(loop, work context.Context) error {
+	loop, cancel := context.WithCancel(loop)
+	defer cancel()
+	l := r.cfg.Listener
+	if l == nil {
+		l = listener.New(r.pool, r.log)
+	}
+	wake := l.Subscribe(Channel, 1)
 	defer wake.Close()
 	done := make(chan struct{}, 2)
-	go func() { _ = listener.Run(ctx); done <- struct{}{} }()
+	go func() { _ = l.Run(loop); done <- struct{}{} }()
 	go func() {
-		periodic.Run(ctx, r.pool, r.retentionDuty(), r.log, r.outage)
+		_ = periodic.Run(loop, r.pool, r.retentionDuty(), r.log, r.outage) // a closed pool ends the relay too
 		done <- struct{}{}
 	}()
 	defer func() { cancel(); <-done; <-done }()
@@ -204,7 +236,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	var pending *outcome
 	defer func() {
 		if pending != nil {
-			r.recordLogged(ctx, *pending)
+			r.recordLogged(work, *pending)
 		}
 	}()
 	lastLag := time.Time{}
@@ -216,16 +248,16 @@ func (r *Relay) Run(ctx context.Context) error {
 		go func(o *outcome) {
 			defer close(recorded)
 			if o != nil {
-				r.recordLogged(ctx, *o)
+				r.recordLogged(work, *o)
 			}
 		}(pending)
-		o, err := r.claimAndPublish(ctx, nil)
+		o, err := r.claimAndPublish(work, nil)
 		<-recorded
 		pending = nil
 		if o.claimed > 0 {
 			pending = &o
 		}
-		if ctx.Err() != nil {
+		if loop.Err() != nil {
 			return nil
 		}
 		wait := r.cfg.PollInterval
@@ -233,14 +265,16 @@ func (r *Relay) Run(ctx context.Context) error {
 		case err == nil:
 			r.outage.Succeeded()
 			backoff.Reset()
+		case outage.PoolClosed(err):
+			return outage.Closed("outbox relay", err)
 		case r.outage.Failed(err):
 			wait = backoff.Next()
 		default:
-			r.log.WarnContext(ctx, "keel outbox: relay batch failed", "error", err)
+			r.log.WarnContext(loop, "keel outbox: relay batch failed", "error", err)
 		}
 		if time.Since(lastLag) >= r.cfg.PollInterval {
 			lastLag = time.Now()
-			r.reportLag(ctx)
+			r.reportLag(loop)
 		}
 		if o.claimed > 0 {
 			rechecks.Found()
@@ -249,7 +283,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		select {
-		case <-ctx.Done():
+		case <-loop.Done():
 			return nil
 		case <-wake.C:
 			rechecks.Woken()
@@ -479,7 +513,7 @@ const retentionBatch = 10000
 // time and returns how many it deleted. Relays call it on their own every
 // minute; it is exported for operators and tests. A nil tx, or a time
 // outside Postgres's range, fails with ErrInvalidArgument.
-func DeleteDelivered(ctx context.Context, tx keel.DBTX, before time.Time) (int, error) {
+func DeleteDelivered(ctx context.Context, tx keeltype.DBTX, before time.Time) (int, error) {
 	if err := checkDBTX(tx); err != nil {
 		return 0, err
 	}

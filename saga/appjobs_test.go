@@ -28,7 +28,7 @@ func TestEngineWorksTheDefaultQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.StartWorkers(ctx); err != nil {
+	if err := e.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.Stop(ctx) })

@@ -7,9 +7,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel/db"
-	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/outage"
+	"github.com/keelpg/keel/listener"
 )
 
 // channelDone is notified, debounced and without a payload, when runs
@@ -22,7 +22,7 @@ const channelDone = "keel_saga_done"
 // one when the engine's jobs.Config has it) is run from the first Await.
 type awaiter struct {
 	pool     *pgxpool.Pool
-	listener *notify.Listener
+	listener *listener.Listener
 	logger   *slog.Logger
 	// outage follows the database for the awaiter and every Await.
 	outage *outage.Tracker
@@ -35,12 +35,12 @@ type awaiter struct {
 	watchers map[string]map[chan struct{}]struct{}
 }
 
-func newAwaiter(pool *pgxpool.Pool, listener *notify.Listener, logger *slog.Logger) *awaiter {
-	if listener == nil {
-		listener = notify.NewListener(pool, logger)
+func newAwaiter(pool *pgxpool.Pool, l *listener.Listener, logger *slog.Logger) *awaiter {
+	if l == nil {
+		l = listener.New(pool, logger)
 	}
 	return &awaiter{
-		pool: pool, listener: listener, logger: logger, outage: outage.NewTracker("saga await", logger, nil),
+		pool: pool, listener: l, logger: logger, outage: outage.NewTracker("saga await", logger, nil),
 		watchers: map[string]map[chan struct{}]struct{}{},
 	}
 }
@@ -84,7 +84,7 @@ func (a *awaiter) unwatch(runID string, c chan struct{}) {
 	}
 }
 
-func (a *awaiter) route(ctx context.Context, sub *notify.Subscription) {
+func (a *awaiter) route(ctx context.Context, sub *listener.Subscription) {
 	defer sub.Close()
 	for {
 		select {
@@ -100,7 +100,7 @@ func (a *awaiter) route(ctx context.Context, sub *notify.Subscription) {
 			if len(ids) == 0 {
 				continue
 			}
-			if payload == notify.Reconnected {
+			if payload == listener.Reconnected {
 				a.signal(ids)
 				continue
 			}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 )
 
 // ErrChildFailed: a child run failed or was cancelled; the error's message

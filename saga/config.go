@@ -22,10 +22,12 @@ type Config struct {
 	// configures Queue.
 	MaxConcurrentRuns int
 	// Jobs configures the jobs client the engine runs on. The engine adds its
-	// worker to Jobs.Workers (a new set when nil, so one Workers can hold an
-	// application's own job kinds too) and works Queue — and, when
-	// Jobs.Queues is empty, jobs' default queue as a plain jobs client
-	// would, so the application's own jobs run too. Its zero values
+	// worker to Jobs.Workers and works Queue. With Jobs.Workers nil the
+	// client works Queue alone and leaves every other queue to the
+	// application's own clients. Given the application's Workers (so one
+	// client runs the application's job kinds and the runs), it also works
+	// Jobs.Queues — jobs' default queue when that is empty, as a plain jobs
+	// client would. Its zero values
 	// take jobs' defaults, except NotifyInterval and FetchCooldown, which
 	// default to 1ms: a run woken by a signal or a child is one job whose
 	// latency is the resume latency. Await listens through Jobs.Listener
@@ -83,14 +85,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Jobs.Workers == nil {
+	appWorkers := c.Jobs.Workers != nil
+	if !appWorkers {
 		c.Jobs.Workers = jobs.NewWorkers()
 	}
 	queues := make(map[string]jobs.QueueConfig, len(c.Jobs.Queues)+2)
 	for name, q := range c.Jobs.Queues {
 		queues[name] = q
 	}
-	if len(c.Jobs.Queues) == 0 {
+	if appWorkers && len(c.Jobs.Queues) == 0 {
 		queues[jobs.DefaultQueue] = jobs.QueueConfig{}
 	}
 	if _, ok := queues[c.Queue]; !ok {

@@ -11,9 +11,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // execution is one executor's pass over a run: the run as it claimed it,
@@ -140,7 +140,7 @@ func (ex *execution) stepContext() (context.Context, context.CancelFunc) {
 // checkpoint records a step's outcome through tx (the pool, or a
 // transactional step's transaction) and learns whether a cancel was
 // requested. A refused checkpoint means another executor holds the run.
-func (ex *execution) checkpoint(ctx context.Context, tx keel.DBTX, p db.CheckpointParams) error {
+func (ex *execution) checkpoint(ctx context.Context, tx keeltype.DBTX, p db.CheckpointParams) error {
 	p.RunID, p.Epoch, p.Owner = ex.run.ID, ex.run.Epoch, ptr(ex.e.jobs.ID())
 	if !p.StartedAt.Valid {
 		p.StartedAt = pgtype.Timestamptz{Time: time.Now(), Valid: true}
@@ -175,7 +175,7 @@ func (ex *execution) checkpoint(ctx context.Context, tx keel.DBTX, p db.Checkpoi
 
 // mustCheckpoint is checkpoint for the workflow goroutine: a failure stops
 // the workflow.
-func (ex *execution) mustCheckpoint(tx keel.DBTX, p db.CheckpointParams) {
+func (ex *execution) mustCheckpoint(tx keeltype.DBTX, p db.CheckpointParams) {
 	if err := ex.checkpoint(ex.ctx, tx, p); err != nil {
 		panic(abort{err})
 	}

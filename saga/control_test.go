@@ -98,7 +98,7 @@ func TestUnknownVersionWaits(t *testing.T) {
 		}
 		return r.Status == saga.StatusPending && strings.Contains(r.LastError, "version 2 of workflow \"greet\"")
 	})
-	if err := starter.StartWorkers(ctx); err != nil {
+	if err := starter.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got, err := saga.Result[string](await(t, starter, run.ID))
@@ -123,7 +123,7 @@ func TestIdempotentStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := e.Start(ctx, tx, "once", 2, &saga.StartOpts{RunID: "order-42"})
+	again, err := e.StartRun(ctx, tx, "once", 2, &saga.StartOpts{RunID: "order-42"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestIdempotentStart(t *testing.T) {
 	if again.ID != first.ID || string(again.Input) != "1" {
 		t.Fatalf("second start returned %+v", again)
 	}
-	if _, err := e.Start(ctx, pool, "other", 1, &saga.StartOpts{RunID: "order-42"}); !errors.Is(err, saga.ErrRunIDInUse) {
+	if _, err := e.StartRun(ctx, pool, "other", 1, &saga.StartOpts{RunID: "order-42"}); !errors.Is(err, saga.ErrRunIDInUse) {
 		t.Fatalf("start of another workflow with the id: %v", err)
 	}
 	await(t, e, first.ID)
@@ -156,14 +156,14 @@ func TestBadInput(t *testing.T) {
 		do   func() error
 		want error
 	}{
-		{"unregistered workflow", func() error { _, err := e.Start(ctx, pool, "nope", 1, nil); return err }, saga.ErrUnknownWorkflow},
+		{"unregistered workflow", func() error { _, err := e.StartRun(ctx, pool, "nope", 1, nil); return err }, saga.ErrUnknownWorkflow},
 		{"unregistered version", func() error {
-			_, err := e.Start(ctx, pool, "done", map[string]any{}, &saga.StartOpts{Version: 9})
+			_, err := e.StartRun(ctx, pool, "done", map[string]any{}, &saga.StartOpts{Version: 9})
 			return err
 		}, saga.ErrUnknownWorkflow},
-		{"input of the wrong type", func() error { _, err := e.Start(ctx, pool, "done", 3, nil); return err }, saga.ErrInvalidOptions},
+		{"input of the wrong type", func() error { _, err := e.StartRun(ctx, pool, "done", 3, nil); return err }, saga.ErrInvalidOptions},
 		{"input that does not encode", func() error {
-			_, err := e.Start(ctx, pool, "done", map[string]any{"c": make(chan int)}, nil)
+			_, err := e.StartRun(ctx, pool, "done", map[string]any{"c": make(chan int)}, nil)
 			return err
 		}, saga.ErrEncode},
 		{"signal to a finished run", func() error { return e.Signal(ctx, pool, finished.ID, "x", 1, "") }, saga.ErrRunFinished},

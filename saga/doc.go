@@ -22,8 +22,8 @@
 //		return saga.Step(ctx, "ship", func(ctx context.Context) (Receipt, error) { return ship(ctx, o, id) }, nil)
 //	})
 //	engine, err := saga.NewEngine(pool, reg, saga.Config{})
-//	err = engine.StartWorkers(ctx)
-//	run, err := engine.Start(ctx, tx, "checkout", order, &saga.StartOpts{RunID: "order-" + order.ID})
+//	err = engine.Start(ctx)
+//	run, err := engine.StartRun(ctx, tx, "checkout", order, &saga.StartOpts{RunID: "order-" + order.ID})
 //	// … commit tx: the run starts if and only if your own writes commit.
 //	done, err := engine.Await(ctx, run.ID)
 //	receipt, err := saga.Result[Receipt](done)

@@ -12,10 +12,10 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // Engine starts, signals, cancels and inspects runs, and — once its workers
@@ -46,7 +46,7 @@ func (runJob) Kind() string { return runJobKind }
 
 // NewEngine returns an engine on pool for the workflows in registry. It
 // validates cfg and adds its worker to cfg.Jobs.Workers; nothing runs until
-// StartWorkers.
+// Start.
 func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, error) {
 	if pool == nil || registry == nil {
 		return nil, fmt.Errorf("%w: nil pool or registry", ErrInvalidOptions)
@@ -75,47 +75,60 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 // application's own job kinds too when they are in Config.Jobs.Workers.
 func (e *Engine) Jobs() *jobs.Client { return e.jobs }
 
-// StartWorkers starts executing runs (and resuming parked and orphaned
-// ones) in this process. It returns at once; after Stop it returns
-// ErrClosed.
-func (e *Engine) StartWorkers(ctx context.Context) error {
+// Start starts executing runs (and resuming parked and orphaned ones) in
+// this process, on the engine's jobs client: it starts that client, so the
+// application's own job kinds in Config.Jobs.Workers run too. It returns at
+// once (ctx only scopes the start); after Stop it returns ErrClosed.
+func (e *Engine) Start(ctx context.Context) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
 	return e.jobs.Start(ctx)
 }
 
-// Stop stops executing runs: running executions finish their current step
-// and stop, to be resumed by any process. It also ends Await's listening. It
-// returns ctx's error when ctx ends first. A stopped engine still reads
-// (Get, List, Steps, GetValue, Await), but its writes and StartWorkers
-// return ErrClosed.
-func (e *Engine) Stop(ctx context.Context) error {
+// Stop stops taking runs and waits for the executions in hand to park,
+// finish or fail, as jobs.Client.Stop waits for its jobs; when ctx ends
+// first their contexts are cancelled, they stop at their current step, to
+// be resumed by any process, and Stop returns ctx's error. It also ends
+// Await's listening. A stopped engine still reads (Get, List, Steps,
+// GetValue, Await), but its writes and Start return ErrClosed.
+func (e *Engine) Stop(ctx context.Context) error { return e.stop(ctx, false) }
+
+// StopAndCancel is Stop that cancels the executions in hand at once: each
+// stops at its current step, to be resumed by any process.
+func (e *Engine) StopAndCancel(ctx context.Context) error { return e.stop(ctx, true) }
+
+func (e *Engine) stop(ctx context.Context, cancel bool) error {
+	e.timers.stop()
+	var err error
+	if cancel {
+		err = e.jobs.StopAndCancel(ctx)
+	} else {
+		err = e.jobs.Stop(ctx)
+	}
 	e.closed.Store(true)
 	e.awaiter.close()
-	e.timers.stop()
-	err := e.jobs.StopAndCancel(ctx)
 	e.done.Close()
 	return err
 }
 
 // notifyDone tells awaiters in every process that runs finished; they ask
 // which (channelDone has no payload, so notifications can be debounced).
-func (e *Engine) notifyDone(ctx context.Context, tx keel.DBTX) error {
+func (e *Engine) notifyDone(ctx context.Context, tx keeltype.DBTX) error {
 	if err := e.done.Notify(ctx, tx, channelDone, ""); err != nil {
 		return fmt.Errorf("keel saga: notifying awaiters: %w", err)
 	}
 	return nil
 }
 
-// Start starts a run of the workflow name with input, through tx — the
+// StartRun starts a run of the workflow name with input, through tx — the
 // caller's transaction, so the run starts if and only if tx commits — and
 // returns the run as stored. With opts.RunID of a run that exists, it writes
 // nothing and returns that run (starting is idempotent). An unregistered
 // workflow (ErrUnknownWorkflow), an input that cannot be stored (ErrEncode)
 // or an option out of its limits (ErrInvalidOptions) fails before anything
 // is sent, and tx stays usable.
-func (e *Engine) Start(ctx context.Context, tx keel.DBTX, name string, input any, opts *StartOpts) (*Run, error) {
+func (e *Engine) StartRun(ctx context.Context, tx keeltype.DBTX, name string, input any, opts *StartOpts) (*Run, error) {
 	if err := e.checkWrite(tx); err != nil {
 		return nil, err
 	}
@@ -132,7 +145,7 @@ func (e *Engine) Start(ctx context.Context, tx keel.DBTX, name string, input any
 		return nil, err
 	}
 	var run *Run
-	err = atomically(ctx, tx, func(tx keel.DBTX) error {
+	err = atomically(ctx, tx, func(tx keeltype.DBTX) error {
 		run, err = e.insertRun(ctx, tx, db.InsertRunParams{
 			ID: o.RunID, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue,
 			Input: encoded, Deadline: deadline(o.Timeout),
@@ -150,7 +163,7 @@ type beginner interface {
 // atomically runs fn's statements as one: in tx when it is a transaction,
 // else in a transaction begun (and committed) on the pool or connection tx,
 // so a write of several statements never half-happens.
-func atomically(ctx context.Context, tx keel.DBTX, fn func(tx keel.DBTX) error) error {
+func atomically(ctx context.Context, tx keeltype.DBTX, fn func(tx keeltype.DBTX) error) error {
 	b, ok := tx.(beginner)
 	if _, inTx := tx.(pgx.Tx); inTx || !ok {
 		return fn(tx)
@@ -167,7 +180,7 @@ func deadline(timeout time.Duration) pgtype.Timestamptz {
 
 // insertRun inserts a run and its first job, or returns the run holding the
 // id.
-func (e *Engine) insertRun(ctx context.Context, tx keel.DBTX, p db.InsertRunParams) (*Run, error) {
+func (e *Engine) insertRun(ctx context.Context, tx keeltype.DBTX, p db.InsertRunParams) (*Run, error) {
 	row, err := db.New(tx).InsertRun(ctx, p)
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, err := db.New(tx).GetRun(ctx, p.ID)
@@ -190,13 +203,13 @@ func (e *Engine) insertRun(ctx context.Context, tx keel.DBTX, p db.InsertRunPara
 
 // enqueue inserts the job that executes a run's generation, at runAt (zero:
 // at once).
-func (e *Engine) enqueue(ctx context.Context, tx keel.DBTX, runID string, generation int64, queue string, runAt time.Time) error {
+func (e *Engine) enqueue(ctx context.Context, tx keeltype.DBTX, runID string, generation int64, queue string, runAt time.Time) error {
 	_, err := e.enqueueJob(ctx, tx, runID, generation, queue, runAt)
 	return err
 }
 
 // enqueueJob is enqueue returning the job's id.
-func (e *Engine) enqueueJob(ctx context.Context, tx keel.DBTX, runID string, generation int64, queue string, runAt time.Time) (int64, error) {
+func (e *Engine) enqueueJob(ctx context.Context, tx keeltype.DBTX, runID string, generation int64, queue string, runAt time.Time) (int64, error) {
 	job, err := e.jobs.Insert(ctx, tx, runJob{RunID: runID, Generation: generation}, &jobs.InsertOpts{
 		Queue: queue, RunAt: runAt, MaxAttempts: 1 << 20,
 	})
@@ -213,7 +226,7 @@ func (e *Engine) enqueueJob(ctx context.Context, tx keel.DBTX, runID string, gen
 // is dropped. Signalling a finished run fails with ErrRunFinished, a missing
 // one with ErrRunNotFound. A name, key or value that cannot be stored fails
 // with ErrInvalidOptions or ErrEncode before anything is sent.
-func (e *Engine) Signal(ctx context.Context, tx keel.DBTX, runID, name string, value any, idempotencyKey string) error {
+func (e *Engine) Signal(ctx context.Context, tx keeltype.DBTX, runID, name string, value any, idempotencyKey string) error {
 	if err := e.checkWrite(tx); err != nil {
 		return err
 	}
@@ -224,10 +237,10 @@ func (e *Engine) Signal(ctx context.Context, tx keel.DBTX, runID, name string, v
 	if err != nil {
 		return err
 	}
-	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.signal(ctx, tx, runID, name, encoded, idempotencyKey) })
+	return atomically(ctx, tx, func(tx keeltype.DBTX) error { return e.signal(ctx, tx, runID, name, encoded, idempotencyKey) })
 }
 
-func (e *Engine) signal(ctx context.Context, tx keel.DBTX, runID, name string, encoded json.RawMessage, idempotencyKey string) error {
+func (e *Engine) signal(ctx context.Context, tx keeltype.DBTX, runID, name string, encoded json.RawMessage, idempotencyKey string) error {
 	var key *string
 	if idempotencyKey != "" {
 		key = &idempotencyKey
@@ -253,7 +266,7 @@ func (e *Engine) signal(ctx context.Context, tx keel.DBTX, runID, name string, e
 }
 
 // wake makes a waiting run run: it re-checks what it waits for.
-func (e *Engine) wake(ctx context.Context, tx keel.DBTX, runID string) error {
+func (e *Engine) wake(ctx context.Context, tx keeltype.DBTX, runID string) error {
 	row, err := db.New(tx).WakeRun(ctx, runID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // not waiting: it sees the change when it next waits
@@ -268,17 +281,17 @@ func (e *Engine) wake(ctx context.Context, tx keel.DBTX, runID string) error {
 // waiting run is woken; a running one stops at its next step. Each then runs
 // the compensations of its completed steps in reverse order and ends
 // cancelled. Cancelling a finished run fails with ErrRunFinished.
-func (e *Engine) Cancel(ctx context.Context, tx keel.DBTX, runID string) error {
+func (e *Engine) Cancel(ctx context.Context, tx keeltype.DBTX, runID string) error {
 	if err := e.checkWrite(tx); err != nil {
 		return err
 	}
 	if err := checkRunID("run id", runID); err != nil {
 		return err
 	}
-	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.cancel(ctx, tx, runID) })
+	return atomically(ctx, tx, func(tx keeltype.DBTX) error { return e.cancel(ctx, tx, runID) })
 }
 
-func (e *Engine) cancel(ctx context.Context, tx keel.DBTX, runID string) error {
+func (e *Engine) cancel(ctx context.Context, tx keeltype.DBTX, runID string) error {
 	rows, err := db.New(tx).RequestCancel(ctx, runID)
 	if err != nil {
 		return fmt.Errorf("keel saga: cancel %s: %w", runID, err)
@@ -303,17 +316,17 @@ func (e *Engine) cancel(ctx context.Context, tx keel.DBTX, runID string) error {
 // steps and its compensations are forgotten, its completed steps replay from
 // their recorded outputs, and execution goes on from the step that failed.
 // The workflow timeout is cleared.
-func (e *Engine) Resume(ctx context.Context, tx keel.DBTX, runID string) error {
+func (e *Engine) Resume(ctx context.Context, tx keeltype.DBTX, runID string) error {
 	if err := e.checkWrite(tx); err != nil {
 		return err
 	}
 	if err := checkRunID("run id", runID); err != nil {
 		return err
 	}
-	return atomically(ctx, tx, func(tx keel.DBTX) error { return e.resume(ctx, tx, runID) })
+	return atomically(ctx, tx, func(tx keeltype.DBTX) error { return e.resume(ctx, tx, runID) })
 }
 
-func (e *Engine) resume(ctx context.Context, tx keel.DBTX, runID string) error {
+func (e *Engine) resume(ctx context.Context, tx keeltype.DBTX, runID string) error {
 	q := db.New(tx)
 	if _, err := q.DeleteStepsForResume(ctx, runID); err != nil {
 		return fmt.Errorf("keel saga: resume %s: %w", runID, err)
@@ -350,7 +363,7 @@ type ForkOpts struct {
 // missing source fails with ErrRunNotFound, a version this engine does not
 // register with ErrUnknownWorkflow, a run id in use with ErrRunIDInUse; each
 // writes nothing.
-func (e *Engine) Fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
+func (e *Engine) Fork(ctx context.Context, tx keeltype.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
 	if err := e.checkWrite(tx); err != nil {
 		return nil, err
 	}
@@ -359,7 +372,7 @@ func (e *Engine) Fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq i
 		return nil, err
 	}
 	var run *Run
-	err = atomically(ctx, tx, func(tx keel.DBTX) error {
+	err = atomically(ctx, tx, func(tx keeltype.DBTX) error {
 		var err error
 		run, err = e.fork(ctx, tx, runID, int32(fromSeq), o)
 		return err
@@ -367,7 +380,7 @@ func (e *Engine) Fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq i
 	return run, err
 }
 
-func (e *Engine) fork(ctx context.Context, tx keel.DBTX, runID string, fromSeq int32, o ForkOpts) (*Run, error) {
+func (e *Engine) fork(ctx context.Context, tx keeltype.DBTX, runID string, fromSeq int32, o ForkOpts) (*Run, error) {
 	q := db.New(tx)
 	src, err := e.get(ctx, tx, runID)
 	if err != nil {

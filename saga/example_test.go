@@ -38,7 +38,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	if err := engine.StartWorkers(ctx); err != nil {
+	if err := engine.Start(ctx); err != nil {
 		panic(err)
 	}
 	defer func() { _ = engine.Stop(ctx) }()
@@ -48,7 +48,7 @@ func Example() {
 		panic(err)
 	}
 	// … the application's own writes in tx …
-	run, err := engine.Start(ctx, tx, "example-greeting", "world", &saga.StartOpts{RunID: fmt.Sprint("greeting-", time.Now().UnixNano())})
+	run, err := engine.StartRun(ctx, tx, "example-greeting", "world", &saga.StartOpts{RunID: fmt.Sprint("greeting-", time.Now().UnixNano())})
 	if err != nil {
 		panic(err)
 	}
@@ -98,12 +98,12 @@ func ExampleAwaitSignal() {
 	if err != nil {
 		panic(err)
 	}
-	if err := engine.StartWorkers(ctx); err != nil {
+	if err := engine.Start(ctx); err != nil {
 		panic(err)
 	}
 	defer func() { _ = engine.Stop(ctx) }()
 
-	run, err := engine.Start(ctx, pool, "example-expense", 120, &saga.StartOpts{RunID: fmt.Sprint("expense-", time.Now().UnixNano())})
+	run, err := engine.StartRun(ctx, pool, "example-expense", 120, &saga.StartOpts{RunID: fmt.Sprint("expense-", time.Now().UnixNano())})
 	if err != nil {
 		panic(err)
 	}

@@ -76,7 +76,7 @@ func FuzzStart(f *testing.F) {
 		var run *saga.Run
 		fuzzWrite(t, pool, []error{saga.ErrInvalidOptions, saga.ErrEncode}, func(ctx context.Context, tx pgx.Tx) error {
 			var err error
-			run, err = e.Start(ctx, tx, workflow, in, &saga.StartOpts{RunID: runID, Queue: queue})
+			run, err = e.StartRun(ctx, tx, workflow, in, &saga.StartOpts{RunID: runID, Queue: queue})
 			return err
 		}, func(ctx context.Context, tx pgx.Tx) error {
 			wantID, wantQueue, wantInput := runID, queue, string(input)

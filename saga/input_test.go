@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/testdb"
+	"github.com/keelpg/keel/keeltype"
 	"github.com/keelpg/keel/saga"
 )
 
@@ -127,7 +127,7 @@ func TestStartRefusesWhatPostgresCannotStore(t *testing.T) {
 	e := newEngine(t, pool, inputRegistry(), false)
 	startCase := func(name string, want error, field, workflow string, input any, opts *saga.StartOpts) writeCase {
 		return writeCase{name, want, field, func(ctx context.Context, tx pgx.Tx) error {
-			_, err := e.Start(ctx, tx, workflow, input, opts)
+			_, err := e.StartRun(ctx, tx, workflow, input, opts)
 			return err
 		}}
 	}
@@ -320,7 +320,7 @@ func TestRegisterRefusesUnstorableNames(t *testing.T) {
 }
 
 // nilTx is a nil DBTX, or a nil *pgxpool.Pool in a DBTX.
-func nilTx(untyped bool) keel.DBTX {
+func nilTx(untyped bool) keeltype.DBTX {
 	if untyped {
 		return nil
 	}
@@ -339,7 +339,7 @@ func TestNilTxIsAnError(t *testing.T) {
 		call func(untyped bool) error
 	}{
 		{"start", func(untyped bool) error {
-			_, err := e.Start(ctx, nilTx(untyped), "text", "x", nil)
+			_, err := e.StartRun(ctx, nilTx(untyped), "text", "x", nil)
 			return err
 		}},
 		{"signal", func(untyped bool) error { return e.Signal(ctx, nilTx(untyped), run.ID, "go", 1, "") }},
@@ -377,7 +377,7 @@ func TestStoppedEngineRefusesWrites(t *testing.T) {
 	}
 	runWriteCases(t, pool, []writeCase{
 		{"start", saga.ErrClosed, "stopped", func(ctx context.Context, tx pgx.Tx) error {
-			_, err := e.Start(ctx, tx, "text", "y", nil)
+			_, err := e.StartRun(ctx, tx, "text", "y", nil)
 			return err
 		}},
 		{"signal", saga.ErrClosed, "stopped", func(ctx context.Context, tx pgx.Tx) error {
@@ -394,8 +394,8 @@ func TestStoppedEngineRefusesWrites(t *testing.T) {
 			return err
 		}},
 	})
-	if err := e.StartWorkers(ctx); !errors.Is(err, saga.ErrClosed) {
-		t.Fatalf("StartWorkers after Stop: %v", err)
+	if err := e.Start(ctx); !errors.Is(err, saga.ErrClosed) {
+		t.Fatalf("Start after Stop: %v", err)
 	}
 	if done, err := e.Await(ctx, run.ID); err != nil || done.Status != saga.StatusSucceeded {
 		t.Fatalf("Await after Stop: %+v, %v", done, err)

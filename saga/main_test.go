@@ -56,7 +56,7 @@ func newEngine(t testing.TB, pool *pgxpool.Pool, reg *saga.Registry, start bool)
 		t.Fatal(err)
 	}
 	if start {
-		if err := e.StartWorkers(context.Background()); err != nil {
+		if err := e.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func newEngine(t testing.TB, pool *pgxpool.Pool, reg *saga.Registry, start bool)
 // start starts a run through the pool.
 func start(t testing.TB, e *saga.Engine, pool *pgxpool.Pool, name string, input any, opts *saga.StartOpts) *saga.Run {
 	t.Helper()
-	run, err := e.Start(context.Background(), pool, name, input, opts)
+	run, err := e.StartRun(context.Background(), pool, name, input, opts)
 	if err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -11,10 +11,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/outage"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // Status is where a run is; it is the Postgres enum keel.saga_run_status.
@@ -133,7 +133,7 @@ func fromTS(t pgtype.Timestamptz) time.Time {
 
 // Get returns the run with that id, or ErrRunNotFound. tx may be the
 // caller's transaction, a connection or the pool.
-func (e *Engine) Get(ctx context.Context, tx keel.DBTX, runID string) (*Run, error) {
+func (e *Engine) Get(ctx context.Context, tx keeltype.DBTX, runID string) (*Run, error) {
 	if err := checkTx(tx); err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (e *Engine) Get(ctx context.Context, tx keel.DBTX, runID string) (*Run, err
 	return e.get(ctx, tx, runID)
 }
 
-func (e *Engine) get(ctx context.Context, tx keel.DBTX, runID string) (*Run, error) {
+func (e *Engine) get(ctx context.Context, tx keeltype.DBTX, runID string) (*Run, error) {
 	row, err := db.New(tx).GetRun(ctx, runID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrRunNotFound, runID)

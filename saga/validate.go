@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // The checks every public call makes before its first statement, so that
@@ -37,7 +37,7 @@ func encode(field string, v any) (json.RawMessage, error) {
 
 // checkTx refuses a nil DBTX, a typed nil pointer included (a nil
 // *pgxpool.Pool), which would panic at the first statement.
-func checkTx(tx keel.DBTX) error {
+func checkTx(tx keeltype.DBTX) error {
 	if tx == nil {
 		return fmt.Errorf("%w: nil tx", ErrInvalidOptions)
 	}
@@ -49,7 +49,7 @@ func checkTx(tx keel.DBTX) error {
 
 // checkWrite is what every write checks first: the engine is not stopped
 // and tx is not nil.
-func (e *Engine) checkWrite(tx keel.DBTX) error {
+func (e *Engine) checkWrite(tx keeltype.DBTX) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 )
 
 // Sleep is a durable timer: SleepUntil now plus d, where now is read once,

@@ -28,7 +28,7 @@ func TestSleepSurvivesARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := first.StartWorkers(context.Background()); err != nil {
+	if err := first.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = first.Stop(context.Background()) })
@@ -129,7 +129,7 @@ func TestSignals(t *testing.T) {
 			for _, by := range tt.early {
 				send(by)
 			}
-			if err := e.StartWorkers(ctx); err != nil {
+			if err := e.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
 			for i, by := range tt.late {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel/db"
 	"github.com/keelpg/keel/events"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/migrations"

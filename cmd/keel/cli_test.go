@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/testdb"
 )
 

@@ -33,7 +33,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 	url := testdb.NewURL(t)
 	e := approvalEngine(t, url)
 	pool := testdb.Open(t, url)
-	if _, err := e.Start(ctx, pool, "approval", "order", &saga.StartOpts{RunID: "order-1"}); err != nil {
+	if _, err := e.StartRun(ctx, pool, "approval", "order", &saga.StartOpts{RunID: "order-1"}); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(t, e, pool, "order-1", saga.StatusWaiting)

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/outbox"
 )
 

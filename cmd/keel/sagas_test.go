@@ -37,7 +37,7 @@ func approvalEngine(t *testing.T, url string) *saga.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.StartWorkers(context.Background()); err != nil {
+	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.Stop(context.Background()) })
@@ -64,7 +64,7 @@ func TestSagasCommands(t *testing.T) {
 	e := approvalEngine(t, url)
 	pool := testdb.Open(t, url)
 	for _, id := range []string{"order-1", "order-2"} {
-		if _, err := e.Start(ctx, pool, "approval", id, &saga.StartOpts{RunID: id}); err != nil {
+		if _, err := e.StartRun(ctx, pool, "approval", id, &saga.StartOpts{RunID: id}); err != nil {
 			t.Fatal(err)
 		}
 		waitStatus(t, e, pool, id, saga.StatusWaiting)

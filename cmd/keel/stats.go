@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 )
 
 // statsView is everything `keel stats` shows, read from keel's views.

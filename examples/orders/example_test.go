@@ -64,7 +64,7 @@ func Example_oneTransaction() {
 			if _, err := client.Insert(ctx, tx, orders.ConfirmationEmail{OrderID: id, Email: customer + "@example.com"}, nil); err != nil {
 				return err
 			}
-			if _, err := engine.Start(ctx, tx, "example-fulfil", id, &saga.StartOpts{RunID: stream}); err != nil {
+			if _, err := engine.StartRun(ctx, tx, "example-fulfil", id, &saga.StartOpts{RunID: stream}); err != nil {
 				return err
 			}
 			if customer == "mallory" {
@@ -87,7 +87,7 @@ func Example_oneTransaction() {
 	}
 
 	// Committed, the workflow runs.
-	if err := engine.StartWorkers(ctx); err != nil {
+	if err := engine.Start(ctx); err != nil {
 		panic(err)
 	}
 	defer func() { _ = engine.Stop(ctx) }()

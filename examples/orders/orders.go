@@ -31,10 +31,11 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
-	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/examples/orders/ordersdb"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/keeltype"
+	"github.com/keelpg/keel/listener"
 	"github.com/keelpg/keel/outbox"
 	"github.com/keelpg/keel/saga"
 )
@@ -180,7 +181,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // MinPoolSize is the fewest connections New accepts: the relay, the
 // subscription, the job and saga workers and their maintenance need
 // connections of their own to make progress, and the process's one LISTEN
-// connection (shared by all of them through a keel.Listener) is taken out of
+// connection (shared by all of them through a listener.Listener) is taken out of
 // the pool. pgxpool's default (the number of CPUs, at least 4) is too small
 // and would stall.
 const MinPoolSize = 8
@@ -203,7 +204,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Service, error) {
 	s := &Service{pool: pool, cfg: cfg}
 	// One LISTEN connection for the relay, the subscription, the job and saga
 	// workers and Await.
-	listener := keel.NewListener(pool, cfg.Logger)
+	listener := listener.New(pool, cfg.Logger)
 	s.box = outbox.New(pool, outbox.Config{})
 	var err error
 	if s.store, err = events.NewStore(pool, events.Config{Listener: listener}); err != nil {
@@ -243,7 +244,7 @@ func (s *Service) Engine() *saga.Engine { return s.engine }
 // Run starts the job and saga workers, the outbox relay and the read-model
 // subscription, and blocks until ctx ends; then it stops them.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.engine.StartWorkers(ctx); err != nil {
+	if err := s.engine.Start(ctx); err != nil {
 		return err
 	}
 	errs := make(chan error, 2)
@@ -274,7 +275,7 @@ func RunID(id int64) string { return "fulfil-order-" + strconv.FormatInt(id, 10)
 // commits and rolls back nothing: either tx commits and all of it happened,
 // or none of it did. Bad input fails with a *ValidationError before any
 // write.
-func (s *Service) Place(ctx context.Context, tx keel.DBTX, o NewOrder) (Placed, error) {
+func (s *Service) Place(ctx context.Context, tx keeltype.DBTX, o NewOrder) (Placed, error) {
 	total, err := o.Validate()
 	if err != nil {
 		return Placed{}, err
@@ -308,7 +309,7 @@ func (s *Service) Place(ctx context.Context, tx keel.DBTX, o NewOrder) (Placed, 
 	if _, err := s.engine.Jobs().Insert(ctx, tx, ConfirmationEmail{OrderID: p.ID, Email: p.Email}, nil); err != nil {
 		return Placed{}, fmt.Errorf("inserting the confirmation job: %w", err)
 	}
-	if _, err := s.engine.Start(ctx, tx, Workflow, p, &saga.StartOpts{RunID: RunID(p.ID)}); err != nil {
+	if _, err := s.engine.StartRun(ctx, tx, Workflow, p, &saga.StartOpts{RunID: RunID(p.ID)}); err != nil {
 		return Placed{}, fmt.Errorf("starting %s: %w", Workflow, err)
 	}
 	return p, nil
@@ -318,7 +319,7 @@ func (s *Service) Place(ctx context.Context, tx keel.DBTX, o NewOrder) (Placed, 
 var ErrNoOrder = errors.New("no such order")
 
 // Pay sends the payment-confirmed signal to the order's saga through tx.
-func (s *Service) Pay(ctx context.Context, tx keel.DBTX, id int64, confirmed bool) error {
+func (s *Service) Pay(ctx context.Context, tx keeltype.DBTX, id int64, confirmed bool) error {
 	ok, err := ordersdb.New(tx).OrderExists(ctx, id)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ package outage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -21,22 +22,21 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
+
+	"github.com/keelpg/keel/keeltype"
 )
 
 // Event describes one outage as one component saw it.
-type Event struct {
-	// Component names what lost the database: "jobs", "outbox relay", …
-	Component string
-	// Start is when the first attempt failed.
-	Start time.Time
-	// Over is false when the outage begins and true when it ends.
-	Over bool
-	// Duration is how long it lasted; 0 until it is over.
-	Duration time.Duration
-	// Failures counts the attempts that failed so far.
-	Failures int
-	// Err is the error of the first failed attempt.
-	Err error
+type Event = keeltype.Outage
+
+// PoolClosed reports whether err comes from a closed pgxpool.Pool: a loop
+// that sees it cannot go on, and returns it rather than retrying for ever.
+func PoolClosed(err error) bool { return errors.Is(err, puddle.ErrClosedPool) }
+
+// Closed wraps a closed pool's error for a component's loop to return.
+func Closed(component string, err error) error {
+	return fmt.Errorf("keel %s: the pool was closed while it ran (stop keel's components before closing the pool): %w", component, err)
 }
 
 // Is reports whether err means the database could not be reached or went

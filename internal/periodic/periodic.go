@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/outage"
 )
 
@@ -74,12 +74,12 @@ func RunOnceWaiting(ctx context.Context, pool *pgxpool.Pool, d Duty) (more bool,
 	return more, nil
 }
 
-// Run runs the duty every Interval until ctx ends, and goes on whatever
-// fails. Each pass's outcome goes to tracker (nil: none), which logs an outage
+// Run runs the duty every Interval until ctx ends, then returns nil, and
+// goes on whatever fails except a closed pool, which it returns. Each pass's outcome goes to tracker (nil: none), which logs an outage
 // once; other errors are logged to logger. While the database is away the
 // passes are spaced by a capped exponential backoff when it exceeds
 // Interval.
-func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger, tracker *outage.Tracker) {
+func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger, tracker *outage.Tracker) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -87,7 +87,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger, t
 	for {
 		_, more, err := RunOnce(ctx, pool, d)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		wait := jitter(d.Interval)
 		switch {
@@ -99,6 +99,8 @@ func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger, t
 			if more {
 				continue
 			}
+		case outage.PoolClosed(err):
+			return outage.Closed(d.Name, err)
 		case outage.Is(err):
 			if tracker != nil {
 				tracker.Failed(err)
@@ -109,7 +111,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger, t
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(wait):
 		}
 	}

@@ -38,7 +38,7 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/migrations"
 )
 
@@ -373,6 +373,30 @@ func NewURL(t testing.TB) string {
 func NewEmptyURL(t testing.TB) string {
 	t.Helper()
 	return create(t, "template0")
+}
+
+// NewSized returns a pool of at most maxConns connections on a fresh
+// database with every keel migration applied, for tests of what a small
+// pool does. The database is dropped when the test ends.
+func NewSized(t testing.TB, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	return OpenSized(t, NewURL(t), maxConns)
+}
+
+// OpenSized is Open with a pool of at most maxConns connections.
+func OpenSized(t testing.TB, connString string, maxConns int32) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(connString)
+	if err != nil {
+		t.Fatalf("testdb: %v", err)
+	}
+	cfg.MaxConns = maxConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("testdb: connecting: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }
 
 // Open returns a pool on the database the connection string names, closed

@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/testdb"
 )
 

@@ -1,4 +1,4 @@
-package keel_test
+package keeltype_test
 
 import (
 	"context"
@@ -7,14 +7,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/keelpg/keel"
-	"github.com/keelpg/keel/db"
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/testdb"
+	"github.com/keelpg/keel/keeltype"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-// A pgx.Tx, a *pgx.Conn and a *pgxpool.Pool are all a keel.DBTX, and a DBTX
+// A pgx.Tx, a *pgx.Conn and a *pgxpool.Pool are all a keeltype.DBTX, and a DBTX
 // drives keel's generated queries; a write through a rolled-back Tx is gone.
 func TestDBTXImplementations(t *testing.T) {
 	t.Parallel()
@@ -33,7 +33,7 @@ func TestDBTXImplementations(t *testing.T) {
 
 	tests := []struct {
 		name string
-		dbtx keel.DBTX
+		dbtx keeltype.DBTX
 	}{
 		{"pool", pool},
 		{"conn", conn},
@@ -48,7 +48,7 @@ func TestDBTXImplementations(t *testing.T) {
 }
 
 var (
-	_ keel.DBTX = (pgx.Tx)(nil)
-	_ keel.DBTX = (*pgx.Conn)(nil)
-	_ keel.DBTX = (*pgxpool.Pool)(nil)
+	_ keeltype.DBTX = (pgx.Tx)(nil)
+	_ keeltype.DBTX = (*pgx.Conn)(nil)
+	_ keeltype.DBTX = (*pgxpool.Pool)(nil)
 )
