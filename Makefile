@@ -33,32 +33,30 @@ check-generate: $(SQLC)
 	fi
 	@echo "internal/db/ and examples/orders/ordersdb/ match sqlc's output"
 
-## lint: gofmt and go vet, for keel and bench/
+## lint: gofmt and go vet, for keel, bench/ and tools/pgcontainer/
 lint:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:" $$out >&2; exit 1; fi
 	$(GO) vet ./...
 	cd bench && $(GO) vet ./...
+	cd tools/pgcontainer && $(GO) vet ./...
 
 ## test: every test, with the race detector, against DATABASE_URL; when it
-## is unset, against the local server scripts/postgres.sh finds or starts,
-## else in a container when Docker answers (internal/testdb)
+## is unset, against the server scripts/postgres.sh finds or starts: a local
+## one, else a throwaway container (tools/pgcontainer) when Docker answers
 test:
-	@if [ -z "$$DATABASE_URL" ]; then DATABASE_URL=$$(bash scripts/postgres.sh --url 2>/dev/null) || DATABASE_URL=; fi; \
-	if [ -z "$$DATABASE_URL" ] && ! { command -v docker >/dev/null && docker info >/dev/null 2>&1; }; then \
-		echo "make test needs PostgreSQL: none answers on 127.0.0.1:5432, none could be started and Docker is not running; set DATABASE_URL (see make db)" >&2; exit 1; \
-	fi; \
-	export DATABASE_URL; echo "$(GO) test -race -count=1 ./...   (DATABASE_URL=$${DATABASE_URL:-a container})"; \
-	$(GO) test -race -count=1 ./...
+	@GO=$(GO) bash scripts/postgres.sh --run $(GO) test -race -count=1 ./...
 
 ## ci: everything CI checks
 ci: check-generate lint test
 
-## db: find or start a local PostgreSQL and print the DATABASE_URL to use
+## db: find or start a PostgreSQL and print the DATABASE_URL to use (a
+## local server; else a container, kept until Ctrl-C, when Docker answers)
 db:
 	@bash scripts/postgres.sh
 
 ## demo: run the orders example end to end in a scratch database on
-## DATABASE_URL's server, or in a throwaway local Postgres it starts and removes
+## DATABASE_URL's server, or in a throwaway Postgres it starts and removes
+## (scripts/demo.sh picks the server)
 demo:
 	@GO=$(GO) bash scripts/demo.sh
 

@@ -7,8 +7,10 @@
 #   2. As root with Debian's pg_virtualenv: a throwaway cluster, removed after.
 #   3. With initdb and pg_ctl on PATH (as a normal user): a throwaway cluster in
 #      a temporary directory, on a Unix socket, stopped and removed after.
-#   4. With a Docker engine that answers: a throwaway container through
-#      testcontainers (the demo's -container mode), removed after.
+#   4. Otherwise what scripts/postgres.sh finds or starts, the script `make
+#      test` uses too: a server on 127.0.0.1:5432 (the demo works in a scratch
+#      database there), the machine's Debian cluster, or — when a Docker engine
+#      answers — a throwaway container run by tools/pgcontainer, removed after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -49,14 +51,8 @@ if [ "$(id -u)" != 0 ] && [ -n "$initdb" ] && [ -n "$pg_ctl" ]; then
 	exit
 fi
 
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-	echo "DATABASE_URL is not set: running the demo in a throwaway container (testcontainers)" >&2
-	exec "$GO" run "${demo[@]}" -container
-fi
-
-cat >&2 <<'MSG'
-make demo needs PostgreSQL and found none to start. Either
-  export DATABASE_URL='postgres://USER:PASSWORD@HOST:5432/postgres'  (a role that may create databases)
-or install PostgreSQL (Debian/Ubuntu: sudo apt-get install postgresql postgresql-common), or start Docker.
-MSG
-exit 1
+# The demo is built first, so that a signal reaches the demo itself rather
+# than a `go run` between it and scripts/postgres.sh.
+"$GO" build -o /tmp/keel-orders-demo.$$ "${demo[@]}"
+trap 'rm -f /tmp/keel-orders-demo.$$' EXIT
+GO=$GO bash scripts/postgres.sh --run /tmp/keel-orders-demo.$$

@@ -1,13 +1,14 @@
 // Package testdb gives every keel test its own PostgreSQL database.
 //
-// A test binary calls [Main] from TestMain. Main finds a server — the one
-// DATABASE_URL names; otherwise a throwaway container through
-// testcontainers-go when a Docker engine answers; otherwise the run fails
-// with one line telling how to set DATABASE_URL — and makes sure a template
-// database with every keel migration applied exists on it. The template is
-// named after a hash of the migration files, so it is built once and re-made
-// only when the migrations change, under an advisory lock so that test
-// binaries running in parallel build it once between them.
+// A test binary calls [Main] from TestMain. Main works on the server
+// DATABASE_URL names (without it, the run fails with one line telling how to
+// set it; `make test` sets it to the server scripts/postgres.sh finds or
+// starts: a local one, or a container through tools/pgcontainer when a Docker
+// engine answers) and makes sure a template database with every keel
+// migration applied exists on it. The template is named after a hash of the
+// migration files, so it is built once and re-made only when the migrations
+// change, under an advisory lock so that test binaries running in parallel
+// build it once between them.
 //
 // [New] then clones the template into a fresh database for one test (a
 // CREATE DATABASE … TEMPLATE, tens of milliseconds) and drops it when the test
@@ -21,7 +22,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -35,8 +35,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/testcontainers/testcontainers-go"
-	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/migrations"
@@ -66,7 +64,7 @@ const (
 const examplesDBEnv = "KEEL_TEST_EXAMPLES_DB"
 
 // HowToSetURL is the one line printed when no server can be found.
-const HowToSetURL = "keel tests need PostgreSQL: set DATABASE_URL, e.g. export DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' (or run `make db`), or start a Docker engine for testcontainers"
+const HowToSetURL = "keel tests need PostgreSQL: set DATABASE_URL, e.g. export DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable' (`make db` finds one), or run them with `make test`, which finds or starts one (a local server, or a container when Docker answers)"
 
 // server is the PostgreSQL server of this test binary; Main sets it once
 // before any test runs, so it is shared, read-only state of the binary.
@@ -87,12 +85,11 @@ func Main(m *testing.M) {
 
 func run(m *testing.M) int {
 	ctx := context.Background()
-	url, stop, err := findServer(ctx)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		fmt.Fprintln(os.Stderr, HowToSetURL)
 		return 1
 	}
-	defer stop()
 	admin, err := connect(ctx, url)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "keel tests: cannot reach DATABASE_URL: %v\n", err)
@@ -140,50 +137,6 @@ func execOn(ctx context.Context, admin *pgxpool.Pool, format string, names ...st
 	}
 	defer conn.Release()
 	return exec(ctx, conn.Conn(), format, names...)
-}
-
-// findServer returns the URL of the server to test against and a function
-// that releases it.
-func findServer(ctx context.Context) (string, func(), error) {
-	if u := os.Getenv("DATABASE_URL"); u != "" {
-		return u, func() {}, nil
-	}
-	if !dockerAnswers(ctx) {
-		return "", nil, errors.New(HowToSetURL)
-	}
-	ctr, err := tcpostgres.Run(ctx, "postgres:16-alpine",
-		tcpostgres.WithDatabase("keel"),
-		tcpostgres.WithUsername("keel"),
-		tcpostgres.WithPassword("keel"),
-		tcpostgres.BasicWaitStrategies(),
-	)
-	if err != nil {
-		return "", nil, fmt.Errorf("keel tests: starting a Postgres container: %w", err)
-	}
-	u, err := ctr.ConnectionString(ctx, "sslmode=disable")
-	if err != nil {
-		_ = testcontainers.TerminateContainer(ctr)
-		return "", nil, fmt.Errorf("keel tests: Postgres container: %w", err)
-	}
-	return u, func() { _ = testcontainers.TerminateContainer(ctr) }, nil
-}
-
-// dockerAnswers reports whether a Docker engine responds within a few
-// seconds. testcontainers panics on some broken set-ups; that counts as no.
-func dockerAnswers(ctx context.Context) (ok bool) {
-	defer func() {
-		if recover() != nil {
-			ok = false
-		}
-	}()
-	provider, err := testcontainers.ProviderDefault.GetProvider()
-	if err != nil {
-		return false
-	}
-	defer provider.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return provider.Health(ctx) == nil
 }
 
 func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {

@@ -7,6 +7,12 @@
 // It connects with DATABASE_URL, or with an empty connection string (libpq's
 // PGHOST, PGPORT, PGUSER … as pg_virtualenv sets them), creates a scratch
 // database on that server, works only there and drops it at the end.
+// scripts/demo.sh picks the server; its last resort runs the demo through
+// scripts/postgres.sh, which finds a server on 127.0.0.1:5432 or starts one
+// — a local cluster, or a throwaway Docker container (tools/pgcontainer) —
+// and sets DATABASE_URL:
+//
+//	bash scripts/postgres.sh --run go run ./examples/orders/cmd/orders-demo
 package main
 
 import (
@@ -14,7 +20,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -29,8 +34,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/testcontainers/testcontainers-go"
-	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
 
 	"github.com/keelpg/keel/examples/orders"
 	"github.com/keelpg/keel/migrations"
@@ -70,42 +73,12 @@ func main() {
 	realMain()
 }
 
-// startContainer starts PostgreSQL in Docker and points DATABASE_URL at it.
-func startContainer(ctx context.Context) (func(), error) {
-	ctr, err := tcpostgres.Run(ctx, "postgres:16-alpine",
-		tcpostgres.WithDatabase("keel"), tcpostgres.WithUsername("keel"), tcpostgres.WithPassword("keel"),
-		tcpostgres.BasicWaitStrategies())
-	if err != nil {
-		return nil, fmt.Errorf("starting a Postgres container: %w", err)
-	}
-	stop := func() { _ = testcontainers.TerminateContainer(ctr) }
-	u, err := ctr.ConnectionString(ctx, "sslmode=disable")
-	if err == nil {
-		err = os.Setenv("DATABASE_URL", u)
-	}
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	return stop, nil
-}
-
 func realMain() {
-	container := flag.Bool("container", false, "run PostgreSQL in a throwaway container through testcontainers (needs Docker)")
-	flag.Parse()
 	start := time.Now()
 	// Ctrl-C ends the demo through its deferred clean-up (the scratch
-	// database is dropped, the container removed).
+	// database is dropped).
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	if *container {
-		stop, err := startContainer(ctx)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "orders-demo:", err)
-			os.Exit(1)
-		}
-		defer stop()
-	}
 	if err := run(ctx, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "orders-demo:", err)
 		exitCode = 1
