@@ -11,6 +11,7 @@ import (
 
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/keeltype"
 	"github.com/keelpg/keel/listener"
 	"github.com/keelpg/keel/outbox"
 	"github.com/keelpg/keel/saga"
@@ -24,6 +25,15 @@ type Config struct {
 	// Logger receives the logs of every component whose own config names
 	// no logger. Default: nothing is logged.
 	Logger *slog.Logger
+	// Hook observes every component's work (see keeltype.Hook): it is
+	// given to each component whose own config names no hook. Default:
+	// none.
+	Hook keeltype.Hook
+	// ListenPool is the pool the LISTEN connection comes from. Default: the
+	// pool given to New. Behind PgBouncer in transaction mode give it a pool
+	// that connects to Postgres directly: a notification is heard only on
+	// the session that listened.
+	ListenPool *pgxpool.Pool
 
 	// Jobs configures the process's one jobs client. With Workers set it
 	// runs them, on Jobs.Queues (default: jobs' default queue only); with
@@ -107,7 +117,11 @@ func New(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: nil pool", ErrInvalidConfig)
 	}
-	c := &Client{cfg: cfg, listener: listener.New(pool, cfg.Logger)}
+	listenPool := cfg.ListenPool
+	if listenPool == nil {
+		listenPool = pool
+	}
+	c := &Client{cfg: cfg, listener: listener.New(listenPool, cfg.Logger)}
 	if err := c.build(pool); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -122,11 +136,13 @@ func (c *Client) build(pool *pgxpool.Pool) error {
 	jc := cfg.Jobs
 	jc.Listener = c.listener
 	jc.Logger = orLogger(jc.Logger, cfg.Logger)
+	jc.Hook = orHook(jc.Hook, cfg.Hook)
 	var err error
 	if cfg.Workflows != nil {
 		sc := cfg.Saga
 		sc.Jobs = jc
 		sc.Logger = orLogger(sc.Logger, cfg.Logger)
+		sc.Hook = orHook(sc.Hook, cfg.Hook)
 		if c.saga, err = saga.NewEngine(pool, cfg.Workflows, sc); err != nil {
 			return err
 		}
@@ -137,27 +153,34 @@ func (c *Client) build(pool *pgxpool.Pool) error {
 
 	oc := cfg.Outbox
 	oc.Logger = orLogger(oc.Logger, cfg.Logger)
-	c.outbox = outbox.New(pool, oc)
+	oc.Hook = orHook(oc.Hook, cfg.Hook)
+	if c.outbox, err = outbox.New(pool, oc); err != nil {
+		return err
+	}
 	if cfg.Publisher != nil {
 		rc := cfg.Relay
 		rc.Listener = c.listener
 		rc.Logger = orLogger(rc.Logger, cfg.Logger)
+		rc.Hook = orHook(rc.Hook, cfg.Hook)
 		if c.relay, err = outbox.NewRelay(pool, cfg.Publisher, rc); err != nil {
 			return err
 		}
 	}
 	ic := cfg.Inbox
 	ic.Logger = orLogger(ic.Logger, cfg.Logger)
-	c.inbox = outbox.NewInbox(pool, ic)
+	if c.inbox, err = outbox.NewInbox(pool, ic); err != nil {
+		return err
+	}
 
 	ec := cfg.Events
 	ec.Listener = c.listener
 	ec.Logger = orLogger(ec.Logger, cfg.Logger)
+	ec.Hook = orHook(ec.Hook, cfg.Hook)
 	if c.events, err = events.NewStore(pool, ec); err != nil {
 		return err
 	}
 	for _, sc := range cfg.Subscriptions {
-		sub, err := c.events.Subscription(sc)
+		sub, err := c.events.NewSubscription(sc)
 		if err != nil {
 			return err
 		}
@@ -173,13 +196,21 @@ func orLogger(l, fallback *slog.Logger) *slog.Logger {
 	return fallback
 }
 
-// checkPool refuses a pool that cannot serve the LISTEN connection and at
-// least one connection of work beside it. Every other connection keel uses
+func orHook(h, fallback keeltype.Hook) keeltype.Hook {
+	if h != nil {
+		return h
+	}
+	return fallback
+}
+
+// checkPool refuses a pool that cannot serve the LISTEN connection (unless
+// it comes from Config.ListenPool) and at least one connection of work
+// beside it. Every other connection keel uses
 // is taken per statement or per transaction and given back, so one is
 // enough for progress; more only make it faster.
 func (c *Client) checkPool(pool *pgxpool.Pool) error {
 	held := 0
-	if c.listens() {
+	if c.listens() && c.cfg.ListenPool == nil {
 		held = 1
 	}
 	need := int32(held + 1)

@@ -116,7 +116,7 @@ func (s *service) signalGate(ctx context.Context, t *testing.T, pool *pgxpool.Po
 	if _, err := eng.StartRun(ctx, pool, "gate", "through", &saga.StartOpts{RunID: runID}); err != nil {
 		t.Fatal(err)
 	}
-	if err := eng.Signal(ctx, pool, runID, "open", true, ""); err != nil {
+	if err := eng.Signal(ctx, pool, runID, "open", true, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -194,6 +194,7 @@ func TestNewChecksPoolSize(t *testing.T) {
 		{"relay", keel.Config{Publisher: pub}, true},
 		{"workflows", keel.Config{Workflows: saga.NewRegistry()}, true},
 		{"insert only", keel.Config{}, false},
+		{"listening on another pool", keel.Config{Jobs: jobs.Config{Workers: w}, ListenPool: testdb.NewSized(t, 1)}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,7 +230,13 @@ func TestClientOneJobsClient(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = s.k.Stop(context.Background()) })
 
-	sagaOnly, err := keel.New(pool, keel.Config{Workflows: saga.NewRegistry(), Jobs: jobs.Config{FetchPollInterval: 50 * time.Millisecond}})
+	// Its own saga queue: on the same one it would claim gate runs it
+	// cannot run, and leave them for UnknownVersionRetry.
+	sagaOnly, err := keel.New(pool, keel.Config{
+		Workflows: saga.NewRegistry(),
+		Saga:      saga.Config{Queue: "other-saga"},
+		Jobs:      jobs.Config{FetchPollInterval: 50 * time.Millisecond},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

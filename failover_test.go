@@ -81,7 +81,10 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Stop(context.Background()) })
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(box.Close)
 	relay, err := outbox.NewRelay(pool, outbox.PublisherFunc(func(_ context.Context, d outbox.Delivery) error {
 		published.add(string(d.Payload))
@@ -96,7 +99,7 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
-	sub, err := store.Subscription(events.SubscriptionConfig{Name: "failover", PollInterval: poll, Lease: 3 * time.Second,
+	sub, err := store.NewSubscription(events.SubscriptionConfig{Name: "failover", PollInterval: poll, Lease: 3 * time.Second,
 		Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
 			handled.add(e.ID.String())
 			return nil

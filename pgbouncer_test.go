@@ -52,7 +52,10 @@ func TestPgBouncer(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = client.Stop(context.Background()) })
 
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(box.Close)
 	var published atomic.Int64
 	relay, err := outbox.NewRelay(pool, outbox.PublisherFunc(func(context.Context, outbox.Delivery) error {
@@ -70,7 +73,7 @@ func TestPgBouncer(t *testing.T) {
 	}
 	t.Cleanup(store.Close)
 	var handled atomic.Int64
-	sub, err := store.Subscription(events.SubscriptionConfig{Name: "bounced", PollInterval: poll,
+	sub, err := store.NewSubscription(events.SubscriptionConfig{Name: "bounced", PollInterval: poll,
 		Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error { handled.Add(1); return nil }})
 	if err != nil {
 		t.Fatal(err)

@@ -78,7 +78,10 @@ func TestRuntimeRoleLeastPrivilege(t *testing.T) {
 	}
 
 	t.Run("outbox", func(t *testing.T) {
-		box := outbox.New(app, outbox.Config{})
+		box, err := outbox.New(app, outbox.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		defer box.Close()
 		if err := pgx.BeginFunc(ctx, app, func(tx pgx.Tx) error {
 			_, err := box.Enqueue(ctx, tx, outbox.Message{Topic: "t", Key: "k", Payload: []byte("x")})
@@ -91,13 +94,17 @@ func TestRuntimeRoleLeastPrivilege(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := relay.RunOnce(ctx, nil); err != nil || published != 1 {
+		if _, err := relay.RunOnce(ctx); err != nil || published != 1 {
 			t.Fatalf("relay: %v, published %d", err, published)
 		}
 		if _, err := outbox.DeleteDelivered(ctx, app, time.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := outbox.NewInbox(app, outbox.InboxConfig{}).Process(ctx, "c", "m", func(context.Context, pgx.Tx) error { return nil }); err != nil {
+		inbox, err := outbox.NewInbox(app, outbox.InboxConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := inbox.Process(ctx, "c", "m", func(context.Context, pgx.Tx) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -126,14 +133,14 @@ func TestRuntimeRoleLeastPrivilege(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("the job did not run under the runtime role")
 		}
-		if err := c.PauseQueue(ctx, "other"); err != nil {
+		if err := c.QueuePause(ctx, "other"); err != nil {
 			t.Fatal(err)
 		}
 		later, err := c.Insert(ctx, app, privArgs{}, &jobs.InsertOpts{Delay: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Cancel(ctx, later.ID); err != nil {
+		if _, err := c.JobCancel(ctx, later.ID); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -161,7 +168,7 @@ func TestRuntimeRoleLeastPrivilege(t *testing.T) {
 		if _, err := e.StartRun(ctx, app, "priv", "hi", &saga.StartOpts{RunID: "priv-1"}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.Signal(ctx, app, "priv-1", "go", true, ""); err != nil {
+		if err := e.Signal(ctx, app, "priv-1", "go", true, nil); err != nil {
 			t.Fatal(err)
 		}
 		awaitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -192,7 +199,7 @@ func TestRuntimeRoleLeastPrivilege(t *testing.T) {
 			t.Fatal(err)
 		}
 		handled := make(chan struct{}, 1)
-		sub, err := store.Subscription(events.SubscriptionConfig{Name: "view", PollInterval: 20 * time.Millisecond,
+		sub, err := store.NewSubscription(events.SubscriptionConfig{Name: "view", PollInterval: 20 * time.Millisecond,
 			Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error { handled <- struct{}{}; return nil }})
 		if err != nil {
 			t.Fatal(err)
@@ -206,7 +213,7 @@ func TestRuntimeRoleLeastPrivilege(t *testing.T) {
 			t.Fatal("the subscription did not run under the runtime role")
 		}
 		stop()
-		if err := store.ResetSubscription(ctx, "view", 0); err != nil {
+		if err := store.SubscriptionReset(ctx, "view", 0); err != nil {
 			t.Fatal(err)
 		}
 	})

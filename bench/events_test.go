@@ -203,7 +203,7 @@ func readPages(b *testing.B, start int64, read func(from int64) ([]events.Record
 // it.
 func runSubscription(b *testing.B, store *events.Store, cfg events.SubscriptionConfig) (stop func()) {
 	b.Helper()
-	sub, err := store.Subscription(cfg)
+	sub, err := store.NewSubscription(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func BenchmarkEventsRead(b *testing.B) {
 		for b.Loop() {
 			start := time.Now()
 			n := readPages(b, 1, func(from int64) ([]events.RecordedEvent, int64, error) {
-				evs, err := store.ReadStream(ctx, pool, "order-0", events.ReadOptions{From: from, Limit: 1000})
+				evs, err := store.ReadStream(ctx, pool, "order-0", &events.ReadOpts{From: from, Limit: 1000})
 				if len(evs) == 0 {
 					return evs, 0, err
 				}
@@ -275,7 +275,7 @@ func readFeed(b *testing.B, store *events.Store, pool *pgxpool.Pool, want int) {
 	for b.Loop() {
 		start := time.Now()
 		n := readPages(b, 0, func(after int64) ([]events.RecordedEvent, int64, error) {
-			evs, err := store.ReadAll(ctx, pool, events.FeedOptions{After: after, Limit: 1000})
+			evs, err := store.ReadAll(ctx, pool, &events.FeedOpts{After: after, Limit: 1000})
 			if len(evs) == 0 {
 				return evs, 0, err
 			}

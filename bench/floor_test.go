@@ -105,7 +105,10 @@ func outboxFloor(b *testing.B, pool *pgxpool.Pool) int {
 
 func benchOutboxFloor(b *testing.B) {
 	pool := freshDB(b, true, 16)
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer box.Close()
 	keelEnqueue(b, pool, box, 1000, relayMessages/1000, noKey)
 	start := time.Now()

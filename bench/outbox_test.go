@@ -90,7 +90,10 @@ func BenchmarkOutboxEnqueue(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("keel/tx=%d", txSize), func(b *testing.B) {
 			pool := freshDB(b, true, 16)
-			box := outbox.New(pool, outbox.Config{})
+			box, err := outbox.New(pool, outbox.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
 			defer box.Close()
 			start := time.Now()
 			parallel(enqueueWriters, func(int) { keelEnqueue(b, pool, box, txSize, total/txSize/enqueueWriters, noKey) })
@@ -180,7 +183,10 @@ func keelRelay(b *testing.B, tc relayCase, history int) {
 	if history > 0 {
 		outboxHistory(b, pool, history, tc.keys)
 	}
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer box.Close()
 	keelEnqueue(b, pool, box, 1000, relayMessages/1000, tc.key)
 	pub := &countingPublisher{}
@@ -205,7 +211,10 @@ func keelRelay(b *testing.B, tc relayCase, history int) {
 func BenchmarkOutboxLatency(b *testing.B) {
 	b.Run("keel", func(b *testing.B) {
 		pool := freshDB(b, true, 8)
-		box := outbox.New(pool, outbox.Config{})
+		box, err := outbox.New(pool, outbox.Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
 		defer box.Close()
 		pub := &countingPublisher{commits: map[uuid.UUID]time.Time{}}
 		r, err := outbox.NewRelay(pool, pub, outbox.RelayConfig{})

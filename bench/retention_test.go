@@ -112,7 +112,10 @@ func outboxRetention(b *testing.B, history int, partitioned bool) {
 	} else {
 		outboxHistory(b, pool, history, 0)
 	}
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	defer box.Close()
 	keelEnqueue(b, pool, box, 1000, relayMessages/1000, noKey)
 	if partitioned {

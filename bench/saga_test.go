@@ -308,7 +308,7 @@ func BenchmarkSagaSignalResume(b *testing.B) {
 					time.Sleep(time.Millisecond)
 				}
 				sent := time.Now()
-				if err := e.Signal(ctx, pool, run.ID, "go", 1, ""); err != nil {
+				if err := e.Signal(ctx, pool, run.ID, "go", 1, nil); err != nil {
 					b.Fatal(err)
 				}
 				done, err := e.Await(ctx, run.ID)

@@ -32,14 +32,14 @@ type Aggregate[S any] struct {
 // and the events after it. A stream with no events has the initial state at
 // version 0.
 func (a Aggregate[S]) Load(ctx context.Context, q keeltype.DBTX, streamID string) (S, int64, error) {
-	return a.LoadAt(ctx, q, streamID, ReadOptions{})
+	return a.LoadAt(ctx, q, streamID, nil)
 }
 
 // LoadAt returns the stream's state as it was at opts.UntilVersion or
 // opts.UntilTime (point-in-time reconstruction); the other fields of opts
-// are ignored. A snapshot is used when it is not newer than UntilVersion and
+// are ignored, and nil opts load the current state. A snapshot is used when it is not newer than UntilVersion and
 // no UntilTime is given.
-func (a Aggregate[S]) LoadAt(ctx context.Context, q keeltype.DBTX, streamID string, opts ReadOptions) (S, int64, error) {
+func (a Aggregate[S]) LoadAt(ctx context.Context, q keeltype.DBTX, streamID string, opts *ReadOpts) (S, int64, error) {
 	state := a.initial()
 	var version int64
 	if a.Store == nil || a.Apply == nil {
@@ -47,6 +47,9 @@ func (a Aggregate[S]) LoadAt(ctx context.Context, q keeltype.DBTX, streamID stri
 	}
 	if err := checkRead(q, streamID); err != nil {
 		return state, 0, err
+	}
+	if opts == nil {
+		opts = &ReadOpts{}
 	}
 	if opts.UntilTime.IsZero() {
 		maxVersion := opts.UntilVersion
@@ -65,7 +68,7 @@ func (a Aggregate[S]) LoadAt(ctx context.Context, q keeltype.DBTX, streamID stri
 			version = snap.Version
 		}
 	}
-	evs, err := a.Store.ReadStream(ctx, q, streamID, ReadOptions{From: version + 1, UntilVersion: opts.UntilVersion, UntilTime: opts.UntilTime})
+	evs, err := a.Store.ReadStream(ctx, q, streamID, &ReadOpts{From: version + 1, UntilVersion: opts.UntilVersion, UntilTime: opts.UntilTime})
 	if errors.Is(err, ErrStreamNotFound) {
 		return state, 0, nil
 	}

@@ -86,7 +86,7 @@ func TestAggregateSnapshotsAndPointInTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all, err := store.ReadStream(ctx, pool, stream, events.ReadOptions{})
+	all, err := store.ReadStream(ctx, pool, stream, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +107,11 @@ func TestAggregateSnapshotsAndPointInTime(t *testing.T) {
 	}
 	for v := int64(1); v <= last; v++ {
 		want := replay(t, all[:v])
-		byVersion, at, err := agg.LoadAt(ctx, pool, stream, events.ReadOptions{UntilVersion: v})
+		byVersion, at, err := agg.LoadAt(ctx, pool, stream, &events.ReadOpts{UntilVersion: v})
 		if err != nil || byVersion != want || at != v {
 			t.Errorf("at version %d: %+v at %d (%v), replay gives %+v", v, byVersion, at, err, want)
 		}
-		byTime, at, err := agg.LoadAt(ctx, pool, stream, events.ReadOptions{UntilTime: all[v-1].RecordedAt})
+		byTime, at, err := agg.LoadAt(ctx, pool, stream, &events.ReadOpts{UntilTime: all[v-1].RecordedAt})
 		if err != nil || byTime != want || at != v {
 			t.Errorf("at the time of version %d: %+v at %d (%v), replay gives %+v", v, byTime, at, err, want)
 		}

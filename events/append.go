@@ -50,6 +50,14 @@ func (s *Store) Append(ctx context.Context, tx keeltype.DBTX, streamID string, e
 	if err != nil {
 		return AppendResult{}, err
 	}
+	ctx, end := s.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpEventsAppend, Name: streamID, Count: len(evs)})
+	res, err := s.appendEvents(ctx, tx, streamID, expected, evs, params, ids, callerIDs)
+	end(keeltype.Outcome{Err: err})
+	return res, err
+}
+
+func (s *Store) appendEvents(ctx context.Context, tx keeltype.DBTX, streamID string, expected ExpectedVersion, evs []EventData,
+	params db.AppendEventsParams, ids []uuid.UUID, callerIDs []uuid.UUID) (AppendResult, error) {
 	q := db.New(tx)
 	if len(callerIDs) > 0 {
 		res, done, err := s.alreadyAppended(ctx, q, streamID, callerIDs, ids)
@@ -93,9 +101,6 @@ func (s *Store) Append(ctx context.Context, tx keeltype.DBTX, streamID string, e
 		if err := s.debounce.Notify(ctx, tx, channel, ""); err != nil && !errors.Is(err, notify.ErrClosed) {
 			return AppendResult{}, fmt.Errorf("keel events: notifying subscribers: %w", err)
 		}
-	}
-	if s.cfg.Metrics != nil {
-		s.cfg.Metrics.Appended(streamID, len(rows))
 	}
 	return res, nil
 }
@@ -218,9 +223,6 @@ func (s *Store) refused(ctx context.Context, q *db.Queries, streamID string, exp
 		return fmt.Errorf("%w: %q", ErrStreamDeleted, streamID)
 	default:
 		actual = st.Version
-	}
-	if s.cfg.Metrics != nil {
-		s.cfg.Metrics.Conflicted(streamID)
 	}
 	s.cfg.Logger.DebugContext(ctx, "keel events: version conflict", "stream", streamID, "expected", expected.String(), "actual", actual)
 	return &VersionConflictError{StreamID: streamID, Expected: expected, Actual: actual}

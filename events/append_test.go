@@ -67,12 +67,12 @@ func TestExpectedVersion(t *testing.T) {
 				t.Errorf("conflict %+v; want stream %s, actual %d, expected %v", conflict, stream, before, tc.expected)
 			}
 			if before == 0 {
-				if _, err := store.ReadStream(ctx, pool, stream, events.ReadOptions{}); !errors.Is(err, events.ErrStreamNotFound) {
+				if _, err := store.ReadStream(ctx, pool, stream, nil); !errors.Is(err, events.ErrStreamNotFound) {
 					t.Errorf("after a refused append the stream exists: %v", err)
 				}
 				return
 			}
-			got, err := store.ReadStream(ctx, pool, stream, events.ReadOptions{})
+			got, err := store.ReadStream(ctx, pool, stream, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,7 +140,7 @@ func TestConcurrentAppendsOneStream(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	got, err := store.ReadStream(ctx, pool, stream, events.ReadOptions{})
+	got, err := store.ReadStream(ctx, pool, stream, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestIdempotentAppend(t *testing.T) {
 			t.Errorf("retry with %v: %+v, want a duplicate at version 2", exp, again)
 		}
 	}
-	got, err := store.ReadStream(ctx, pool, "idem-1", events.ReadOptions{})
+	got, err := store.ReadStream(ctx, pool, "idem-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestAppendBadInput(t *testing.T) {
 	if _, err := store.Append(ctx, pool, "text-1", events.NoStream, events.EventData{Type: "A", Data: text}); err != nil {
 		t.Fatalf("appending %s: %v", text, err)
 	}
-	got, err := store.ReadStream(ctx, pool, "text-1", events.ReadOptions{})
+	got, err := store.ReadStream(ctx, pool, "text-1", nil)
 	var data struct{ S string }
 	if err != nil || len(got) != 1 || got[0].Decode(&data) != nil || data.S != `\u0000` {
 		t.Errorf("read back %v (%q), %v", got, data.S, err)

@@ -45,40 +45,40 @@ func TestFeedOfBatchedAppends(t *testing.T) {
 		want []string
 	}{
 		{"feed", func() ([]events.RecordedEvent, error) {
-			return store.ReadAll(ctx, pool, events.FeedOptions{})
+			return store.ReadAll(ctx, pool, nil)
 		}, all},
 		{"feed after the middle of an append", func() ([]events.RecordedEvent, error) {
-			return store.ReadAll(ctx, pool, events.FeedOptions{After: 7})
+			return store.ReadAll(ctx, pool, &events.FeedOpts{After: 7})
 		}, all[7:]},
 		{"feed after the end of an append", func() ([]events.RecordedEvent, error) {
-			return store.ReadAll(ctx, pool, events.FeedOptions{After: 5})
+			return store.ReadAll(ctx, pool, &events.FeedOpts{After: 5})
 		}, all[5:]},
 		{"feed limit inside an append", func() ([]events.RecordedEvent, error) {
-			return store.ReadAll(ctx, pool, events.FeedOptions{After: 1, Limit: 4})
+			return store.ReadAll(ctx, pool, &events.FeedOpts{After: 1, Limit: 4})
 		}, all[1:5]},
 		{"feed until inside an append", func() ([]events.RecordedEvent, error) {
-			return store.ReadAll(ctx, pool, events.FeedOptions{After: 2, UntilPosition: 6})
+			return store.ReadAll(ctx, pool, &events.FeedOpts{After: 2, UntilPosition: 6})
 		}, all[2:6]},
 		{"feed after and until inside one append", func() ([]events.RecordedEvent, error) {
-			return store.ReadAll(ctx, pool, events.FeedOptions{After: 6, UntilPosition: 8})
+			return store.ReadAll(ctx, pool, &events.FeedOpts{After: 6, UntilPosition: 8})
 		}, all[6:8]},
 		{"feed past the head", func() ([]events.RecordedEvent, error) {
-			return store.ReadAll(ctx, pool, events.FeedOptions{After: 10})
+			return store.ReadAll(ctx, pool, &events.FeedOpts{After: 10})
 		}, []string{}},
 		{"category after the middle of an append", func() ([]events.RecordedEvent, error) {
-			return store.ReadCategory(ctx, pool, "a", events.FeedOptions{After: 2, Limit: 5})
+			return store.ReadCategory(ctx, pool, "a", &events.FeedOpts{After: 2, Limit: 5})
 		}, []string{"3:a-1@3", "6:a-1@4", "7:a-1@5", "8:a-1@6", "9:a-1@7"}},
 		{"category until inside an append", func() ([]events.RecordedEvent, error) {
-			return store.ReadCategory(ctx, pool, "a", events.FeedOptions{UntilPosition: 7})
+			return store.ReadCategory(ctx, pool, "a", &events.FeedOpts{UntilPosition: 7})
 		}, []string{"1:a-1@1", "2:a-1@2", "3:a-1@3", "6:a-1@4", "7:a-1@5"}},
 		{"stream with positions", func() ([]events.RecordedEvent, error) {
-			return store.ReadStream(ctx, pool, "a-1", events.ReadOptions{})
+			return store.ReadStream(ctx, pool, "a-1", nil)
 		}, []string{"1:a-1@1", "2:a-1@2", "3:a-1@3", "6:a-1@4", "7:a-1@5", "8:a-1@6", "9:a-1@7"}},
 		{"stream page inside an append", func() ([]events.RecordedEvent, error) {
-			return store.ReadStream(ctx, pool, "a-1", events.ReadOptions{From: 5, Limit: 2})
+			return store.ReadStream(ctx, pool, "a-1", &events.ReadOpts{From: 5, Limit: 2})
 		}, []string{"7:a-1@5", "8:a-1@6"}},
 		{"stream backward across appends", func() ([]events.RecordedEvent, error) {
-			return store.ReadStream(ctx, pool, "a-1", events.ReadOptions{Backward: true, From: 5, Limit: 3})
+			return store.ReadStream(ctx, pool, "a-1", &events.ReadOpts{Backward: true, From: 5, Limit: 3})
 		}, []string{"7:a-1@5", "6:a-1@4", "3:a-1@3"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,21 +133,21 @@ func TestBatchedAppendTruncatedAndUnsequenced(t *testing.T) {
 	}
 	appendTx(ctx, t, store, pool, "t-1", events.Exactly(4), ev("E", 5), ev("E", 6))
 
-	feed, err := store.ReadAll(ctx, pool, events.FeedOptions{After: 1})
+	feed, err := store.ReadAll(ctx, pool, &events.FeedOpts{After: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"3:t-1@3", "4:t-1@4", "5:t-2@1"}; !slices.Equal(at(feed), want) {
 		t.Errorf("feed after a truncation inside an append: %v, want %v", at(feed), want)
 	}
-	cat, err := store.ReadCategory(ctx, pool, "t", events.FeedOptions{})
+	cat, err := store.ReadCategory(ctx, pool, "t", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"3:t-1@3", "4:t-1@4", "5:t-2@1"}; !slices.Equal(at(cat), want) {
 		t.Errorf("category after a truncation inside an append: %v, want %v", at(cat), want)
 	}
-	stream, err := store.ReadStream(ctx, pool, "t-1", events.ReadOptions{})
+	stream, err := store.ReadStream(ctx, pool, "t-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestBatchedAppendTruncatedAndUnsequenced(t *testing.T) {
 	if err := store.Sequence(ctx); err != nil {
 		t.Fatal(err)
 	}
-	stream, err = store.ReadStream(ctx, pool, "t-1", events.ReadOptions{From: 4})
+	stream, err = store.ReadStream(ctx, pool, "t-1", &events.ReadOpts{From: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,12 @@ type Config struct {
 	// Logger receives the store's and its subscriptions' logs.
 	// Default: nothing is logged.
 	Logger *slog.Logger
-	// Metrics receives counts of appends and conflicts and subscription lag.
-	// Default: none.
-	Metrics Metrics
+	// Hook observes the store and its subscriptions: each Append
+	// (keeltype.OpEventsAppend; a version conflict is its outcome's error),
+	// each event a subscription handles (keeltype.OpEventsHandle), each
+	// subscription's lag after a batch (keeltype.MeasureSubscriptionLag) and
+	// outages. Default: none.
+	Hook keeltype.Hook
 	// InlineProjections run inside every Append, in the appending
 	// transaction, after the events are written. An error from one fails the
 	// Append (and the caller should roll back). Default: none.
@@ -45,25 +48,12 @@ type Config struct {
 // it is exactly as current as the events. The events have no Position yet.
 type InlineProjection func(ctx context.Context, tx keeltype.DBTX, evs []RecordedEvent) error
 
-// Metrics is the hook through which the store reports what it does. Calls
-// are made synchronously; keep them cheap.
-type Metrics interface {
-	// Appended reports a successful append of n events to a stream.
-	Appended(streamID string, n int)
-	// Conflicted reports an append refused for its expected version.
-	Conflicted(streamID string)
-	// SubscriptionLag reports, after each batch a subscription handles, how
-	// many stamped events of the feed lie beyond its checkpoint and how long
-	// ago its newest handled event was recorded.
-	SubscriptionLag(name string, events int64, age time.Duration)
-	// Outage is called when the store's subscriptions or sequencer lose the
-	// database (ev.Over false) and when they have it back (ev.Over true).
-	Outage(ev keeltype.Outage)
-}
-
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Hook == nil {
+		c.Hook = keeltype.NoHook{}
 	}
 	if c.NotifyInterval <= 0 {
 		c.NotifyInterval = 5 * time.Millisecond

@@ -41,7 +41,7 @@ func TestSubscriberProcess(t *testing.T) {
 	ctx := context.Background()
 	pool := testdb.Open(t, url)
 	store := newStore(t, pool, events.Config{})
-	sub, err := store.Subscription(events.SubscriptionConfig{
+	sub, err := store.NewSubscription(events.SubscriptionConfig{
 		Name: "crash", BatchSize: 50, PollInterval: 20 * time.Millisecond, Lease: time.Second,
 		Handler: func(ctx context.Context, tx pgx.Tx, e events.RecordedEvent) error {
 			if err := project(ctx, tx, e); err != nil {
@@ -111,7 +111,7 @@ func TestSubscriberKilled(t *testing.T) {
 	}
 	_ = cmd.Wait()
 
-	info, err := store.SubscriptionStatus(ctx, "crash")
+	info, err := store.SubscriptionGet(ctx, "crash")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,9 +82,9 @@
 // with exponential backoff and jitter, going event by event up to the one
 // that failed, and after MaxAttempts failures it parks: the row shows
 // status 'parked', the error and the failing position (select * from
-// keel.subscriptions). [Store.SubscriptionStatus] returns one subscription's
-// state, [Store.Subscriptions] lists them all, parked first, and
-// [Store.ResumeSubscription] starts a parked one again. An event is never
+// keel.subscriptions). [Store.SubscriptionGet] returns one subscription's
+// state, [Store.SubscriptionList] lists them all, parked first, and
+// [Store.SubscriptionResume] starts a parked one again. An event is never
 // skipped.
 //
 // # Inline projections, snapshots and aggregates
@@ -145,13 +145,14 @@
 //
 // # Observability
 //
-// The store logs through [Config.Logger] (log/slog) and reports appends,
-// conflicts and subscription lag (events behind the feed's head, age of the
-// newest handled event) through the [Metrics] hook. Subscriptions and the
-// sequencer retry through a database outage with a capped exponential
-// backoff (a batch cut off by it rolls back whole and is handled again), log
-// one line when they lose the database and one when they have it back, and
-// call Metrics.Outage at both ends.
+// The store logs through [Config.Logger] (log/slog) and reports to
+// Config.Hook, a keeltype.Hook: each append (a conflict is its error), each
+// event a subscription handles (the handler runs with the hook's context)
+// and subscription lag (events behind the feed's head, age of the newest
+// handled event). Subscriptions and the sequencer retry through a database
+// outage with a capped exponential backoff (a batch cut off by it rolls back
+// whole and is handled again), log one line when they lose the database and
+// one when they have it back, and report both to the hook.
 //
 // # Tables
 //

@@ -52,7 +52,7 @@ func ExampleStore_Append() {
 		fmt.Println("conflict: stream is at version", conflict.Actual)
 	}
 
-	evs, err := store.ReadStream(ctx, pool, "order-example", events.ReadOptions{})
+	evs, err := store.ReadStream(ctx, pool, "order-example", nil)
 	if err != nil {
 		panic(err)
 	}
@@ -80,7 +80,7 @@ func ExampleSubscription() {
 		}
 	}
 	handled := make(chan string)
-	sub, err := store.Subscription(events.SubscriptionConfig{
+	sub, err := store.NewSubscription(events.SubscriptionConfig{
 		Name:     "greetings",
 		Category: "greeting",
 		Handler: func(ctx context.Context, tx pgx.Tx, e events.RecordedEvent) error {

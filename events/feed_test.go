@@ -36,7 +36,7 @@ func TestFeedOrderFollowsCommits(t *testing.T) {
 		if err := store.Sequence(ctx); err != nil {
 			t.Fatal(err)
 		}
-		evs, err := store.ReadAll(ctx, pool, events.FeedOptions{})
+		evs, err := store.ReadAll(ctx, pool, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +97,7 @@ func TestLongTransactionHoldsBackOnlyItself(t *testing.T) {
 	if err := store.Sequence(ctx); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := store.ReadAll(ctx, pool, events.FeedOptions{After: 30})
+	evs, err := store.ReadAll(ctx, pool, &events.FeedOpts{After: 30})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestRolledBackAppendLeavesNoGap(t *testing.T) {
 	if err := store.Sequence(ctx); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := store.ReadAll(ctx, pool, events.FeedOptions{})
+	evs, err := store.ReadAll(ctx, pool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestSequencerPasses(t *testing.T) {
 				head, err := store.HeadPosition(ctx, pool)
 				return head == 10, err
 			})
-			evs, err := store.ReadAll(ctx, pool, events.FeedOptions{})
+			evs, err := store.ReadAll(ctx, pool, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -199,7 +199,7 @@ func TestSequenceThenReadSeesCommitted(t *testing.T) {
 		if err := store.Sequence(ctx); err != nil {
 			t.Fatal(err)
 		}
-		evs, err := store.ReadAll(ctx, pool, events.FeedOptions{After: int64(round)})
+		evs, err := store.ReadAll(ctx, pool, &events.FeedOpts{After: int64(round)})
 		if err != nil {
 			t.Fatal(err)
 		}

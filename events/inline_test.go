@@ -3,13 +3,14 @@ package events_test
 import (
 	"context"
 	"errors"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keelpg/keel/events"
+	"github.com/keelpg/keel/internal/hooktest"
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/keeltype"
 )
@@ -81,62 +82,51 @@ func TestInlineProjection(t *testing.T) {
 	}
 }
 
-// recorder is a Metrics hook that remembers what it was told.
-type recorder struct {
-	mu        sync.Mutex
-	appended  map[string]int
-	conflicts map[string]int
-	lag       []int64
-	age       []time.Duration
-}
-
-func (r *recorder) Appended(stream string, n int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.appended[stream] += n
-}
-
-func (r *recorder) Conflicted(stream string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.conflicts[stream]++
-}
-
-func (r *recorder) Outage(keeltype.Outage) {}
-
-func (r *recorder) SubscriptionLag(_ string, events int64, age time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.lag = append(r.lag, events)
-	r.age = append(r.age, age)
-}
-
-// The metrics hook hears of appends, conflicts and subscription lag.
-func TestMetrics(t *testing.T) {
+// The hook hears of appends (a conflict as the error of one), of each
+// event handled, with the handler running in the context it returned, and
+// of subscription lag.
+func TestHook(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testdb.New(t)
-	rec := &recorder{appended: map[string]int{}, conflicts: map[string]int{}}
-	store := newStore(t, pool, events.Config{Metrics: rec})
+	hook := &hooktest.Recorder{}
+	store := newStore(t, pool, events.Config{Hook: hook})
 	for i := range 5 {
 		appendTx(ctx, t, store, pool, "m-1", events.Any, ev("E", i), ev("E", i))
 	}
 	if _, err := store.Append(ctx, pool, "m-1", events.NoStream, ev("E", 9)); !errors.Is(err, events.ErrVersionConflict) {
 		t.Fatal(err)
 	}
+	var carried atomic.Int64
 	runSub(t, store, events.SubscriptionConfig{Name: "lagging", BatchSize: 4, PollInterval: 20 * time.Millisecond,
-		Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error { return nil }})
+		Handler: func(ctx context.Context, _ pgx.Tx, _ events.RecordedEvent) error {
+			if hooktest.Carried(ctx, keeltype.OpEventsHandle) {
+				carried.Add(1)
+			}
+			return nil
+		}})
 	eventually(t, 30*time.Second, "lag reported down to zero", func() (bool, error) {
-		rec.mu.Lock()
-		defer rec.mu.Unlock()
-		return len(rec.lag) > 0 && rec.lag[len(rec.lag)-1] == 0, nil
+		lag := hook.Measured(keeltype.MeasureSubscriptionLag)
+		return len(lag) > 0 && lag[len(lag)-1].Value == 0, nil
 	})
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if rec.appended["m-1"] != 10 || rec.conflicts["m-1"] != 1 {
-		t.Errorf("appended %v, conflicts %v; want 10 and 1", rec.appended, rec.conflicts)
+	var appended, conflicts int
+	for _, e := range hook.Ended(keeltype.OpEventsAppend) {
+		switch {
+		case e.Op.Name != "m-1":
+			t.Errorf("append to %q", e.Op.Name)
+		case e.Outcome.Err == nil:
+			appended += e.Op.Count
+		case errors.Is(e.Outcome.Err, events.ErrVersionConflict):
+			conflicts++
+		}
 	}
-	if rec.lag[0] != 6 || rec.age[0] <= 0 {
-		t.Errorf("first batch of 4 of 10 reported lag %d events, %v; want 6 and a positive age", rec.lag[0], rec.age[0])
+	if appended != 10 || conflicts != 1 {
+		t.Errorf("appended %d, conflicts %d; want 10 and 1", appended, conflicts)
+	}
+	if handled := hook.Ended(keeltype.OpEventsHandle); len(handled) != 10 || carried.Load() != 10 || handled[0].Op.Name != "lagging" {
+		t.Errorf("%d events handled, %d with the hook's context; want 10 and 10", len(handled), carried.Load())
+	}
+	if lag := hook.Measured(keeltype.MeasureSubscriptionLag); lag[0].Value != 6 || lag[0].Age <= 0 || lag[0].Name != "lagging" {
+		t.Errorf("first batch of 4 of 10 reported %+v; want a lag of 6 and a positive age", lag[0])
 	}
 }

@@ -191,7 +191,7 @@ func TestAppendStoresValuesAtTheLimits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := store.ReadStream(ctx, pool, tc.stream, events.ReadOptions{})
+			got, err := store.ReadStream(ctx, pool, tc.stream, nil)
 			if err != nil || len(got) != 1 || res.Version != 1 {
 				t.Fatalf("read back %d events, %v", len(got), err)
 			}
@@ -292,11 +292,11 @@ func TestReadsRefuseWhatPostgresCannotStore(t *testing.T) {
 		read func(tx pgx.Tx) error
 	}{
 		{"ReadStream NUL", func(tx pgx.Tx) error {
-			_, err := store.ReadStream(ctx, tx, "a\x00", events.ReadOptions{})
+			_, err := store.ReadStream(ctx, tx, "a\x00", nil)
 			return err
 		}},
 		{"ReadStream not UTF-8", func(tx pgx.Tx) error {
-			_, err := store.ReadStream(ctx, tx, "a\xff", events.ReadOptions{Backward: true})
+			_, err := store.ReadStream(ctx, tx, "a\xff", &events.ReadOpts{Backward: true})
 			return err
 		}},
 		{"Stream NUL", func(tx pgx.Tx) error {
@@ -312,11 +312,11 @@ func TestReadsRefuseWhatPostgresCannotStore(t *testing.T) {
 			return err
 		}},
 		{"ReadCategory NUL", func(tx pgx.Tx) error {
-			_, err := store.ReadCategory(ctx, tx, "order\x00", events.FeedOptions{})
+			_, err := store.ReadCategory(ctx, tx, "order\x00", nil)
 			return err
 		}},
 		{"ReadCategory with '-'", func(tx pgx.Tx) error {
-			_, err := store.ReadCategory(ctx, tx, "order-1", events.FeedOptions{})
+			_, err := store.ReadCategory(ctx, tx, "order-1", nil)
 			return err
 		}},
 		{"Aggregate.Load not UTF-8", func(tx pgx.Tx) error {
@@ -376,7 +376,7 @@ func TestClosedStoreRefusesWrites(t *testing.T) {
 		})
 	}
 	// Reads still work.
-	if got, err := store.ReadStream(ctx, pool, "closed-1", events.ReadOptions{}); err != nil || len(got) != 2 {
+	if got, err := store.ReadStream(ctx, pool, "closed-1", nil); err != nil || len(got) != 2 {
 		t.Errorf("reading through a closed store: %d events, %v", len(got), err)
 	}
 }
@@ -403,11 +403,11 @@ func TestNilArguments(t *testing.T) {
 			{"SaveSnapshot", func() error { return store.SaveSnapshot(ctx, q, "nil-1", 1, 1) }},
 			{"Aggregate.Execute", func() error { _, _, err := agg.Execute(ctx, q, "nil-1", move(1)); return err }},
 			{"Aggregate.Load", func() error { _, _, err := agg.Load(ctx, q, "nil-1"); return err }},
-			{"ReadStream", func() error { _, err := store.ReadStream(ctx, q, "nil-1", events.ReadOptions{}); return err }},
+			{"ReadStream", func() error { _, err := store.ReadStream(ctx, q, "nil-1", nil); return err }},
 			{"Stream", func() error { _, err := store.Stream(ctx, q, "nil-1"); return err }},
 			{"LoadSnapshot", func() error { _, err := store.LoadSnapshot(ctx, q, "nil-1"); return err }},
-			{"ReadAll", func() error { _, err := store.ReadAll(ctx, q, events.FeedOptions{}); return err }},
-			{"ReadCategory", func() error { _, err := store.ReadCategory(ctx, q, "nil", events.FeedOptions{}); return err }},
+			{"ReadAll", func() error { _, err := store.ReadAll(ctx, q, nil); return err }},
+			{"ReadCategory", func() error { _, err := store.ReadCategory(ctx, q, "nil", nil); return err }},
 			{"HeadPosition", func() error { _, err := store.HeadPosition(ctx, q); return err }},
 		} {
 			if err := noPanic(tc.call); !errors.Is(err, events.ErrInvalidArgument) {
@@ -541,13 +541,13 @@ func TestReadUntilTimeOutOfRange(t *testing.T) {
 			}
 			defer func() { _ = tx.Rollback(ctx) }()
 			for _, backward := range []bool{false, true} {
-				got, err := store.ReadStream(ctx, tx, "when-1", events.ReadOptions{UntilTime: tc.until, Backward: backward})
+				got, err := store.ReadStream(ctx, tx, "when-1", &events.ReadOpts{UntilTime: tc.until, Backward: backward})
 				if err != nil || len(got) != tc.want {
 					t.Errorf("backward %v: %d events, %v; want %d", backward, len(got), err, tc.want)
 				}
 			}
 			agg := events.Aggregate[account]{Store: store, Apply: func(a account, _ events.RecordedEvent) (account, error) { a.Ops++; return a, nil }}
-			if a, _, err := agg.LoadAt(ctx, tx, "when-1", events.ReadOptions{UntilTime: tc.until}); err != nil || a.Ops != int64(tc.want) {
+			if a, _, err := agg.LoadAt(ctx, tx, "when-1", &events.ReadOpts{UntilTime: tc.until}); err != nil || a.Ops != int64(tc.want) {
 				t.Errorf("LoadAt: %d events folded, %v; want %d", a.Ops, err, tc.want)
 			}
 		})

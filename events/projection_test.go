@@ -74,7 +74,7 @@ func rebuild(ctx context.Context, t *testing.T, store *events.Store, pool *pgxpo
 	by := map[string]*total{}
 	var order []string
 	for after := int64(0); ; {
-		evs, err := store.ReadAll(ctx, pool, events.FeedOptions{After: after})
+		evs, err := store.ReadAll(ctx, pool, &events.FeedOpts{After: after})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,9 +33,9 @@ func untilTime(t time.Time) time.Time {
 	return t
 }
 
-// ReadOptions selects part of a stream. The zero value reads the whole
-// stream forward.
-type ReadOptions struct {
+// ReadOpts selects part of a stream. nil, like the zero value, reads the
+// whole stream forward.
+type ReadOpts struct {
 	// Backward reads from the newest event down. Default: forward.
 	Backward bool
 	// From is the first version read: the lowest when forward (default 1),
@@ -55,9 +55,12 @@ type ReadOptions struct {
 // Backward), leaving out those hidden by TruncateBefore. It returns
 // ErrStreamNotFound for a stream with no events and ErrStreamDeleted for a
 // tombstoned one.
-func (s *Store) ReadStream(ctx context.Context, q keeltype.DBTX, streamID string, opts ReadOptions) ([]RecordedEvent, error) {
+func (s *Store) ReadStream(ctx context.Context, q keeltype.DBTX, streamID string, opts *ReadOpts) ([]RecordedEvent, error) {
 	if err := checkRead(q, streamID); err != nil {
 		return nil, err
+	}
+	if opts == nil {
+		opts = &ReadOpts{}
 	}
 	if opts.From < 0 || opts.Limit < 0 || opts.UntilVersion < 0 {
 		return nil, invalid("read options of %q: From, Limit and UntilVersion must not be negative", streamID)
@@ -180,8 +183,9 @@ func liveStream(ctx context.Context, q *db.Queries, streamID string) (db.KeelStr
 	return st, nil
 }
 
-// FeedOptions selects part of the global feed. The zero value reads it all.
-type FeedOptions struct {
+// FeedOpts selects part of the global feed. nil, like the zero value,
+// reads it all (a thousand events at a time).
+type FeedOpts struct {
 	// After is the position after which reading starts. Default: 0, the
 	// beginning.
 	After int64
@@ -196,7 +200,7 @@ type FeedOptions struct {
 // visible, with no gaps. Only events the sequencer has stamped are returned
 // (see Sequence); events of tombstoned streams and truncated events are left
 // out.
-func (s *Store) ReadAll(ctx context.Context, q keeltype.DBTX, opts FeedOptions) ([]RecordedEvent, error) {
+func (s *Store) ReadAll(ctx context.Context, q keeltype.DBTX, opts *FeedOpts) ([]RecordedEvent, error) {
 	if err := checkDBTX(q); err != nil {
 		return nil, err
 	}
@@ -219,7 +223,7 @@ func (s *Store) ReadAll(ctx context.Context, q keeltype.DBTX, opts FeedOptions) 
 // is more), and each window that finds none of the category's events
 // covers twice as many as the one before, up to 16 times the first, so a
 // long stretch of other categories' appends costs a few statements.
-func (s *Store) ReadCategory(ctx context.Context, q keeltype.DBTX, category string, opts FeedOptions) ([]RecordedEvent, error) {
+func (s *Store) ReadCategory(ctx context.Context, q keeltype.DBTX, category string, opts *FeedOpts) ([]RecordedEvent, error) {
 	if err := checkDBTX(q); err != nil {
 		return nil, err
 	}
@@ -262,7 +266,10 @@ func (s *Store) ReadCategory(ctx context.Context, q keeltype.DBTX, category stri
 // ReadCategory covers.
 const categoryWindow = 10_000
 
-func (o FeedOptions) bounds() (after, until, limit int64, err error) {
+func (o *FeedOpts) bounds() (after, until, limit int64, err error) {
+	if o == nil {
+		o = &FeedOpts{}
+	}
 	if o.After < 0 || o.Limit < 0 || o.UntilPosition < 0 {
 		return 0, 0, 0, invalid("feed options: After, Limit and UntilPosition must not be negative")
 	}

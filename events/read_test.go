@@ -25,21 +25,21 @@ func TestReadStream(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name string
-		opts events.ReadOptions
+		opts *events.ReadOpts
 		want []int64
 	}{
-		{"all", events.ReadOptions{}, []int64{1, 2, 3, 4, 5}},
-		{"from 3", events.ReadOptions{From: 3}, []int64{3, 4, 5}},
-		{"from 2 limit 2", events.ReadOptions{From: 2, Limit: 2}, []int64{2, 3}},
-		{"until version 3", events.ReadOptions{UntilVersion: 3}, []int64{1, 2, 3}},
-		{"until time of 2", events.ReadOptions{UntilTime: recorded[1]}, []int64{1, 2}},
-		{"until time before all", events.ReadOptions{UntilTime: recorded[0].Add(-time.Microsecond)}, []int64{}},
-		{"backward", events.ReadOptions{Backward: true}, []int64{5, 4, 3, 2, 1}},
-		{"backward limit 2", events.ReadOptions{Backward: true, Limit: 2}, []int64{5, 4}},
-		{"backward from 3", events.ReadOptions{Backward: true, From: 3}, []int64{3, 2, 1}},
-		{"backward until version 4 limit 1", events.ReadOptions{Backward: true, UntilVersion: 4, Limit: 1}, []int64{4}},
-		{"backward until time of 3", events.ReadOptions{Backward: true, UntilTime: recorded[2]}, []int64{3, 2, 1}},
-		{"past the end", events.ReadOptions{From: 9}, []int64{}},
+		{"all", &events.ReadOpts{}, []int64{1, 2, 3, 4, 5}},
+		{"from 3", &events.ReadOpts{From: 3}, []int64{3, 4, 5}},
+		{"from 2 limit 2", &events.ReadOpts{From: 2, Limit: 2}, []int64{2, 3}},
+		{"until version 3", &events.ReadOpts{UntilVersion: 3}, []int64{1, 2, 3}},
+		{"until time of 2", &events.ReadOpts{UntilTime: recorded[1]}, []int64{1, 2}},
+		{"until time before all", &events.ReadOpts{UntilTime: recorded[0].Add(-time.Microsecond)}, []int64{}},
+		{"backward", &events.ReadOpts{Backward: true}, []int64{5, 4, 3, 2, 1}},
+		{"backward limit 2", &events.ReadOpts{Backward: true, Limit: 2}, []int64{5, 4}},
+		{"backward from 3", &events.ReadOpts{Backward: true, From: 3}, []int64{3, 2, 1}},
+		{"backward until version 4 limit 1", &events.ReadOpts{Backward: true, UntilVersion: 4, Limit: 1}, []int64{4}},
+		{"backward until time of 3", &events.ReadOpts{Backward: true, UntilTime: recorded[2]}, []int64{3, 2, 1}},
+		{"past the end", &events.ReadOpts{From: 9}, []int64{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := store.ReadStream(ctx, pool, "read-1", tc.opts)
@@ -51,10 +51,10 @@ func TestReadStream(t *testing.T) {
 			}
 		})
 	}
-	if _, err := store.ReadStream(ctx, pool, "read-missing", events.ReadOptions{}); !errors.Is(err, events.ErrStreamNotFound) {
+	if _, err := store.ReadStream(ctx, pool, "read-missing", nil); !errors.Is(err, events.ErrStreamNotFound) {
 		t.Errorf("missing stream: %v", err)
 	}
-	if _, err := store.ReadStream(ctx, pool, "read-1", events.ReadOptions{Limit: -1}); !errors.Is(err, events.ErrInvalidArgument) {
+	if _, err := store.ReadStream(ctx, pool, "read-1", &events.ReadOpts{Limit: -1}); !errors.Is(err, events.ErrInvalidArgument) {
 		t.Errorf("negative limit: %v", err)
 	}
 }
@@ -75,7 +75,7 @@ func TestRecordedEventFields(t *testing.T) {
 	if err := store.Sequence(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.ReadStream(ctx, pool, "order-7", events.ReadOptions{})
+	got, err := store.ReadStream(ctx, pool, "order-7", nil)
 	if err != nil || len(got) != 1 {
 		t.Fatalf("read: %v %v", got, err)
 	}
@@ -103,7 +103,7 @@ func TestReadCategory(t *testing.T) {
 	if err := store.Sequence(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.ReadCategory(ctx, pool, "order", events.FeedOptions{})
+	got, err := store.ReadCategory(ctx, pool, "order", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestReadCategory(t *testing.T) {
 	if want := []int64{1, 3, 4, 6}; !slices.Equal(positions, want) {
 		t.Errorf("category order: positions %v, want %v", positions, want)
 	}
-	page, err := store.ReadCategory(ctx, pool, "order", events.FeedOptions{After: 3, Limit: 1})
+	page, err := store.ReadCategory(ctx, pool, "order", &events.FeedOpts{After: 3, Limit: 1})
 	if err != nil || len(page) != 1 || page[0].Position != 4 {
 		t.Errorf("paged category read: %+v %v", page, err)
 	}
@@ -174,7 +174,7 @@ func TestReadCategoryAcrossWindows(t *testing.T) {
 			var got []int64
 			after := tc.after
 			for {
-				page, err := store.ReadCategory(ctx, pool, "cat", events.FeedOptions{After: after, Limit: tc.limit, UntilPosition: tc.until})
+				page, err := store.ReadCategory(ctx, pool, "cat", &events.FeedOpts{After: after, Limit: tc.limit, UntilPosition: tc.until})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -225,11 +225,11 @@ func TestTombstoneAndTruncate(t *testing.T) {
 	if err := store.Sequence(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := store.ReadStream(ctx, pool, "life-1", events.ReadOptions{})
+	got, err := store.ReadStream(ctx, pool, "life-1", nil)
 	if err != nil || !slices.Equal(versions(got), []int64{3, 4}) {
 		t.Errorf("truncated stream reads %v %v, want versions 3 4", versions(got), err)
 	}
-	back, err := store.ReadStream(ctx, pool, "life-1", events.ReadOptions{Backward: true})
+	back, err := store.ReadStream(ctx, pool, "life-1", &events.ReadOpts{Backward: true})
 	if err != nil || !slices.Equal(versions(back), []int64{4, 3}) {
 		t.Errorf("truncated stream reads backward %v %v, want versions 4 3", versions(back), err)
 	}
@@ -237,7 +237,7 @@ func TestTombstoneAndTruncate(t *testing.T) {
 	if res.Version != 5 {
 		t.Errorf("append after truncate got version %d, want 5", res.Version)
 	}
-	if _, err := store.ReadStream(ctx, pool, "life-2", events.ReadOptions{}); !errors.Is(err, events.ErrStreamDeleted) {
+	if _, err := store.ReadStream(ctx, pool, "life-2", nil); !errors.Is(err, events.ErrStreamDeleted) {
 		t.Errorf("reading a tombstoned stream: %v", err)
 	}
 	for _, exp := range []events.ExpectedVersion{events.Any, events.NoStream, events.Exactly(2)} {
@@ -254,7 +254,7 @@ func TestTombstoneAndTruncate(t *testing.T) {
 	if err := store.Sequence(ctx); err != nil {
 		t.Fatal(err)
 	}
-	feed, err := store.ReadAll(ctx, pool, events.FeedOptions{})
+	feed, err := store.ReadAll(ctx, pool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestTombstoneAndTruncate(t *testing.T) {
 	if want := []string{"life-1@3", "life-1@4", "life-1@5"}; !slices.Equal(seen, want) {
 		t.Errorf("feed shows %v, want %v", seen, want)
 	}
-	cat, err := store.ReadCategory(ctx, pool, "life", events.FeedOptions{})
+	cat, err := store.ReadCategory(ctx, pool, "life", nil)
 	if err != nil || len(cat) != 3 {
 		t.Errorf("category shows %d events (%v), want 3", len(cat), err)
 	}

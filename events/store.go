@@ -45,17 +45,12 @@ func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		cfg.Listener = listener.New(pool, cfg.Logger)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	report := func(ev keeltype.Outage) {
-		if cfg.Metrics != nil {
-			cfg.Metrics.Outage(ev)
-		}
-	}
 	return &Store{
 		pool:     pool,
 		cfg:      cfg,
 		debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger),
 		listener: cfg.Listener,
-		outage:   outage.NewTracker("events", cfg.Logger, report),
+		outage:   outage.NewTracker("events", cfg.Logger, outage.Report(cfg.Hook)),
 		ctx:      ctx,
 		cancel:   cancel,
 	}, nil

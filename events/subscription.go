@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/keelpg/keel/internal/outage"
 	"github.com/keelpg/keel/internal/service"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 	"github.com/keelpg/keel/listener"
 )
 
@@ -53,11 +53,10 @@ type SubscriptionConfig struct {
 	// MaxAttempts is how many times in a row the handler may fail on one
 	// event before the subscription is parked. Default: 10.
 	MaxAttempts int
-	// RetryBackoff is the wait after the first failure; it doubles with each
-	// further one (with jitter), up to MaxRetryBackoff. Default: 1s.
-	RetryBackoff time.Duration
-	// MaxRetryBackoff caps the wait between attempts. Default: 5m.
-	MaxRetryBackoff time.Duration
+	// RetryPolicy gives the wait before the next attempt after a handler
+	// failed. Default: keeltype.ExponentialBackoff{Initial: 1s, Max: 5m,
+	// Jitter: 0.25}.
+	RetryPolicy keeltype.RetryPolicy
 	// ConsumerID names this consumer in the subscription's row.
 	// Default: host name, process id and a random suffix.
 	ConsumerID string
@@ -79,11 +78,8 @@ func (c SubscriptionConfig) withDefaults() (SubscriptionConfig, error) {
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 10
 	}
-	if c.RetryBackoff <= 0 {
-		c.RetryBackoff = time.Second
-	}
-	if c.MaxRetryBackoff <= 0 {
-		c.MaxRetryBackoff = 5 * time.Minute
+	if c.RetryPolicy == nil {
+		c.RetryPolicy = defaultRetryPolicy
 	}
 	if c.ConsumerID == "" {
 		host, _ := os.Hostname()
@@ -95,7 +91,7 @@ func (c SubscriptionConfig) withDefaults() (SubscriptionConfig, error) {
 }
 
 // Subscription is a durable catch-up subscription over the global feed or
-// one category. Create it with Store.Subscription and Start it (or call
+// one category. Create it with Store.NewSubscription and Start it (or call
 // Run).
 type Subscription struct {
 	store  *Store
@@ -106,7 +102,7 @@ type Subscription struct {
 // Subscription returns a subscription; it touches the database only in Run.
 // A config that names no handler, or a name, category or consumer id that
 // could not be stored (see the package's Limits), is ErrInvalidArgument.
-func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
+func (s *Store) NewSubscription(cfg SubscriptionConfig) (*Subscription, error) {
 	if err := s.usable(); err != nil {
 		return nil, err
 	}
@@ -162,7 +158,7 @@ func (sub *Subscription) StopAndCancel(ctx context.Context) error {
 // subscription's checkpoint on until ctx ends, then gives up its lease and
 // returns nil. It waits while another consumer holds the subscription and
 // takes over when that one stops or its lease runs out. A parked
-// subscription waits for ResumeSubscription. It returns an error only when
+// subscription waits for SubscriptionResume. It returns an error only when
 // it cannot go on: the subscription's row names another category, the store
 // is or gets closed (ErrClosed), or its pool is closed.
 func (sub *Subscription) Run(ctx context.Context) error { return sub.runLoop(ctx, ctx) }
@@ -306,7 +302,7 @@ func (sub *Subscription) batch(ctx context.Context, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	opts := FeedOptions{After: fence.Position, Limit: limit}
+	opts := &FeedOpts{After: fence.Position, Limit: limit}
 	var evs []RecordedEvent
 	if fence.Category != nil {
 		evs, err = s.ReadCategory(ctx, tx, *fence.Category, opts)
@@ -317,7 +313,10 @@ func (sub *Subscription) batch(ctx context.Context, limit int) (int, error) {
 		return 0, err
 	}
 	for _, ev := range evs {
-		if err := safeHandle(ctx, cfg.Handler, tx, ev); err != nil {
+		hctx, end := s.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpEventsHandle, Name: cfg.Name, ID: ev.ID.String()})
+		err := safeHandle(hctx, cfg.Handler, tx, ev)
+		end(keeltype.Outcome{Err: err})
+		if err != nil {
 			return 0, &handlerFailure{position: ev.Position, err: err}
 		}
 	}
@@ -337,10 +336,14 @@ func (sub *Subscription) batch(ctx context.Context, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if s.cfg.Metrics != nil {
-		if head, err := db.New(s.pool).HeadPosition(ctx); err == nil {
-			s.cfg.Metrics.SubscriptionLag(cfg.Name, max(head-last.Position, 0), time.Since(last.RecordedAt))
-		}
+	if _, none := s.cfg.Hook.(keeltype.NoHook); none {
+		return len(evs), nil
+	}
+	if head, err := db.New(s.pool).HeadPosition(ctx); err == nil {
+		s.cfg.Hook.Measure(ctx, keeltype.Measurement{
+			Kind: keeltype.MeasureSubscriptionLag, Name: cfg.Name,
+			Value: max(head-last.Position, 0), Age: time.Since(last.RecordedAt),
+		})
 	}
 	return len(evs), nil
 }
@@ -360,7 +363,7 @@ func safeHandle(ctx context.Context, h Handler, tx pgx.Tx, ev RecordedEvent) (er
 // it, for the caller to wait on rather than retry at once.
 func (sub *Subscription) fail(ctx context.Context, log *slog.Logger, f *handlerFailure, attempts int32) error {
 	cfg := sub.cfg
-	retryAt := time.Now().Add(backoff(cfg.RetryBackoff, cfg.MaxRetryBackoff, int(attempts)))
+	retryAt := time.Now().Add(max(cfg.RetryPolicy.NextRetry(int(attempts)+1, f.err), 0))
 	row, err := db.New(sub.store.pool).FailSubscription(ctx, db.FailSubscriptionParams{
 		LastError: validate.ErrorText(f.err.Error()), FailedPosition: f.position, RetryAt: timestamptz(retryAt),
 		MaxAttempts: int32(cfg.MaxAttempts), Name: cfg.Name, Owner: cfg.ConsumerID,
@@ -378,19 +381,8 @@ func (sub *Subscription) fail(ctx context.Context, log *slog.Logger, f *handlerF
 	return nil
 }
 
-// backoff is base·2^attempts, capped, with up to a quarter taken off at
-// random so consumers drift apart.
-func backoff(base, ceiling time.Duration, attempts int) time.Duration {
-	d := base
-	for range min(attempts, 30) {
-		d *= 2
-		if d >= ceiling {
-			d = ceiling
-			break
-		}
-	}
-	return d - time.Duration(rand.Int64N(int64(d)/4+1))
-}
+// defaultRetryPolicy is SubscriptionConfig.RetryPolicy's default.
+var defaultRetryPolicy = keeltype.ExponentialBackoff{Initial: time.Second, Max: 5 * time.Minute, Jitter: 0.25}
 
 // wait returns after d, on a wake-up notification or when ctx ends.
 func (sub *Subscription) wait(ctx context.Context, wake *listener.Subscription, d time.Duration) (woken bool) {

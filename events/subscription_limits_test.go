@@ -35,21 +35,21 @@ func TestClosedStoreRefusesSubscriptionWrites(t *testing.T) {
 		want error
 	}{
 		{"Sequence", func() error { return store.Sequence(ctx) }, events.ErrClosed},
-		{"ResumeSubscription", func() error { return store.ResumeSubscription(ctx, "any") }, events.ErrClosed},
-		{"ResetSubscription", func() error { return store.ResetSubscription(ctx, "any", 0) }, events.ErrClosed},
+		{"SubscriptionResume", func() error { return store.SubscriptionResume(ctx, "any") }, events.ErrClosed},
+		{"SubscriptionReset", func() error { return store.SubscriptionReset(ctx, "any", 0) }, events.ErrClosed},
 		{"Subscription", func() error {
-			_, err := store.Subscription(events.SubscriptionConfig{Name: "late", Handler: noop})
+			_, err := store.NewSubscription(events.SubscriptionConfig{Name: "late", Handler: noop})
 			return err
 		}, events.ErrClosed},
 		{"Subscription on a nil store", func() error {
-			_, err := nilStore.Subscription(events.SubscriptionConfig{Name: "s", Handler: noop})
+			_, err := nilStore.NewSubscription(events.SubscriptionConfig{Name: "s", Handler: noop})
 			return err
 		}, events.ErrInvalidArgument},
 		{"Sequence on a nil store", func() error { return nilStore.Sequence(ctx) }, events.ErrInvalidArgument},
 		{"Run", func() error { return store.Run(ctx) }, events.ErrClosed},
 		{"Run on a nil store", func() error { return nilStore.Run(ctx) }, events.ErrInvalidArgument},
 		{"subscription without a handler", func() error {
-			_, err := newStore(t, pool, events.Config{}).Subscription(events.SubscriptionConfig{Name: "s"})
+			_, err := newStore(t, pool, events.Config{}).NewSubscription(events.SubscriptionConfig{Name: "s"})
 			return err
 		}, events.ErrInvalidArgument},
 	} {
@@ -72,7 +72,7 @@ func TestClosedStoreEndsSubscriptions(t *testing.T) {
 	store := newStore(t, pool, events.Config{})
 	started := make(chan struct{})
 	var once sync.Once
-	sub, err := store.Subscription(events.SubscriptionConfig{Name: "closing", PollInterval: time.Hour,
+	sub, err := store.NewSubscription(events.SubscriptionConfig{Name: "closing", PollInterval: time.Hour,
 		Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error {
 			once.Do(func() { close(started) })
 			return nil
@@ -127,7 +127,7 @@ func TestSubscriptionConfigRefusesWhatPostgresCannotStore(t *testing.T) {
 			t.Parallel()
 			cfg := tc.cfg
 			cfg.Handler = noop
-			_, err := store.Subscription(cfg)
+			_, err := store.NewSubscription(cfg)
 			if !errors.Is(err, events.ErrInvalidArgument) {
 				t.Fatalf("got %v, want ErrInvalidArgument", err)
 			}
@@ -140,20 +140,20 @@ func TestSubscriptionConfigRefusesWhatPostgresCannotStore(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, name := range []string{"", "a\x00", "\xff", long256} {
-		if _, err := store.SubscriptionStatus(ctx, name); !errors.Is(err, events.ErrInvalidArgument) {
-			t.Errorf("SubscriptionStatus(%.20q): %v", name, err)
+		if _, err := store.SubscriptionGet(ctx, name); !errors.Is(err, events.ErrInvalidArgument) {
+			t.Errorf("SubscriptionGet(%.20q): %v", name, err)
 		}
-		if err := store.ResumeSubscription(ctx, name); !errors.Is(err, events.ErrInvalidArgument) {
-			t.Errorf("ResumeSubscription(%.20q): %v", name, err)
+		if err := store.SubscriptionResume(ctx, name); !errors.Is(err, events.ErrInvalidArgument) {
+			t.Errorf("SubscriptionResume(%.20q): %v", name, err)
 		}
-		if err := store.ResetSubscription(ctx, name, 0); !errors.Is(err, events.ErrInvalidArgument) {
-			t.Errorf("ResetSubscription(%.20q): %v", name, err)
+		if err := store.SubscriptionReset(ctx, name, 0); !errors.Is(err, events.ErrInvalidArgument) {
+			t.Errorf("SubscriptionReset(%.20q): %v", name, err)
 		}
 	}
 	// At the limits a subscription runs.
 	runSub(t, store, events.SubscriptionConfig{Name: long256[1:], Category: long1025[1:], Handler: noop, PollInterval: 10 * time.Millisecond})
 	eventually(t, 10*time.Second, "the subscription's row is written", func() (bool, error) {
-		info, err := store.SubscriptionStatus(ctx, long256[1:])
+		info, err := store.SubscriptionGet(ctx, long256[1:])
 		if errors.Is(err, events.ErrSubscriptionNotFound) {
 			return false, nil
 		}
@@ -210,7 +210,7 @@ func TestSubscriptionRecordsUnstorableFailures(t *testing.T) {
 			name := "poisoned " + tc.name
 			var calls atomic.Int32
 			runSub(t, store, events.SubscriptionConfig{Name: name, PollInterval: 20 * time.Millisecond,
-				MaxAttempts: 3, RetryBackoff: time.Millisecond, MaxRetryBackoff: 5 * time.Millisecond,
+				MaxAttempts: 3, RetryPolicy: keeltype.ExponentialBackoff{Initial: time.Millisecond, Max: 5 * time.Millisecond},
 				Handler: func(ctx context.Context, tx pgx.Tx, e events.RecordedEvent) error {
 					if e.Type != "Poison" {
 						return nil
@@ -221,7 +221,7 @@ func TestSubscriptionRecordsUnstorableFailures(t *testing.T) {
 			var info events.SubscriptionInfo
 			eventually(t, 20*time.Second, "the subscription parks", func() (bool, error) {
 				var err error
-				info, err = store.SubscriptionStatus(ctx, name)
+				info, err = store.SubscriptionGet(ctx, name)
 				if errors.Is(err, events.ErrSubscriptionNotFound) {
 					return false, nil
 				}

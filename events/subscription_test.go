@@ -17,12 +17,13 @@ import (
 
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/internal/testdb"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // runSub runs a subscription until the test ends.
 func runSub(t *testing.T, store *events.Store, cfg events.SubscriptionConfig) {
 	t.Helper()
-	sub, err := store.Subscription(cfg)
+	sub, err := store.NewSubscription(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestCategorySubscription(t *testing.T) {
 	var info events.SubscriptionInfo
 	eventually(t, 30*time.Second, "category events handled", func() (bool, error) {
 		var err error
-		info, err = store.SubscriptionStatus(ctx, "orders")
+		info, err = store.SubscriptionGet(ctx, "orders")
 		if errors.Is(err, events.ErrSubscriptionNotFound) {
 			return false, nil
 		}
@@ -176,7 +177,7 @@ func TestCategorySubscription(t *testing.T) {
 	if !slices.Equal(got, want) || info.Category != "order" || info.Position != 4 {
 		t.Errorf("handled %v at checkpoint %d (category %q), want %v at 4", got, info.Position, info.Category, want)
 	}
-	other, err := store.Subscription(events.SubscriptionConfig{Name: "orders", Category: "cart", Handler: project})
+	other, err := store.NewSubscription(events.SubscriptionConfig{Name: "orders", Category: "cart", Handler: project})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestSubscriptionWokenByNotify(t *testing.T) {
 			return nil
 		}})
 	eventually(t, 30*time.Second, "the subscription holds its lease", func() (bool, error) {
-		info, err := store.SubscriptionStatus(ctx, "wake")
+		info, err := store.SubscriptionGet(ctx, "wake")
 		if errors.Is(err, events.ErrSubscriptionNotFound) {
 			return false, nil
 		}
@@ -239,7 +240,7 @@ func TestFailingHandlerParks(t *testing.T) {
 	var calls atomic.Int32
 	var handledGood atomic.Int32
 	runSub(t, store, events.SubscriptionConfig{Name: "fragile", PollInterval: 20 * time.Millisecond,
-		MaxAttempts: 3, RetryBackoff: time.Millisecond, MaxRetryBackoff: 5 * time.Millisecond,
+		MaxAttempts: 3, RetryPolicy: keeltype.ExponentialBackoff{Initial: time.Millisecond, Max: 5 * time.Millisecond},
 		Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
 			if e.Type == "Poison" && !healed.Load() {
 				calls.Add(1)
@@ -256,7 +257,7 @@ func TestFailingHandlerParks(t *testing.T) {
 	var info events.SubscriptionInfo
 	eventually(t, 30*time.Second, "the subscription parks", func() (bool, error) {
 		var err error
-		info, err = store.SubscriptionStatus(ctx, "fragile")
+		info, err = store.SubscriptionGet(ctx, "fragile")
 		if errors.Is(err, events.ErrSubscriptionNotFound) {
 			return false, nil
 		}
@@ -269,12 +270,12 @@ func TestFailingHandlerParks(t *testing.T) {
 		t.Errorf("handler ran %d times on the poison event, want 3", calls.Load())
 	}
 	healed.Store(true)
-	if err := store.ResumeSubscription(ctx, "fragile"); err != nil {
+	if err := store.SubscriptionResume(ctx, "fragile"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the resumed subscription catches up", func() (bool, error) {
 		var err error
-		info, err = store.SubscriptionStatus(ctx, "fragile")
+		info, err = store.SubscriptionGet(ctx, "fragile")
 		return info.Position == 5, err
 	})
 	if info.Parked || info.LastError != "" || info.Attempts != 0 {
@@ -283,11 +284,11 @@ func TestFailingHandlerParks(t *testing.T) {
 	if n := handledGood.Load(); n < 4 {
 		t.Errorf("good events handled %d times, want at least 4", n)
 	}
-	all, err := store.Subscriptions(ctx)
+	all, err := store.SubscriptionList(ctx)
 	if err != nil || len(all) != 1 || all[0].Name != "fragile" || all[0].Position != 5 {
 		t.Errorf("listing subscriptions: %+v (%v)", all, err)
 	}
-	if err := store.ResumeSubscription(ctx, "nobody"); !errors.Is(err, events.ErrSubscriptionNotFound) {
+	if err := store.SubscriptionResume(ctx, "nobody"); !errors.Is(err, events.ErrSubscriptionNotFound) {
 		t.Errorf("resuming an unknown subscription: %v", err)
 	}
 }
@@ -319,7 +320,7 @@ func TestOneActiveConsumer(t *testing.T) {
 	}
 	stops := map[string]func(){}
 	for _, c := range []string{"a", "b"} {
-		sub, err := store.Subscription(events.SubscriptionConfig{Name: "shared", ConsumerID: c, Handler: handler(c),
+		sub, err := store.NewSubscription(events.SubscriptionConfig{Name: "shared", ConsumerID: c, Handler: handler(c),
 			BatchSize: 10, PollInterval: 20 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -334,7 +335,7 @@ func TestOneActiveConsumer(t *testing.T) {
 		n, err := seenCount(ctx, pool)
 		return n == 100, err
 	})
-	info, err := store.SubscriptionStatus(ctx, "shared")
+	info, err := store.SubscriptionGet(ctx, "shared")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,18 +392,18 @@ func TestResetSubscriptionReplays(t *testing.T) {
 	runSub(t, store, events.SubscriptionConfig{Name: "counter", PollInterval: 20 * time.Millisecond,
 		Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error { handled.Add(1); return nil }})
 	eventually(t, 30*time.Second, "the first pass", func() (bool, error) { return handled.Load() == 4, nil })
-	if err := store.ResetSubscription(ctx, "counter", 0); err != nil {
+	if err := store.SubscriptionReset(ctx, "counter", 0); err != nil {
 		t.Fatal(err)
 	}
 	// The handler runs before its batch commits the checkpoint.
 	eventually(t, 30*time.Second, "the replay", func() (bool, error) {
-		info, err := store.SubscriptionStatus(ctx, "counter")
+		info, err := store.SubscriptionGet(ctx, "counter")
 		return handled.Load() == 8 && info.Position == 4, err
 	})
-	if err := store.ResetSubscription(ctx, "nobody", 0); !errors.Is(err, events.ErrSubscriptionNotFound) {
+	if err := store.SubscriptionReset(ctx, "nobody", 0); !errors.Is(err, events.ErrSubscriptionNotFound) {
 		t.Errorf("reset of an unknown subscription: %v", err)
 	}
-	if err := store.ResetSubscription(ctx, "counter", -1); !errors.Is(err, events.ErrInvalidArgument) {
+	if err := store.SubscriptionReset(ctx, "counter", -1); !errors.Is(err, events.ErrInvalidArgument) {
 		t.Errorf("reset to a negative position: %v", err)
 	}
 }

@@ -30,9 +30,9 @@ type SubscriptionInfo struct {
 	LeaseUntil time.Time
 }
 
-// SubscriptionStatus returns a subscription's state; ErrSubscriptionNotFound
+// SubscriptionGet returns a subscription's state; ErrSubscriptionNotFound
 // when no subscription of that name has run.
-func (s *Store) SubscriptionStatus(ctx context.Context, name string) (SubscriptionInfo, error) {
+func (s *Store) SubscriptionGet(ctx context.Context, name string) (SubscriptionInfo, error) {
 	if err := checkSubscriptionName(name); err != nil {
 		return SubscriptionInfo{}, err
 	}
@@ -47,7 +47,7 @@ func (s *Store) SubscriptionStatus(ctx context.Context, name string) (Subscripti
 }
 
 // Subscriptions returns the state of every subscription, parked ones first.
-func (s *Store) Subscriptions(ctx context.Context) ([]SubscriptionInfo, error) {
+func (s *Store) SubscriptionList(ctx context.Context) ([]SubscriptionInfo, error) {
 	rows, err := db.New(s.pool).ListSubscriptions(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("keel events: listing subscriptions: %w", err)
@@ -71,9 +71,9 @@ func subscriptionInfo(r db.KeelSubscription) SubscriptionInfo {
 	return info
 }
 
-// ResumeSubscription un-parks a subscription: its consumer retries the event
+// SubscriptionResume un-parks a subscription: its consumer retries the event
 // it failed on, with a fresh count of attempts.
-func (s *Store) ResumeSubscription(ctx context.Context, name string) error {
+func (s *Store) SubscriptionResume(ctx context.Context, name string) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -98,11 +98,11 @@ func deref(s *string) string {
 	return *s
 }
 
-// ResetSubscription moves a subscription's checkpoint to position — 0 to
+// SubscriptionReset moves a subscription's checkpoint to position — 0 to
 // handle every event again, say after a projection's tables were emptied —
 // and clears a parked state. A consumer running a batch finishes it first;
 // its next batch starts after the new position.
-func (s *Store) ResetSubscription(ctx context.Context, name string, position int64) error {
+func (s *Store) SubscriptionReset(ctx context.Context, name string, position int64) error {
 	if err := s.usable(); err != nil {
 		return err
 	}

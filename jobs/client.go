@@ -83,7 +83,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 		workers:   cfg.Workers,
 		id:        id,
 		debouncer: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger),
-		outage:    outage.NewTracker("jobs", cfg.Logger, cfg.Metrics.Outage),
+		outage:    outage.NewTracker("jobs", cfg.Logger, outage.Report(cfg.Hook)),
 		now:       time.Now,
 	}
 	for _, pj := range cfg.PeriodicJobs {

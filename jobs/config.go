@@ -28,8 +28,10 @@ type Config struct {
 	ID string
 	// Logger receives the client's logs. Default: none.
 	Logger *slog.Logger
-	// Metrics receives counts and timings. Default: none.
-	Metrics Metrics
+	// Hook observes the client's work: each insert and attempt
+	// (keeltype.OpJobInsert, OpJobRun), each claim and outage. Default:
+	// none.
+	Hook keeltype.Hook
 
 	// FetchCooldown is the least time between two claims of one queue while
 	// fewer than half its workers are free, so jobs that finish one by one
@@ -55,9 +57,10 @@ type Config struct {
 	// MaxAttempts is the attempts a job gets when inserted without its own
 	// value. Default 25.
 	MaxAttempts int
-	// RetryPolicy is the policy of kinds without their own. Default
-	// ExponentialBackoff.
-	RetryPolicy RetryPolicy
+	// RetryPolicy is the retry policy of kinds without their own. Default:
+	// keeltype.ExponentialBackoff{Initial: 2s, Max: 24h, Jitter: 0.1}, that
+	// is 2^attempt seconds (2s, 4s, 8s …) capped at a day, ±10%.
+	RetryPolicy keeltype.RetryPolicy
 
 	// HeartbeatInterval is how often the client refreshes the heartbeat of
 	// the jobs it runs and learns of cancel requests. Default 5s.
@@ -83,6 +86,9 @@ type Config struct {
 	PeriodicJobs []PeriodicJob
 }
 
+// defaultRetryPolicy is Config.RetryPolicy's default.
+var defaultRetryPolicy = keeltype.ExponentialBackoff{Initial: 2 * time.Second, Max: 24 * time.Hour, Jitter: 0.1}
+
 // QueueConfig configures one queue of a client.
 type QueueConfig struct {
 	// MaxWorkers is how many of the queue's jobs the client runs at once,
@@ -98,8 +104,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Metrics == nil {
-		c.Metrics = noMetrics{}
+	if c.Hook == nil {
+		c.Hook = keeltype.NoHook{}
 	}
 	if err := validate.Text("client id", c.ID, validate.MaxName); err != nil {
 		return c, invalid(err)
@@ -129,7 +135,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxAttempts = 25
 	}
 	if c.RetryPolicy == nil {
-		c.RetryPolicy = ExponentialBackoff
+		c.RetryPolicy = defaultRetryPolicy
 	}
 	setDefault(&c.HeartbeatInterval, 5*time.Second)
 	setDefault(&c.RescueAfter, 30*time.Second)
@@ -154,43 +160,3 @@ func setDefault(d *time.Duration, def time.Duration) {
 		*d = def
 	}
 }
-
-// Metrics receives a client's counts and timings; implement it to feed
-// Prometheus, OpenTelemetry or anything else. Methods are called from the
-// client's goroutines and must not block.
-type Metrics interface {
-	// JobsClaimed is called after a claim took n jobs of a queue.
-	JobsClaimed(queue string, n int)
-	// JobCompleted is called when a handler returned nil.
-	JobCompleted(ev JobEvent)
-	// JobFailed is called when an attempt ended otherwise: an error, a
-	// panic, a timeout, a snooze or a cancel. ev.State says what the job
-	// became.
-	JobFailed(ev JobEvent)
-	// Outage is called when the client loses the database (ev.Over false)
-	// and when it has it back (ev.Over true).
-	Outage(ev keeltype.Outage)
-}
-
-// JobEvent describes one finished attempt.
-type JobEvent struct {
-	ID      int64
-	Kind    string
-	Queue   string
-	Attempt int
-	// State is the job's state after the attempt.
-	State JobState
-	// Latency is the time from the job's run-at time to its handler's start.
-	Latency time.Duration
-	// Duration is how long the handler ran.
-	Duration time.Duration
-	// Err is the attempt's error; nil when it completed.
-	Err error
-}
-
-type noMetrics struct{}
-
-func (noMetrics) JobsClaimed(string, int) {}
-func (noMetrics) JobCompleted(JobEvent)   {}
-func (noMetrics) JobFailed(JobEvent)      {}
-func (noMetrics) Outage(keeltype.Outage)  {}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // JobGet returns the job with that id, or ErrNotFound.
@@ -27,13 +28,13 @@ func (c *Client) JobGet(ctx context.Context, id int64) (*JobRow, error) {
 	return rowFromDB(&row)
 }
 
-// Cancel cancels a job from any process. A job that is not running becomes
+// JobCancel cancels a job from any process. A job that is not running becomes
 // cancelled at once. A running job gets a cancel request: the process running
 // it cancels its context (with cause ErrCancelRequested) at once through a
 // notification or at its next heartbeat at the latest, and the job ends
 // cancelled unless its handler completes anyway. A final job is left as it
-// is. Cancel returns the job as it is after the request.
-func (c *Client) Cancel(ctx context.Context, id int64) (*JobRow, error) {
+// is. JobCancel returns the job as it is after the request.
+func (c *Client) JobCancel(ctx context.Context, id int64) (*JobRow, error) {
 	row, err := db.New(c.pool).CancelJob(ctx, db.CancelJobParams{Now: ts(c.now()), ID: id})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c.JobGet(ctx, id) // final already, or no such job
@@ -49,13 +50,13 @@ func (c *Client) Cancel(ctx context.Context, id int64) (*JobRow, error) {
 	return rowFromDB(&row)
 }
 
-// Retry makes a job available to run at once — a discarded, cancelled or
+// JobRetry makes a job available to run at once — a discarded, cancelled or
 // completed job, or one waiting to be retried or scheduled. A job that used
 // all its attempts gets one more. A running job, or one pending on its
-// dependencies, is returned as it is. Retry returns ErrNotFound when no job
+// dependencies, is returned as it is. JobRetry returns ErrNotFound when no job
 // has the id, and a *DuplicateError when another job now holds its unique
 // key.
-func (c *Client) Retry(ctx context.Context, id int64) (*JobRow, error) {
+func (c *Client) JobRetry(ctx context.Context, id int64) (*JobRow, error) {
 	row, err := db.New(c.pool).RetryJob(ctx, db.RetryJobParams{Now: ts(c.now()), ID: id})
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, getErr := c.JobGet(ctx, id)
@@ -76,9 +77,9 @@ func (c *Client) Retry(ctx context.Context, id int64) (*JobRow, error) {
 	return rowFromDB(&row)
 }
 
-// PauseQueue stops every client in every process from claiming the queue's
+// QueuePause stops every client in every process from claiming the queue's
 // jobs; running jobs finish. It applies to queues no client works yet.
-func (c *Client) PauseQueue(ctx context.Context, queue string) error {
+func (c *Client) QueuePause(ctx context.Context, queue string) error {
 	if err := checkQueue(queue); err != nil {
 		return invalid(err)
 	}
@@ -89,8 +90,8 @@ func (c *Client) PauseQueue(ctx context.Context, queue string) error {
 	return nil
 }
 
-// ResumeQueue undoes PauseQueue and wakes the queue's workers everywhere.
-func (c *Client) ResumeQueue(ctx context.Context, queue string) error {
+// QueueResume undoes QueuePause and wakes the queue's workers everywhere.
+func (c *Client) QueueResume(ctx context.Context, queue string) error {
 	if err := checkQueue(queue); err != nil {
 		return invalid(err)
 	}
@@ -201,13 +202,26 @@ func (p JobListParams) query() (db.ListJobsParams, error) {
 	return q, nil
 }
 
-// JobList returns jobs, newest first.
-func (c *Client) JobList(ctx context.Context, p JobListParams) ([]*JobRow, error) {
+// JobList returns jobs, newest first; nil params list the 100 newest.
+func (c *Client) JobList(ctx context.Context, params *JobListParams) ([]*JobRow, error) {
+	return c.JobListTx(ctx, c.pool, params)
+}
+
+// JobListTx is JobList read through tx, so it sees what tx wrote and has
+// not committed.
+func (c *Client) JobListTx(ctx context.Context, tx keeltype.DBTX, params *JobListParams) ([]*JobRow, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: nil tx", ErrInvalidOptions)
+	}
+	var p JobListParams
+	if params != nil {
+		p = *params
+	}
 	q, err := p.query()
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.New(c.pool).ListJobs(ctx, q)
+	rows, err := db.New(tx).ListJobs(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("keel jobs: list: %w", err)
 	}
@@ -226,8 +240,8 @@ type QueueState struct {
 	Paused bool
 }
 
-// Queues lists every queue that has jobs or was ever paused.
-func (c *Client) Queues(ctx context.Context) ([]QueueState, error) {
+// QueueList lists every queue that has jobs or was ever paused.
+func (c *Client) QueueList(ctx context.Context) ([]QueueState, error) {
 	rows, err := db.New(c.pool).ListQueues(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("keel jobs: queues: %w", err)

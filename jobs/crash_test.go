@@ -115,7 +115,7 @@ func TestRescueAtMovedClock(t *testing.T) {
 				t.Fatalf("claim: %d, %v", len(claimed), err)
 			}
 			if tc.cancel {
-				if _, err := c.Cancel(ctx, job.ID); err != nil {
+				if _, err := c.JobCancel(ctx, job.ID); err != nil {
 					t.Fatal(err)
 				}
 			}

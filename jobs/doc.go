@@ -34,11 +34,11 @@
 //
 // An insert sends a NOTIFY that fires on commit. Because a notifying commit
 // takes a database-wide lock, a client sends at most one per queue per
-// Config.NotifyInterval (5ms) and a trailing one for inserts held back
-// (internal/notify's Debouncer). Workers LISTEN on one connection per client,
-// or on the process's shared one when Config.Listener is set (see
-// listener.Listener), and also poll every Config.FetchPollInterval (1s), so no
-// job waits on a lost notification for longer than that.
+// Config.NotifyInterval (5ms) and a trailing one for inserts held back.
+// Workers LISTEN on one connection per client, or on the process's shared
+// one when the client belongs to a keel.Client (or Config.Listener is set),
+// and also poll every Config.FetchPollInterval (1s), so no job waits on a
+// lost notification for longer than that.
 //
 // # States
 //
@@ -60,14 +60,14 @@
 // one goroutine per client: under load the batches grow by themselves.
 //
 // A handler's error makes the attempt fail: the job is retried after its
-// kind's RetryPolicy (default ExponentialBackoff: 2^attempt seconds with
-// ±10% jitter) until MaxAttempts (default 25), then discarded. Returning
-// Snooze(d) runs it again after d without using an attempt; returning
-// Cancel(err) cancels it for good. A panic is recovered and recorded with
+// kind's keeltype.RetryPolicy (default 2^attempt seconds with ±10% jitter)
+// until MaxAttempts (default 25), then discarded. Returning
+// JobSnooze(d) runs it again after d without using an attempt; returning
+// JobCancel(err) cancels it for good. A panic is recovered and recorded with
 // its stack. A job of a kind the client does not know is failed with
 // ErrUnknownKind and retried (a newer deploy may know it); args that do not
-// decode fail with ErrDecode the same way. Client.Retry makes a discarded,
-// cancelled or completed job run again; Client.Cancel cancels a queued job,
+// decode fail with ErrDecode the same way. Client.JobRetry makes a discarded,
+// cancelled or completed job run again; Client.JobCancel cancels a queued job,
 // or cancels the context of a running one in whichever process runs it
 // (through a notification, and the next heartbeat at the latest).
 //
@@ -82,7 +82,7 @@
 // cancels at once. Either writes the results before returning. Stopping
 // ends working, not inserting: an insert-only client is never started and a
 // stopped client may Start again, so a stopped client still inserts.
-// PauseQueue and ResumeQueue pause a queue for every client in every
+// QueuePause and QueueResume pause a queue for every client in every
 // process (the claim checks keel.job_queues).
 //
 // # Crashes
@@ -105,14 +105,13 @@
 // every heartbeat is stale, so a client rescues nothing until RescueAfter
 // has passed since it last failed to reach the database: the owners that
 // live heartbeat again first. The client logs one line when it loses the
-// database and one when it has it back, and calls [Metrics].Outage at both
-// ends. Stop waits for held outcomes until its context ends; the jobs it
+// database and one when it has it back, and reports both to Config.Hook. Stop waits for held outcomes until its context ends; the jobs it
 // abandons then stay running and are rescued.
 //
 // # Maintenance
 //
-// Duties run in every client under Postgres transaction advisory locks
-// (internal/periodic), so one process does each pass: promote scheduled and
+// Duties run in every client under Postgres transaction-level advisory
+// locks (pg_try_advisory_xact_lock), so one process does each pass: promote scheduled and
 // retryable jobs whose time came (MaintenanceInterval, 1s), rescue orphaned
 // jobs, move pending jobs whose dependencies settled (also right after this
 // client finished jobs), and delete final jobs past their retention
@@ -168,7 +167,8 @@
 //
 // # Observing
 //
-// Logs go to Config.Logger (log/slog); Config.Metrics receives claims,
-// completions and failures with latency and duration. keel.jobs and its
+// Logs go to Config.Logger (log/slog); Config.Hook, a keeltype.Hook, sees
+// every insert and attempt (the handler runs with the context it returned,
+// so a tracer's span is the handler's parent), claims and outages. keel.jobs and its
 // columns carry comments, so \d+ keel.jobs in psql explains them.
 package jobs

@@ -69,10 +69,10 @@ type SnoozeError struct {
 
 func (e *SnoozeError) Error() string { return fmt.Sprintf("keel jobs: snoozed for %s", e.Duration) }
 
-// Snooze returns an error that, returned by a handler, puts the job back to
+// JobSnooze returns an error that, returned by a handler, puts the job back to
 // run again after d without counting the attempt. d ≤ 0 makes it available at
 // once.
-func Snooze(d time.Duration) error { return &SnoozeError{Duration: d} }
+func JobSnooze(d time.Duration) error { return &SnoozeError{Duration: d} }
 
 // CancelError is returned by a handler (through Cancel) to stop the job for
 // good: it becomes cancelled and is not retried.
@@ -89,9 +89,9 @@ func (e *CancelError) Error() string {
 
 func (e *CancelError) Unwrap() error { return e.Err }
 
-// Cancel returns an error that, returned by a handler, cancels the job: it
+// JobCancel returns an error that, returned by a handler, cancels the job: it
 // is recorded with err and never retried.
-func Cancel(err error) error { return &CancelError{Err: err} }
+func JobCancel(err error) error { return &CancelError{Err: err} }
 
 // PanicError is the error recorded when a handler panics.
 type PanicError struct {

@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // writeTimeout bounds the statements that record an attempt's result.
@@ -23,7 +26,6 @@ type runningJob struct {
 
 // execute runs one claimed job and records how its attempt ended.
 func (c *Client) execute(r *run, dbRow *db.KeelJob) {
-	start := time.Now()
 	ctx, cancel := context.WithCancelCause(r.jobsCtx)
 	defer cancel(nil)
 	r.mu.Lock()
@@ -40,6 +42,10 @@ func (c *Client) execute(r *run, dbRow *db.KeelJob) {
 		c.cfg.Logger.Error("keel jobs: cannot read claimed job", "id", dbRow.ID, "error", err)
 		return // it stays running and is rescued
 	}
+	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{
+		Kind: keeltype.OpJobRun, Name: row.Kind, ID: strconv.FormatInt(row.ID, 10),
+		Queue: row.Queue, Attempt: row.Attempt, Scheduled: row.RunAt,
+	})
 	w := c.workers.kinds[row.Kind]
 	if w == nil {
 		err = fmt.Errorf("%w: %q (no worker registered in client %s)", ErrUnknownKind, row.Kind, c.id)
@@ -59,7 +65,7 @@ func (c *Client) execute(r *run, dbRow *db.KeelJob) {
 			err = jc.outputError()
 		}
 	}
-	c.finish(r, row, err, start)
+	c.finish(r, row, err, end)
 }
 
 // timeout is the attempt's timeout: the job's, else its kind's, else the
@@ -86,18 +92,14 @@ func runHandler(ctx context.Context, w *worker, row *JobRow) (err error) {
 }
 
 // finish records the end of an attempt: completions go to the batching
-// completer, everything else is written at once.
-func (c *Client) finish(r *run, row *JobRow, err error, start time.Time) {
-	ev := JobEvent{
-		ID: row.ID, Kind: row.Kind, Queue: row.Queue, Attempt: row.Attempt,
-		Latency: start.Sub(row.RunAt), Duration: time.Since(start), Err: err,
-	}
+// completer, everything else is written at once. end tells the hook.
+func (c *Client) finish(r *run, row *JobRow, err error, end func(keeltype.Outcome)) {
 	if err == nil {
-		ev.State = StateCompleted
 		r.completer.add(completion{id: row.ID, attempt: int32(row.Attempt)})
-		c.cfg.Metrics.JobCompleted(ev)
+		end(keeltype.Outcome{State: string(StateCompleted)})
 		return
 	}
+	var ev struct{ State JobState }
 	now := c.now()
 	p := db.FinishAttemptParams{ID: row.ID, Attempt: int32(row.Attempt), Now: ts(now)}
 	var snooze *SnoozeError
@@ -120,7 +122,7 @@ func (c *Client) finish(r *run, row *JobRow, err error, start time.Time) {
 		if w := c.workers.kinds[row.Kind]; w != nil && w.opts.RetryPolicy != nil {
 			policy = w.opts.RetryPolicy
 		}
-		p.RunAt = ts(now.Add(policy(row.Attempt, err)))
+		p.RunAt = ts(now.Add(max(policy.NextRetry(row.Attempt, err), 0)))
 	}
 	p.State = db.KeelJobState(ev.State)
 	if snooze == nil {
@@ -136,10 +138,16 @@ func (c *Client) finish(r *run, row *JobRow, err error, start time.Time) {
 		return err
 	}); werr != nil {
 		c.cfg.Logger.Error("keel jobs: failed attempt abandoned at stop; the job will be rescued", "id", row.ID, "error", werr)
+		end(keeltype.Outcome{Err: errors.Join(err, werr), State: string(StateRunning)})
 		return // it stays running and is rescued
 	}
-	c.cfg.Metrics.JobFailed(ev)
-	c.cfg.Logger.Debug("keel jobs: attempt failed", "id", row.ID, "kind", row.Kind, "attempt", row.Attempt, "state", ev.State, "error", err)
+	end(keeltype.Outcome{Err: err, State: string(ev.State)})
+	level := slog.LevelDebug
+	if errors.Is(err, ErrUnknownKind) {
+		// A misrouted job: a client works a queue whose kinds it lacks.
+		level = slog.LevelWarn
+	}
+	c.cfg.Logger.Log(context.Background(), level, "keel jobs: attempt failed", "id", row.ID, "kind", row.Kind, "attempt", row.Attempt, "state", ev.State, "error", err)
 	switch {
 	case ev.State == StateAvailable:
 		if q := r.queues[row.Queue]; q != nil {

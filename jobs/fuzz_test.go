@@ -306,22 +306,22 @@ func FuzzInsertWorkflow(f *testing.F) {
 	})
 }
 
-// FuzzPauseQueue: pausing and resuming a queue stores its name as given, or
+// FuzzQueuePause: pausing and resuming a queue stores its name as given, or
 // refuses it and stores nothing.
-func FuzzPauseQueue(f *testing.F) {
+func FuzzQueuePause(f *testing.F) {
 	for _, s := range edgeStrings {
 		f.Add(s)
 	}
 	c, pool := fuzzClient(f)
 	f.Fuzz(func(t *testing.T, queue string) {
 		ctx := context.Background()
-		err := c.PauseQueue(ctx, queue)
+		err := c.QueuePause(ctx, queue)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidOptions) {
 				t.Fatalf("error of no documented type: %v", err)
 			}
 			for _, err := range []error{
-				c.ResumeQueue(ctx, queue),
+				c.QueueResume(ctx, queue),
 				func() error { _, err := c.QueuePaused(ctx, queue); return err }(),
 			} {
 				if !errors.Is(err, ErrInvalidOptions) {
@@ -346,7 +346,7 @@ func FuzzPauseQueue(f *testing.F) {
 		if err := pool.QueryRow(ctx, "SELECT name FROM keel.job_queues").Scan(&stored); err != nil || stored != queue {
 			t.Fatalf("stored %q, want %q (%v)", stored, queue, err)
 		}
-		if err := c.ResumeQueue(ctx, queue); err != nil {
+		if err := c.QueueResume(ctx, queue); err != nil {
 			t.Fatal(err)
 		}
 		if paused, err := c.QueuePaused(ctx, queue); err != nil || paused {

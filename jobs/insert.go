@@ -86,6 +86,13 @@ func (c *Client) Insert(ctx context.Context, tx keeltype.DBTX, args JobArgs, opt
 	if err != nil {
 		return nil, err
 	}
+	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpJobInsert, Name: j.kind, Queue: j.queue, Count: 1})
+	row, err := c.insert(ctx, tx, j)
+	end(keeltype.Outcome{Err: err})
+	return row, err
+}
+
+func (c *Client) insert(ctx context.Context, tx keeltype.DBTX, j *job) (*JobRow, error) {
 	if len(j.dependsOn) > 0 {
 		if err := checkDependencies(ctx, tx, j.dependsOn); err != nil {
 			return nil, err
@@ -145,6 +152,13 @@ func (c *Client) InsertMany(ctx context.Context, tx keeltype.DBTX, params []Inse
 			RunAt: ts(j.runAt), DependsOn: j.dependsOn, RunWhen: db.KeelJobRunWhen(j.runWhen),
 		}
 	}
+	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpJobInsert, Count: len(rows)})
+	n, err := c.insertMany(ctx, tx, rows, deps, queues)
+	end(keeltype.Outcome{Err: err})
+	return n, err
+}
+
+func (c *Client) insertMany(ctx context.Context, tx keeltype.DBTX, rows []db.InsertJobsCopyParams, deps []int64, queues map[string]bool) (int64, error) {
 	if len(deps) > 0 {
 		if err := checkDependencies(ctx, tx, deps); err != nil {
 			return 0, err

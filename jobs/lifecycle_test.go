@@ -3,12 +3,13 @@ package jobs
 import (
 	"context"
 	"errors"
-	"sync"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/internal/hooktest"
 	"github.com/keelpg/keel/keeltype"
 )
 
@@ -77,7 +78,7 @@ func TestRetentionAtMovedClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancelled := insert(t, c, testArgs{}, nil)
-	if _, err := c.Cancel(ctx, cancelled.ID); err != nil {
+	if _, err := c.JobCancel(ctx, cancelled.ID); err != nil {
 		t.Fatal(err)
 	}
 	kept := insert(t, c, testArgs{}, nil)
@@ -132,7 +133,7 @@ func TestStop(t *testing.T) {
 				}
 			}, nil)
 			cfg := fastConfig(w)
-			cfg.RetryPolicy = func(int, error) time.Duration { return time.Hour }
+			cfg.RetryPolicy = keeltype.RetryPolicyFunc(func(int, error) time.Duration { return time.Hour })
 			c, err := NewClient(pool, cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -169,63 +170,55 @@ func TestStop(t *testing.T) {
 	}
 }
 
-// recordingMetrics counts what the hook receives.
-type recordingMetrics struct {
-	claimed   atomic.Int64
-	mu        sync.Mutex
-	completed []JobEvent
-	failed    []JobEvent
-}
-
-func (m *recordingMetrics) JobsClaimed(_ string, n int) { m.claimed.Add(int64(n)) }
-func (m *recordingMetrics) Outage(keeltype.Outage)      {}
-func (m *recordingMetrics) JobCompleted(ev JobEvent) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.completed = append(m.completed, ev)
-}
-func (m *recordingMetrics) JobFailed(ev JobEvent) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.failed = append(m.failed, ev)
-}
-
-func TestMetricsHook(t *testing.T) {
+// The hook hears of every insert and attempt, with the attempt's outcome,
+// and of every claim; the handler runs with the context the hook returned.
+func TestHook(t *testing.T) {
 	t.Parallel()
 	pool, _ := newPool(t, 8)
-	m := &recordingMetrics{}
+	hook := &hooktest.Recorder{}
+	var carried atomic.Int64
 	w := NewWorkers()
 	AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
+		if hooktest.Carried(ctx, keeltype.OpJobRun) {
+			carried.Add(1)
+		}
 		if j.Args.N == 1 {
 			return errors.New("no")
 		}
 		return nil
 	}, nil)
 	cfg := fastConfig(w)
-	cfg.Metrics = m
+	cfg.Hook = hook
 	c := startClient(t, pool, cfg)
 	ok := insert(t, c, testArgs{N: 0}, nil)
 	bad := insert(t, c, testArgs{N: 1}, &InsertOpts{MaxAttempts: 1})
 	waitState(t, c, ok.ID, StateCompleted)
 	waitState(t, c, bad.ID, StateDiscarded)
 	// The hook hears of a failure after its row is written.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		m.mu.Lock()
-		n := len(m.failed)
-		m.mu.Unlock()
-		if n > 0 || time.Now().After(deadline) {
-			break
-		}
+	waitFor(t, "the failure to reach the hook", func() bool { return len(hook.Ended(keeltype.OpJobRun)) == 2 })
+
+	if got := len(hook.Ended(keeltype.OpJobInsert)); got != 2 {
+		t.Errorf("%d inserts ended, want 2", got)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.claimed.Load() != 2 || len(m.completed) != 1 || len(m.failed) != 1 {
-		t.Fatalf("claimed %d, completed %d, failed %d", m.claimed.Load(), len(m.completed), len(m.failed))
+	var claimed int64
+	for _, m := range hook.Measured(keeltype.MeasureJobsClaimed) {
+		claimed += m.Value
 	}
-	if ev := m.failed[0]; ev.ID != bad.ID || ev.State != StateDiscarded || ev.Err == nil || ev.Kind != "test" {
-		t.Fatalf("failed event: %+v", ev)
+	if claimed != 2 {
+		t.Errorf("claims took %d jobs, want 2", claimed)
 	}
-	if ev := m.completed[0]; ev.ID != ok.ID || ev.Latency < 0 || ev.Duration < 0 {
-		t.Fatalf("completed event: %+v", ev)
+	if carried.Load() != 2 {
+		t.Errorf("%d of 2 handlers ran with the hook's context", carried.Load())
+	}
+	outcomes := map[string]hooktest.Ended{}
+	for _, e := range hook.Ended(keeltype.OpJobRun) {
+		outcomes[e.Op.ID] = e
+	}
+	okEnd, badEnd := outcomes[strconv.FormatInt(ok.ID, 10)], outcomes[strconv.FormatInt(bad.ID, 10)]
+	if okEnd.Outcome.State != string(StateCompleted) || okEnd.Outcome.Err != nil || okEnd.Op.Name != "test" || okEnd.Op.Attempt != 1 || okEnd.Op.Scheduled.IsZero() {
+		t.Errorf("completed attempt: %+v", okEnd)
+	}
+	if badEnd.Outcome.State != string(StateDiscarded) || badEnd.Outcome.Err == nil || badEnd.Op.Queue != DefaultQueue {
+		t.Errorf("failed attempt: %+v", badEnd)
 	}
 }

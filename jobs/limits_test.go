@@ -256,7 +256,7 @@ func outcomeHandler(recorded *sync.Map) func(ctx context.Context, j *Job[outcome
 		case "panic with NUL":
 			panic("p\x00")
 		case "cancel with NUL":
-			return Cancel(errors.New("c\x00"))
+			return JobCancel(errors.New("c\x00"))
 		case "huge error":
 			return errors.New(strings.Repeat("x", 1<<20))
 		case "output with NUL":
@@ -350,16 +350,16 @@ func TestControlCallsRefuseBadStrings(t *testing.T) {
 		name string
 		call func(ctx context.Context) error
 	}{
-		{"pause a queue with NUL", func(ctx context.Context) error { return c.PauseQueue(ctx, "q\x00") }},
-		{"pause a queue not UTF-8", func(ctx context.Context) error { return c.PauseQueue(ctx, "q\xff") }},
-		{"pause a queue too long", func(ctx context.Context) error { return c.PauseQueue(ctx, long) }},
-		{"resume a queue with NUL", func(ctx context.Context) error { return c.ResumeQueue(ctx, "q\x00") }},
+		{"pause a queue with NUL", func(ctx context.Context) error { return c.QueuePause(ctx, "q\x00") }},
+		{"pause a queue not UTF-8", func(ctx context.Context) error { return c.QueuePause(ctx, "q\xff") }},
+		{"pause a queue too long", func(ctx context.Context) error { return c.QueuePause(ctx, long) }},
+		{"resume a queue with NUL", func(ctx context.Context) error { return c.QueueResume(ctx, "q\x00") }},
 		{"ask about a queue with NUL", func(ctx context.Context) error { _, err := c.QueuePaused(ctx, "q\x00"); return err }},
 		{"ask about a queue not UTF-8", func(ctx context.Context) error { _, err := c.QueuePaused(ctx, "q\xff"); return err }},
-		{"list a queue with NUL", func(ctx context.Context) error { _, err := c.JobList(ctx, JobListParams{Queue: "q\x00"}); return err }},
-		{"list a kind not UTF-8", func(ctx context.Context) error { _, err := c.JobList(ctx, JobListParams{Kind: "k\xff"}); return err }},
+		{"list a queue with NUL", func(ctx context.Context) error { _, err := c.JobList(ctx, &JobListParams{Queue: "q\x00"}); return err }},
+		{"list a kind not UTF-8", func(ctx context.Context) error { _, err := c.JobList(ctx, &JobListParams{Kind: "k\xff"}); return err }},
 		{"list a kind too long", func(ctx context.Context) error {
-			_, err := c.JobList(ctx, JobListParams{Kind: strings.Repeat("k", validate.MaxName+1)})
+			_, err := c.JobList(ctx, &JobListParams{Kind: strings.Repeat("k", validate.MaxName+1)})
 			return err
 		}},
 		{"count an unknown state", func(ctx context.Context) error { _, err := c.JobCount(ctx, "lost"); return err }},

@@ -30,10 +30,10 @@ func TestJobListAndQueues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Cancel(ctx, a.ID); err != nil {
+	if _, err := c.JobCancel(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.PauseQueue(ctx, "reports"); err != nil {
+	if err := c.QueuePause(ctx, "reports"); err != nil {
 		t.Fatal(err)
 	}
 	ids := func(rows []*JobRow) []int64 {
@@ -56,7 +56,7 @@ func TestJobListAndQueues(t *testing.T) {
 		{"no match", JobListParams{Queue: "mail", Kind: "other"}, []int64{}},
 	}
 	for _, tc := range tests {
-		rows, err := c.JobList(ctx, tc.p)
+		rows, err := c.JobList(ctx, &tc.p)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
@@ -64,12 +64,15 @@ func TestJobListAndQueues(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	if rows, err := c.JobList(ctx, nil); err != nil || len(rows) != 3 {
+		t.Errorf("JobList(nil): %d rows, %v; want every job", len(rows), err)
+	}
 	for _, bad := range []JobListParams{{State: "lost"}, {Limit: -1}} {
-		if _, err := c.JobList(ctx, bad); !errors.Is(err, ErrInvalidOptions) {
+		if _, err := c.JobList(ctx, &bad); !errors.Is(err, ErrInvalidOptions) {
 			t.Errorf("JobList(%+v): %v, want ErrInvalidOptions", bad, err)
 		}
 	}
-	qs, err := c.Queues(ctx)
+	qs, err := c.QueueList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

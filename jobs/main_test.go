@@ -12,6 +12,7 @@ import (
 
 	"github.com/keelpg/keel/internal/periodic"
 	"github.com/keelpg/keel/internal/testdb"
+	"github.com/keelpg/keel/keeltype"
 )
 
 func TestMain(m *testing.M) { testdb.Main(m) }
@@ -38,7 +39,7 @@ func fastConfig(workers *Workers) Config {
 		MaintenanceInterval: 20 * time.Millisecond,
 		HeartbeatInterval:   100 * time.Millisecond,
 		RescueAfter:         time.Minute,
-		RetryPolicy:         func(int, error) time.Duration { return 10 * time.Millisecond },
+		RetryPolicy:         keeltype.ExponentialBackoff{Initial: 10 * time.Millisecond, Max: 10 * time.Millisecond},
 		Logger:              slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }

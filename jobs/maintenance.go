@@ -11,6 +11,7 @@ import (
 
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/periodic"
+	"github.com/keelpg/keel/internal/service"
 )
 
 // Advisory lock keys of the jobs duties ("keeljb" followed by a number).
@@ -176,7 +177,9 @@ func (c *Client) resolveLoop(ctx context.Context, r *run) {
 		case <-r.kickResolve:
 		}
 		for {
-			_, more, err := periodic.RunOnce(ctx, c.pool, d)
+			passCtx, cancel := service.Statement(ctx)
+			_, more, err := periodic.RunOnce(passCtx, c.pool, d)
+			cancel()
 			switch {
 			case ctx.Err() != nil:
 				return
@@ -232,7 +235,9 @@ func (c *Client) heartbeatLoop(ctx context.Context, r *run) {
 		if len(ids) == 0 {
 			continue
 		}
-		rows, err := db.New(c.pool).Heartbeat(ctx, db.HeartbeatParams{Now: ts(c.now()), Owner: &owner, Ids: ids})
+		stmtCtx, cancel := service.Statement(ctx)
+		rows, err := db.New(c.pool).Heartbeat(stmtCtx, db.HeartbeatParams{Now: ts(c.now()), Owner: &owner, Ids: ids})
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -3,34 +3,14 @@ package jobs
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/keelpg/keel/internal/hooktest"
 	"github.com/keelpg/keel/internal/testcluster"
 	"github.com/keelpg/keel/internal/testdb"
-	"github.com/keelpg/keel/keeltype"
 )
-
-// outageMetrics records the outages the hook hears of.
-type outageMetrics struct {
-	noMetrics
-	mu     sync.Mutex
-	events []keeltype.Outage
-}
-
-func (m *outageMetrics) Outage(ev keeltype.Outage) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.events = append(m.events, ev)
-}
-
-func (m *outageMetrics) seen() []keeltype.Outage {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]keeltype.Outage(nil), m.events...)
-}
 
 // While jobs run, the server goes away: for 3 s, for 30 s, or for a fast
 // restart. Afterwards every job is completed — none stuck running, none
@@ -51,9 +31,9 @@ func TestOutage(t *testing.T) {
 				time.Sleep(20 * time.Millisecond) // 5,000 jobs take about 2s at 50 at a time
 				return nil
 			}, nil)
-			m := &outageMetrics{}
+			m := &hooktest.Recorder{}
 			cfg := fastConfig(w)
-			cfg.Metrics = m
+			cfg.Hook = m
 			cfg.Queues = map[string]QueueConfig{DefaultQueue: {MaxWorkers: 50}}
 			cfg.HeartbeatInterval = 200 * time.Millisecond
 			cfg.RescueAfter = 2 * time.Second
@@ -80,7 +60,7 @@ func TestOutage(t *testing.T) {
 			if n, err := c.JobCount(ctx, ""); err != nil || n != total {
 				t.Fatalf("%d jobs in the table (%v), want %d", n, err, total)
 			}
-			evs := m.seen()
+			evs := m.Outages()
 			if tt.Declared && (len(evs) < 2 || evs[0].Over || !evs[len(evs)-1].Over || evs[len(evs)-1].Duration <= 0) {
 				t.Fatalf("the metrics hook heard %+v, want an outage's start and end", evs)
 			}
@@ -121,12 +101,11 @@ func TestCompletionSurvivesOutage(t *testing.T) {
 	close(stopped)
 	time.Sleep(3 * time.Second)
 	cluster.Start()
-	back := time.Now()
+	// Had the completion been lost, or written too late, the job would have
+	// been rescued (an error recorded) and run again (attempt 2): the row
+	// shows it whatever the machine's speed, so no time is asserted.
 	row := waitState(t, c, job.ID, StateCompleted)
-	if waited := time.Since(back); waited > cfg.RescueAfter {
-		t.Errorf("completed %s after the server was back, want within RescueAfter (%s)", waited, cfg.RescueAfter)
-	}
-	if row.Attempt != 1 || runs.Load() != 1 {
-		t.Fatalf("attempt %d, handler ran %d times; want the first attempt's completion kept", row.Attempt, runs.Load())
+	if row.Attempt != 1 || runs.Load() != 1 || len(row.Errors) != 0 {
+		t.Fatalf("attempt %d, handler ran %d times, errors %+v; want the first attempt's completion kept", row.Attempt, runs.Load(), row.Errors)
 	}
 }

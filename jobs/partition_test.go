@@ -138,14 +138,14 @@ func TestPartitioned(t *testing.T) {
 
 	// Once its holder is final the key is free; retrying the old holder
 	// would make two holders.
-	if _, err := c.Cancel(ctx, held.ID); err != nil {
+	if _, err := c.JobCancel(ctx, held.ID); err != nil {
 		t.Fatal(err)
 	}
 	again, err := c.Insert(ctx, pool, testArgs{}, &InsertOpts{UniqueKey: "held", RunAt: time.Now().Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Retry(ctx, held.ID); !errors.As(err, &dup) || dup.ExistingID != again.ID {
+	if _, err := c.JobRetry(ctx, held.ID); !errors.As(err, &dup) || dup.ExistingID != again.ID {
 		t.Fatalf("retry of the old holder: %v, want a DuplicateError naming %d", err, again.ID)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // maxClaim caps one claim statement, so a queue with many free workers
@@ -121,7 +122,7 @@ func (q *queue) fetch(ctx context.Context, n int) (int, error) {
 		return 0, err
 	}
 	if len(rows) > 0 {
-		q.c.cfg.Metrics.JobsClaimed(q.name, len(rows))
+		q.c.cfg.Hook.Measure(ctx, keeltype.Measurement{Kind: keeltype.MeasureJobsClaimed, Name: q.name, Value: int64(len(rows))})
 	}
 	for i := range rows {
 		q.active.Add(1)

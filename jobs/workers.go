@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/keelpg/keel/keeltype"
 )
 
 // WorkerOpts configures the handler of one kind. The zero value takes the
@@ -16,7 +18,7 @@ type WorkerOpts struct {
 	Timeout time.Duration
 	// RetryPolicy decides when a failed attempt runs again. nil means
 	// Config.RetryPolicy.
-	RetryPolicy RetryPolicy
+	RetryPolicy keeltype.RetryPolicy
 }
 
 // Workers holds the handlers a client runs, one per kind. Build it with

@@ -75,6 +75,13 @@ func (c *Client) InsertWorkflow(ctx context.Context, tx keeltype.DBTX, w *Workfl
 		external = append(external, j.dependsOn...)
 		prepared[i] = j
 	}
+	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpJobInsert, Count: len(prepared)})
+	byName, err := c.insertWorkflow(ctx, tx, w, order, prepared, external)
+	end(keeltype.Outcome{Err: err})
+	return byName, err
+}
+
+func (c *Client) insertWorkflow(ctx context.Context, tx keeltype.DBTX, w *Workflow, order []int, prepared []*job, external []int64) (map[string]int64, error) {
 	if len(external) > 0 {
 		if err := checkDependencies(ctx, tx, external); err != nil {
 			return nil, err

@@ -42,7 +42,7 @@ func TestWorkflowRunsInDependencyOrder(t *testing.T) {
 	AddWorker(w, func(ctx context.Context, j *Job[stepArgs]) error {
 		ran.add(j.Args.Name)
 		if j.Args.Fail {
-			return Cancel(errors.New("step failed"))
+			return JobCancel(errors.New("step failed"))
 		}
 		deps, err := DependencyOutputs(ctx)
 		if err != nil {
@@ -182,7 +182,7 @@ func TestDependsOnExistingJobs(t *testing.T) {
 	if cleanup.State != StatePending {
 		t.Fatalf("dependent inserted as %s", cleanup.State)
 	}
-	if row, err := c.Retry(context.Background(), cleanup.ID); err != nil || row.State != StatePending {
+	if row, err := c.JobRetry(context.Background(), cleanup.ID); err != nil || row.State != StatePending {
 		t.Fatalf("retry of a pending job: %v, %v; want it left pending", row, err)
 	}
 	close(release)

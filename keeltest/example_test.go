@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +20,7 @@ import (
 
 // printTB stands in for the *testing.T a real test passes: it prints what
 // an assertion reports.
-type printTB struct{}
+type printTB struct{ testing.TB }
 
 func (printTB) Helper()                           {}
 func (printTB) Errorf(format string, args ...any) { fmt.Printf("FAIL: "+format+"\n", args...) }
@@ -49,9 +50,9 @@ func ExampleJobInserted() {
 		// The code under test:
 		_, err := client.Insert(ctx, tx, WelcomeArgs{Email: "ada@example.com"}, nil)
 		// The test (t instead of printTB{}):
-		job := keeltest.JobInserted(ctx, printTB{}, tx, WelcomeArgs{Email: "ada@example.com"})
+		job := keeltest.JobInserted(ctx, printTB{}, client, tx, WelcomeArgs{Email: "ada@example.com"})
 		fmt.Println(job.Kind, job.State)
-		keeltest.JobInserted(ctx, printTB{}, tx, WelcomeArgs{Email: "bob@example.com"})
+		keeltest.JobInserted(ctx, printTB{}, client, tx, WelcomeArgs{Email: "bob@example.com"})
 		return errors.Join(err, errors.New("roll back"))
 	})
 	// Output:
@@ -64,16 +65,19 @@ func ExampleOutboxEnqueued() {
 	ctx := context.Background()
 	pool := connect()
 	defer pool.Close()
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		panic(err)
+	}
 	defer box.Close()
 
 	_ = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		_, err := box.Enqueue(ctx, tx, outbox.Message{Topic: "example-orders", Key: "order-7", Type: "OrderPlaced", Payload: []byte(`{"id":7}`)})
 		m := keeltest.OutboxEnqueued(ctx, printTB{}, tx, keeltest.Message{Topic: "example-orders", Key: "order-7", Payload: []byte(`{"id": 7}`)})
-		fmt.Println(m.Type, m.State)
+		fmt.Println(m.Type, m.Key)
 		return errors.Join(err, errors.New("roll back"))
 	})
-	// Output: OrderPlaced pending
+	// Output: OrderPlaced order-7
 }
 
 // Assert that a transaction appended an event to a stream.

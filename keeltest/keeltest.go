@@ -3,10 +3,11 @@
 // was inserted, an outbox message enqueued or an event appended; and run one
 // job handler or one workflow to its end against a test database.
 //
-// The assertions take a [TB] — *testing.T and *testing.B satisfy it — and
-// read through the DBTX they are given, so they see what the caller's
-// uncommitted transaction wrote. Each reports a failure with Errorf (and
-// returns nil), so a test can make several assertions before it stops.
+// The assertions take a testing.TB and read through the DBTX they are
+// given, so they see what the caller's uncommitted transaction wrote. Each
+// reports a failure with Errorf (and returns nil), so a test can make
+// several assertions before it stops. They return keel's public types:
+// *jobs.JobRow, *outbox.Message, *events.RecordedEvent.
 package keeltest
 
 import (
@@ -15,18 +16,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"testing"
 
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/keeltype"
+	"github.com/keelpg/keel/outbox"
 )
-
-// TB is the part of testing.TB the helpers use.
-type TB interface {
-	Helper()
-	Errorf(format string, args ...any)
-}
 
 // maxRows bounds the rows an assertion reads.
 const maxRows = 10000
@@ -44,9 +41,10 @@ func sameJSON(a, b []byte) bool {
 }
 
 // JobInserted asserts that tx holds a job of args' kind whose arguments
-// equal args (as JSON), and returns the newest such job; otherwise it
-// reports which jobs of the kind there are and returns nil.
-func JobInserted(ctx context.Context, tb TB, tx keeltype.DBTX, args jobs.JobArgs) *db.KeelJob {
+// equal args (as JSON), read through tx with client, and returns the newest
+// such job; otherwise it reports which jobs of the kind there are and
+// returns nil.
+func JobInserted(ctx context.Context, tb testing.TB, client *jobs.Client, tx keeltype.DBTX, args jobs.JobArgs) *jobs.JobRow {
 	tb.Helper()
 	want, err := json.Marshal(args)
 	if err != nil {
@@ -54,17 +52,17 @@ func JobInserted(ctx context.Context, tb TB, tx keeltype.DBTX, args jobs.JobArgs
 		return nil
 	}
 	kind := args.Kind()
-	rows, err := db.New(tx).ListJobs(ctx, db.ListJobsParams{Kind: &kind, MaxRows: maxRows})
+	rows, err := client.JobListTx(ctx, tx, &jobs.JobListParams{Kind: kind, Limit: maxRows})
 	if err != nil {
 		tb.Errorf("keeltest: listing jobs of kind %q: %v", kind, err)
 		return nil
 	}
 	var seen []string
-	for i := range rows {
-		if sameJSON(rows[i].Args, want) {
-			return &rows[i]
+	for _, row := range rows {
+		if sameJSON(row.EncodedArgs, want) {
+			return row
 		}
-		seen = append(seen, string(rows[i].Args))
+		seen = append(seen, string(row.EncodedArgs))
 	}
 	tb.Errorf("keeltest: no job of kind %q with args %s; jobs of that kind: [%s]", kind, want, strings.Join(seen, ", "))
 	return nil
@@ -93,7 +91,7 @@ func (m Message) matches(r db.KeelOutbox) bool {
 // OutboxEnqueued asserts that tx holds an outbox message with want's topic
 // and, when set, its key, type and payload (compared as JSON when both are
 // JSON), and returns it.
-func OutboxEnqueued(ctx context.Context, tb TB, tx keeltype.DBTX, want Message) *db.KeelOutbox {
+func OutboxEnqueued(ctx context.Context, tb testing.TB, tx keeltype.DBTX, want Message) *outbox.Message {
 	tb.Helper()
 	rows, err := db.New(tx).OutboxList(ctx, db.OutboxListParams{MaxRows: maxRows})
 	if err != nil {
@@ -103,7 +101,7 @@ func OutboxEnqueued(ctx context.Context, tb TB, tx keeltype.DBTX, want Message) 
 	var seen []string
 	for i := range rows {
 		if want.matches(rows[i]) {
-			return &rows[i]
+			return message(rows[i])
 		}
 		if rows[i].Topic == want.Topic {
 			key := ""
@@ -120,9 +118,9 @@ func OutboxEnqueued(ctx context.Context, tb TB, tx keeltype.DBTX, want Message) 
 
 // EventAppended asserts that stream holds an event of eventType, read
 // through tx with store, and returns the latest such event.
-func EventAppended(ctx context.Context, tb TB, store *events.Store, tx keeltype.DBTX, stream, eventType string) *events.RecordedEvent {
+func EventAppended(ctx context.Context, tb testing.TB, store *events.Store, tx keeltype.DBTX, stream, eventType string) *events.RecordedEvent {
 	tb.Helper()
-	evs, err := store.ReadStream(ctx, tx, stream, events.ReadOptions{Backward: true})
+	evs, err := store.ReadStream(ctx, tx, stream, &events.ReadOpts{Backward: true})
 	if err != nil {
 		tb.Errorf("keeltest: reading stream %q: %v", stream, err)
 		return nil
@@ -136,4 +134,17 @@ func EventAppended(ctx context.Context, tb TB, store *events.Store, tx keeltype.
 	}
 	tb.Errorf("keeltest: no %s event in stream %q; it has [%s]", eventType, stream, strings.Join(seen, ", "))
 	return nil
+}
+
+// message is an outbox row as the outbox package shows it, NotBefore left
+// zero (the row keeps only when the message is next due). Headers that are
+// not a JSON object of strings (only a hand-written row holds such) read as
+// none.
+func message(r db.KeelOutbox) *outbox.Message {
+	m := &outbox.Message{ID: r.ID, Topic: r.Topic, Type: r.Type, Payload: r.Payload}
+	if r.Key != nil {
+		m.Key = *r.Key
+	}
+	_ = json.Unmarshal(r.Headers, &m.Headers)
+	return m
 }

@@ -20,8 +20,11 @@ import (
 
 func TestMain(m *testing.M) { testdb.Main(m) }
 
-// fakeTB records what the helpers report.
-type fakeTB struct{ errs []string }
+// fakeTB records what the helpers report instead of failing the test.
+type fakeTB struct {
+	testing.TB
+	errs []string
+}
 
 func (f *fakeTB) Helper() {}
 func (f *fakeTB) Errorf(format string, args ...any) {
@@ -43,7 +46,10 @@ func TestAssertions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer box.Close()
 	store, err := events.NewStore(pool, events.Config{})
 	if err != nil {
@@ -69,31 +75,31 @@ func TestAssertions(t *testing.T) {
 
 	for _, tc := range []struct {
 		name   string
-		assert func(tb keeltest.TB) bool
+		assert func(tb testing.TB) bool
 		fails  string // "" when the assertion holds
 	}{
-		{"job", func(tb keeltest.TB) bool {
-			return keeltest.JobInserted(ctx, tb, tx, EmailArgs{To: "ada@example.com", Subject: "hi"}) != nil
+		{"job", func(tb testing.TB) bool {
+			return keeltest.JobInserted(ctx, tb, client, tx, EmailArgs{To: "ada@example.com", Subject: "hi"}) != nil
 		}, ""},
-		{"job with other args", func(tb keeltest.TB) bool {
-			return keeltest.JobInserted(ctx, tb, tx, EmailArgs{To: "bob@example.com", Subject: "hi"}) != nil
+		{"job with other args", func(tb testing.TB) bool {
+			return keeltest.JobInserted(ctx, tb, client, tx, EmailArgs{To: "bob@example.com", Subject: "hi"}) != nil
 		}, `no job of kind "email" with args {"to":"bob@example.com","subject":"hi"}; jobs of that kind: [{"to": "ada@example.com", "subject": "hi"}]`},
-		{"message", func(tb keeltest.TB) bool {
+		{"message", func(tb testing.TB) bool {
 			return keeltest.OutboxEnqueued(ctx, tb, tx, keeltest.Message{Topic: "orders", Key: "order-1", Type: "OrderPlaced", Payload: []byte(`{"total":5,"id":1}`)}) != nil
 		}, ""},
-		{"message by topic", func(tb keeltest.TB) bool {
+		{"message by topic", func(tb testing.TB) bool {
 			return keeltest.OutboxEnqueued(ctx, tb, tx, keeltest.Message{Topic: "orders"}) != nil
 		}, ""},
-		{"message with other key", func(tb keeltest.TB) bool {
+		{"message with other key", func(tb testing.TB) bool {
 			return keeltest.OutboxEnqueued(ctx, tb, tx, keeltest.Message{Topic: "orders", Key: "order-2"}) != nil
 		}, `no outbox message on topic "orders" with key "order-2"`},
-		{"message on other topic", func(tb keeltest.TB) bool {
+		{"message on other topic", func(tb testing.TB) bool {
 			return keeltest.OutboxEnqueued(ctx, tb, tx, keeltest.Message{Topic: "billing"}) != nil
 		}, `no outbox message on topic "billing"`},
-		{"event", func(tb keeltest.TB) bool {
+		{"event", func(tb testing.TB) bool {
 			return keeltest.EventAppended(ctx, tb, store, tx, "order-1", "OrderPlaced") != nil
 		}, ""},
-		{"event of other type", func(tb keeltest.TB) bool {
+		{"event of other type", func(tb testing.TB) bool {
 			return keeltest.EventAppended(ctx, tb, store, tx, "order-1", "OrderShipped") != nil
 		}, `no OrderShipped event in stream "order-1"; it has [OrderPlaced]`},
 	} {
@@ -112,7 +118,7 @@ func TestAssertions(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb := &fakeTB{}
-	keeltest.JobInserted(ctx, tb, pool, EmailArgs{To: "ada@example.com", Subject: "hi"})
+	keeltest.JobInserted(ctx, tb, client, pool, EmailArgs{To: "ada@example.com", Subject: "hi"})
 	keeltest.OutboxEnqueued(ctx, tb, pool, keeltest.Message{Topic: "orders"})
 	keeltest.EventAppended(ctx, tb, store, pool, "order-1", "OrderPlaced")
 	if len(tb.errs) != 3 {

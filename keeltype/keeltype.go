@@ -1,7 +1,16 @@
-// Package keeltype holds the types keel's packages share: [DBTX], the
-// transaction contract every write keeps, and [Outage], what every
-// long-running component reports when it loses the database. It imports
-// nothing of keel, so any package may use it.
+// Package keeltype holds the types keel's packages share, so each idea has
+// one shape everywhere:
+//
+//   - [DBTX], the transaction contract every write keeps;
+//   - [RetryPolicy] (with [ExponentialBackoff] and [RetryPolicyFunc]), how
+//     jobs, the outbox relay, event subscriptions and saga steps space their
+//     attempts;
+//   - [Hook], the one interface through which metrics and traces see every
+//     package's work, with the [Operation]s and [Measurement]s it reports;
+//   - [Outage], what every long-running component reports when it loses the
+//     database and when it has it back.
+//
+// It imports nothing of keel, so any package may use it.
 package keeltype
 
 import (

@@ -42,7 +42,7 @@ func ExampleNew() {
 		return
 	}
 	defer store.Close()
-	sub, err := store.Subscription(events.SubscriptionConfig{
+	sub, err := store.NewSubscription(events.SubscriptionConfig{
 		Name: "example-listener",
 		Handler: func(_ context.Context, _ pgx.Tx, e events.RecordedEvent) error {
 			got <- "subscription handled " + e.Type
@@ -59,7 +59,10 @@ func ExampleNew() {
 	running.Go(func() { _ = sub.Run(runCtx) })
 	defer func() { stop(); running.Wait() }()
 
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		panic(err)
+	}
 	defer box.Close()
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := box.Enqueue(ctx, tx, outbox.Message{Topic: "orders", Type: "OrderPlaced", Payload: []byte(`{}`)}); err != nil {

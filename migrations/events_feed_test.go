@@ -91,7 +91,7 @@ func TestEventsFeedMigrationKeepsPositions(t *testing.T) {
 
 func feed(ctx context.Context, t *testing.T, store *events.Store, pool *pgxpool.Pool) []string {
 	t.Helper()
-	evs, err := store.ReadAll(ctx, pool, events.FeedOptions{})
+	evs, err := store.ReadAll(ctx, pool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@
 //     messages go on); requeueing it puts it back in line behind them.
 //   - Retries. A failed attempt is recorded in the row (last_error, and every
 //     attempt in errors) and retried after an exponential backoff with jitter
-//     ([DefaultBackoff]: about 1s, 2s, 4s … up to an hour). After MaxAttempts
+//     (RelayConfig.RetryPolicy, default about 1s, 2s, 4s … up to an hour). After MaxAttempts
 //     (default 10) the message is dead: state 'dead' in keel.outbox, for a
 //     person to look at and [Requeue].
 //   - Retention. Delivered messages are deleted after RelayConfig.Retention
@@ -54,7 +54,7 @@
 // backoff, and holds the outcome of a batch it published until it can
 // record it, so a delivered message is not published again because its
 // outcome met an outage. It logs one line when it loses the database and
-// one when it has it back, and calls [Hooks].Outage at both ends.
+// one when it has it back, and reports both to RelayConfig.Hook.
 //
 // # Inbox
 //
@@ -94,8 +94,9 @@
 //
 // # Observing
 //
-// Relays log through log/slog and report to [Hooks]: each publication with
-// its latency from enqueue, each failure (and whether it was the last), and
-// the age of the oldest undelivered message. keel.outbox and keel.inbox
+// Relays log through log/slog and report to RelayConfig.Hook, a
+// keeltype.Hook: each message's publishing and how it ended (delivered,
+// failed, released at a stop), the age of the oldest undelivered message and
+// outages; Config.Hook sees each Enqueue. keel.outbox and keel.inbox
 // explain themselves in psql (\d+ keel.outbox).
 package outbox

@@ -23,7 +23,10 @@ func Example() {
 	}
 	defer pool.Close()
 
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		panic(err)
+	}
 	defer box.Close()
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		// … the application's own writes with tx …
@@ -65,7 +68,10 @@ func ExampleInbox_Process() {
 	}
 	defer pool.Close()
 
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{})
+	if err != nil {
+		panic(err)
+	}
 	for range 2 { // the broker delivers the message twice
 		processed, err := inbox.Process(ctx, "billing", "msg-0001", func(ctx context.Context, tx pgx.Tx) error {
 			// … the consumer's writes with tx; they commit with the seen-record …

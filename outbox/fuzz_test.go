@@ -51,7 +51,10 @@ func FuzzEnqueue(f *testing.F) {
 		f.Add("t", "", "", []byte(p), false, "", "", int64(-1), int64(math.MaxInt64))
 	}
 	pool := testdb.New(f)
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Cleanup(box.Close)
 	f.Fuzz(func(t *testing.T, topic, key, typ string, payload []byte, nilPayload bool, header, value string, sec, nsec int64) {
 		m := outbox.Message{ID: uuid.New(), Topic: topic, Key: key, Type: typ, Payload: payload}
@@ -98,7 +101,10 @@ func FuzzInboxClaim(f *testing.F) {
 		f.Add("c", s)
 	}
 	pool := testdb.New(f)
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, consumer, id string) {
 		ctx := context.Background()
 		valid := false
@@ -149,7 +155,10 @@ func FuzzRelayError(f *testing.F) {
 	}
 	f.Add(strings.Repeat("\x00", 1<<20))
 	pool := testdb.New(f)
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Cleanup(box.Close)
 	f.Fuzz(func(t *testing.T, published string) {
 		ctx := context.Background()
@@ -157,7 +166,7 @@ func FuzzRelayError(f *testing.F) {
 		enqueue(t, pool, box, m)
 		pub := outbox.PublisherFunc(func(context.Context, outbox.Delivery) error { return errors.New(published) })
 		r := newRelay(t, pool, pub, outbox.RelayConfig{MaxAttempts: 1})
-		if n, err := r.RunOnce(ctx, nil); n != 1 || err != nil {
+		if n, err := r.RunOnce(ctx); n != 1 || err != nil {
 			t.Fatalf("RunOnce: %d, %v; want the one failure recorded", n, err)
 		}
 		row := state(t, pool, m.ID)
@@ -182,7 +191,10 @@ func FuzzMaintenance(f *testing.F) {
 	f.Add(int64(0), int64(0), uuid.Nil[:])
 	f.Add(int64(0), int64(0), []byte("0123456789abcdef"))
 	pool := testdb.New(f)
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{DedupWindow: time.Hour})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{DedupWindow: time.Hour})
+	if err != nil {
+		f.Fatal(err)
+	}
 	r := newRelay(f, pool, &recorder{}, outbox.RelayConfig{})
 	f.Fuzz(func(t *testing.T, sec, nsec int64, id []byte) {
 		ctx := context.Background()
@@ -194,7 +206,7 @@ func FuzzMaintenance(f *testing.F) {
 				t.Fatalf("DeleteDelivered at %s: %v; Postgres holds it: %v", at, err, held)
 			}
 			usable(t, tx)
-			_, err = inbox.Expire(ctx, tx, at)
+			_, err = outbox.ExpireAt(ctx, inbox, tx, at)
 			if windowHeld != (err == nil) || (err != nil && !errors.Is(err, outbox.ErrInvalidArgument)) {
 				t.Fatalf("Expire at %s: %v; Postgres holds an hour before it: %v", at, err, windowHeld)
 			}
@@ -206,7 +218,7 @@ func FuzzMaintenance(f *testing.F) {
 			}
 			usable(t, tx)
 		})
-		if _, err := r.RunOnce(ctx, &at); err != nil && !errors.Is(err, outbox.ErrInvalidArgument) {
+		if _, err := outbox.RunOnceAt(ctx, r, at); err != nil && !errors.Is(err, outbox.ErrInvalidArgument) {
 			t.Fatalf("RunOnce at %s: %v", at, err)
 		}
 	})

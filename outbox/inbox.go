@@ -19,12 +19,12 @@ import (
 
 // ErrDuplicate is returned by Inbox.Claim when the consumer already
 // processed the message.
-var ErrDuplicate = errors.New("keel inbox: message already processed")
+var ErrDuplicate = errors.New("keel outbox: inbox: message already processed")
 
 // ErrInvalidInboxKey is returned when a consumer name or message id cannot
 // be stored: empty, longer than its limit (255 bytes for a consumer, 1024
 // for a message id), holding a NUL or not UTF-8. Nothing is written.
-var ErrInvalidInboxKey = errors.New("keel inbox: invalid consumer or message id")
+var ErrInvalidInboxKey = errors.New("keel outbox: inbox: invalid consumer or message id")
 
 // InboxConfig configures an Inbox. The zero value is ready to use.
 type InboxConfig struct {
@@ -48,16 +48,19 @@ type Inbox struct {
 }
 
 // NewInbox returns an Inbox on the pool. Claim and Expire write through the
-// transaction they are given; Process, Start and Run need the pool, and return
-// ErrInvalidArgument when it is nil.
-func NewInbox(pool *pgxpool.Pool, cfg InboxConfig) *Inbox {
+// transaction they are given; Process, Start and Run use the pool. A nil
+// pool fails with ErrInvalidArgument.
+func NewInbox(pool *pgxpool.Pool, cfg InboxConfig) (*Inbox, error) {
+	if pool == nil {
+		return nil, invalidArgument("NewInbox needs a pool")
+	}
 	if cfg.DedupWindow <= 0 {
 		cfg.DedupWindow = 7 * 24 * time.Hour
 	}
 	if cfg.ExpireInterval <= 0 {
 		cfg.ExpireInterval = time.Minute
 	}
-	return &Inbox{pool: pool, cfg: cfg}
+	return &Inbox{pool: pool, cfg: cfg}, nil
 }
 
 // Claim records, in tx, that consumer processes messageID. It returns nil
@@ -90,7 +93,7 @@ func (i *Inbox) claim(ctx context.Context, tx keeltype.DBTX, consumer, messageID
 	case errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("%w: consumer %q, message %q", ErrDuplicate, consumer, messageID)
 	case err != nil:
-		return fmt.Errorf("keel inbox: claim: %w", err)
+		return fmt.Errorf("keel outbox: inbox claim: %w", err)
 	}
 	return nil
 }
@@ -135,10 +138,16 @@ const expireBatch = 10000
 // expireKey is the advisory lock key of the inbox expiry duty.
 const expireKey int64 = 0x6b696e62657870 // "kinbexp"
 
-// Expire deletes up to 10,000 seen-records older than the dedup window (as
-// of now) and returns how many. A nil tx, or a now whose window starts
-// outside Postgres's time range, fails with ErrInvalidArgument.
-func (i *Inbox) Expire(ctx context.Context, tx keeltype.DBTX, now time.Time) (int, error) {
+// Expire deletes up to 10,000 seen-records older than the dedup window and
+// returns how many; the expiry Start runs calls it. A nil tx fails with
+// ErrInvalidArgument.
+func (i *Inbox) Expire(ctx context.Context, tx keeltype.DBTX) (int, error) {
+	return i.expire(ctx, tx, time.Now())
+}
+
+// expire is Expire as of now, which tests move. A now whose window starts
+// outside Postgres's time range fails with ErrInvalidArgument.
+func (i *Inbox) expire(ctx context.Context, tx keeltype.DBTX, now time.Time) (int, error) {
 	if i == nil {
 		return 0, invalidArgument("the Inbox is nil")
 	}
@@ -151,7 +160,7 @@ func (i *Inbox) Expire(ctx context.Context, tx keeltype.DBTX, now time.Time) (in
 	}
 	n, err := db.New(tx).InboxExpire(ctx, db.InboxExpireParams{Before: pgtype.Timestamptz{Time: before, Valid: true}, BatchSize: expireBatch})
 	if err != nil {
-		return 0, fmt.Errorf("keel inbox: expire: %w", err)
+		return 0, fmt.Errorf("keel outbox: inbox expiry: %w", err)
 	}
 	return int(n), nil
 }
@@ -189,7 +198,7 @@ func (i *Inbox) Run(ctx context.Context) error {
 	return periodic.Run(ctx, i.pool, periodic.Duty{
 		Name: "outbox inbox expiry", Key: expireKey, Interval: i.cfg.ExpireInterval,
 		Pass: func(ctx context.Context, tx pgx.Tx) (bool, error) {
-			n, err := i.Expire(ctx, tx, time.Now())
+			n, err := i.Expire(ctx, tx)
 			return n == expireBatch, err
 		},
 	}, i.cfg.Logger, nil)

@@ -16,7 +16,10 @@ import (
 func TestInboxRefusesWhatPostgresCannotStore(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	x := strings.Repeat
 	tests := []struct {
 		name, consumer, id string
@@ -83,7 +86,10 @@ func TestProcessReturnsTheHandlersDuplicate(t *testing.T) {
 	if _, err := pool.Exec(ctx, "CREATE TABLE effects (consumer text)"); err != nil {
 		t.Fatal(err)
 	}
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	write := func(consumer string) func(context.Context, pgx.Tx) error {
 		return func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, "INSERT INTO effects VALUES ($1)", consumer)

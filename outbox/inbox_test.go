@@ -23,7 +23,10 @@ func TestInboxExactlyOnceUnderConcurrentRedelivery(t *testing.T) {
 	if _, err := pool.Exec(ctx, "CREATE TABLE effects (message_id text, n int)"); err != nil {
 		t.Fatal(err)
 	}
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	const ids, copies = 1000, 3
 	work := make(chan string, ids*copies)
 	for i := range ids {
@@ -77,7 +80,10 @@ func TestInboxFailingHandlerLeavesNothing(t *testing.T) {
 	if _, err := pool.Exec(ctx, "CREATE TABLE effects (message_id text)"); err != nil {
 		t.Fatal(err)
 	}
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	boom := errors.New("boom")
 	write := func(fail bool) func(context.Context, pgx.Tx) error {
 		return func(ctx context.Context, tx pgx.Tx) error {
@@ -125,7 +131,10 @@ func TestInboxClaimInCallersTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testdb.New(t)
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name     string
 		consumer string
@@ -149,17 +158,20 @@ func TestInboxExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testdb.New(t)
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{DedupWindow: time.Hour})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{DedupWindow: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := inbox.Claim(ctx, pool, "c", "old"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := inbox.Expire(ctx, pool, time.Now().Add(30*time.Minute)); err != nil || n != 0 {
+	if n, err := outbox.ExpireAt(ctx, inbox, pool, time.Now().Add(30*time.Minute)); err != nil || n != 0 {
 		t.Fatalf("expired %d (%v) inside the window", n, err)
 	}
 	if err := inbox.Claim(ctx, pool, "c", "old"); !errors.Is(err, outbox.ErrDuplicate) {
 		t.Fatalf("inside the window: %v", err)
 	}
-	if n, err := inbox.Expire(ctx, pool, time.Now().Add(2*time.Hour)); err != nil || n != 1 {
+	if n, err := outbox.ExpireAt(ctx, inbox, pool, time.Now().Add(2*time.Hour)); err != nil || n != 1 {
 		t.Fatalf("expired %d (%v) after the window, want 1", n, err)
 	}
 	if err := inbox.Claim(ctx, pool, "c", "old"); err != nil {

@@ -15,7 +15,10 @@ func TestInboxWindowWithoutExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testdb.New(t)
-	i := NewInbox(pool, InboxConfig{DedupWindow: time.Hour})
+	i, err := NewInbox(pool, InboxConfig{DedupWindow: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	base := time.Now()
 	at := func(d time.Duration) *time.Time { t := base.Add(d); return &t }
 	steps := []struct {

@@ -214,7 +214,10 @@ func TestEnqueueOnClosedOutbox(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testdb.New(t)
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	box.Close()
 	tx := begin(t, pool)
 	for via, dbtx := range map[string]keeltype.DBTX{"pool": pool, "transaction": tx} {
@@ -248,8 +251,10 @@ func TestNilArgumentsAreErrors(t *testing.T) {
 	msg := outbox.Message{Topic: "t", Payload: []byte{}}
 	var nilPool *pgxpool.Pool
 	var nilTx pgx.Tx
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{})
-	noPool := outbox.NewInbox(nil, outbox.InboxConfig{})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	nop := func(context.Context, pgx.Tx) error { return nil }
 	tests := []struct {
 		name string
@@ -258,16 +263,7 @@ func TestNilArgumentsAreErrors(t *testing.T) {
 		{"Enqueue with a nil DBTX", func() error { _, err := box.Enqueue(ctx, nil, msg); return err }},
 		{"Enqueue with a nil pgx.Tx", func() error { _, err := box.Enqueue(ctx, nilTx, msg); return err }},
 		{"Enqueue with a nil *pgxpool.Pool", func() error { _, err := box.Enqueue(ctx, nilPool, msg); return err }},
-		{"Enqueue on an Outbox made with a nil pool", func() error {
-			o := outbox.New(nil, outbox.Config{})
-			defer o.Close()
-			for range 3 { // a second enqueue within the interval used to schedule a notification through the nil pool
-				if _, err := o.Enqueue(ctx, pool, msg); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
+		{"New with a nil pool", func() error { _, err := outbox.New(nil, outbox.Config{}); return err }},
 		{"Enqueue on a zero Outbox", func() error { _, err := new(outbox.Outbox).Enqueue(ctx, pool, msg); return err }},
 		{"Enqueue on a nil *Outbox", func() error { _, err := (*outbox.Outbox)(nil).Enqueue(ctx, pool, msg); return err }},
 		{"Requeue with a nil DBTX", func() error { return outbox.Requeue(ctx, nil, uuid.New()) }},
@@ -275,10 +271,12 @@ func TestNilArgumentsAreErrors(t *testing.T) {
 		{"DeleteDelivered with a nil DBTX", func() error { _, err := outbox.DeleteDelivered(ctx, nil, time.Now()); return err }},
 		{"Claim with a nil DBTX", func() error { return inbox.Claim(ctx, nil, "c", "m") }},
 		{"Claim with a nil pgx.Tx", func() error { return inbox.Claim(ctx, nilTx, "c", "m") }},
-		{"Expire with a nil DBTX", func() error { _, err := inbox.Expire(ctx, nil, time.Now()); return err }},
-		{"Process on an Inbox made with a nil pool", func() error { _, err := noPool.Process(ctx, "c", "m", nop); return err }},
+		{"Expire with a nil DBTX", func() error { _, err := inbox.Expire(ctx, nil); return err }},
+		{"NewInbox with a nil pool", func() error { _, err := outbox.NewInbox(nil, outbox.InboxConfig{}); return err }},
+		{"Process on a zero Inbox", func() error { _, err := new(outbox.Inbox).Process(ctx, "c", "m", nop); return err }},
 		{"Process with a nil handler", func() error { _, err := inbox.Process(ctx, "c", "m", nil); return err }},
-		{"Run on an Inbox made with a nil pool", func() error { return noPool.Run(ctx) }},
+		{"Run on a zero Inbox", func() error { return new(outbox.Inbox).Run(ctx) }},
+		{"Start on a zero Inbox", func() error { return new(outbox.Inbox).Start(ctx) }},
 		{"NewRelay with a nil pool", func() error { _, err := outbox.NewRelay(nil, &recorder{}, outbox.RelayConfig{}); return err }},
 		{"NewRelay with a nil publisher", func() error { _, err := outbox.NewRelay(pool, nil, outbox.RelayConfig{}); return err }},
 		{"NewRelay with a nil *recorder", func() error { _, err := outbox.NewRelay(pool, (*recorder)(nil), outbox.RelayConfig{}); return err }},
@@ -338,7 +336,7 @@ func TestRelayRecordsUnstorableErrors(t *testing.T) {
 		enqueue(t, pool, o, outbox.Message{Topic: tc.name, Payload: []byte{}})
 	}
 	r := newRelay(t, pool, &recorder{fail: func(d outbox.Delivery) error { return errors.New(fail[d.Topic]) }}, outbox.RelayConfig{MaxAttempts: 1})
-	if n, err := r.RunOnce(ctx, nil); err != nil || n != len(tests) {
+	if n, err := r.RunOnce(ctx); err != nil || n != len(tests) {
 		t.Fatalf("RunOnce: %d, %v; want %d claimed and their failures recorded", n, err, len(tests))
 	}
 	for _, tc := range tests {
@@ -363,7 +361,10 @@ func TestTimesOutsidePostgresRange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testdb.New(t)
-	inbox := outbox.NewInbox(pool, outbox.InboxConfig{DedupWindow: time.Hour})
+	inbox, err := outbox.NewInbox(pool, outbox.InboxConfig{DedupWindow: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := newRelay(t, pool, &recorder{}, outbox.RelayConfig{})
 	tests := []struct {
 		name string
@@ -386,7 +387,7 @@ func TestTimesOutsidePostgresRange(t *testing.T) {
 			serverErr, windowErr := roundTrip(ctx, pool, tc.at), roundTrip(ctx, pool, tc.at.Add(-time.Hour))
 			for name, f := range map[string]func(tx pgx.Tx) error{
 				"DeleteDelivered": func(tx pgx.Tx) error { _, err := outbox.DeleteDelivered(ctx, tx, tc.at); return err },
-				"Expire":          func(tx pgx.Tx) error { _, err := inbox.Expire(ctx, tx, tc.at); return err },
+				"Expire":          func(tx pgx.Tx) error { _, err := outbox.ExpireAt(ctx, inbox, tx, tc.at); return err },
 			} {
 				want := serverErr
 				if name == "Expire" {
@@ -404,7 +405,7 @@ func TestTimesOutsidePostgresRange(t *testing.T) {
 				})
 			}
 			at := tc.at
-			if _, err := r.RunOnce(ctx, &at); serverErr != nil && !errors.Is(err, outbox.ErrInvalidArgument) {
+			if _, err := outbox.RunOnceAt(ctx, r, at); serverErr != nil && !errors.Is(err, outbox.ErrInvalidArgument) {
 				t.Errorf("RunOnce at %s: %v, want ErrInvalidArgument", tc.at, err)
 			}
 		})

@@ -3,30 +3,16 @@ package outbox_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel/internal/hooktest"
 	"github.com/keelpg/keel/internal/testcluster"
-	"github.com/keelpg/keel/keeltype"
 	"github.com/keelpg/keel/outbox"
 )
-
-// outageHooks records the outages a relay reports.
-type outageHooks struct {
-	outbox.NoHooks
-	mu     sync.Mutex
-	events []keeltype.Outage
-}
-
-func (h *outageHooks) Outage(ev keeltype.Outage) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.events = append(h.events, ev)
-}
 
 // While a relay publishes keyed messages, the server goes away for 3s, for
 // 30s, or restarts. Afterwards every message is delivered, first published
@@ -57,8 +43,8 @@ func TestRelayOutage(t *testing.T) {
 				time.Sleep(100 * time.Microsecond) // a broker's round trip, so the outage lands mid-run
 				return nil
 			}}
-			hooks := &outageHooks{}
-			r := newRelay(t, pool, rec, outbox.RelayConfig{BatchSize: 50, PollInterval: 50 * time.Millisecond, Hooks: hooks})
+			hooks := &hooktest.Recorder{}
+			r := newRelay(t, pool, rec, outbox.RelayConfig{BatchSize: 50, PollInterval: 50 * time.Millisecond, Hook: hooks})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { defer close(done); _ = r.Run(ctx) }()
@@ -85,9 +71,7 @@ func TestRelayOutage(t *testing.T) {
 			}
 			t.Logf("all %d messages delivered %s after the server was back; %d published twice",
 				keys*perKey, time.Since(back).Round(time.Millisecond), len(published)-len(seen))
-			hooks.mu.Lock()
-			evs := append([]keeltype.Outage(nil), hooks.events...)
-			hooks.mu.Unlock()
+			evs := hooks.Outages()
 			if tt.Declared && (len(evs) < 2 || evs[0].Over || !evs[len(evs)-1].Over) {
 				t.Fatalf("the hook heard %+v, want an outage's start and end", evs)
 			}

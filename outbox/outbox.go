@@ -36,21 +36,29 @@ type Config struct {
 	NotifyInterval time.Duration
 	// Logger receives warnings. Default: nothing is logged.
 	Logger *slog.Logger
+	// Hook observes each Enqueue (keeltype.OpOutboxEnqueue). Default: none.
+	Hook keeltype.Hook
 }
 
 // Outbox writes messages in the caller's transaction.
 type Outbox struct {
 	pool     *pgxpool.Pool
 	debounce *notify.Debouncer
+	hook     keeltype.Hook
 	closed   atomic.Bool
 }
 
 // New returns an Outbox. The pool is used only to send trailing wake-up
 // notifications; messages are written through the DBTX given to Enqueue.
-// Close stops it. An Outbox made with a nil pool refuses every Enqueue with
-// ErrInvalidArgument.
-func New(pool *pgxpool.Pool, cfg Config) *Outbox {
-	return &Outbox{pool: pool, debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger)}
+// Close stops it. A nil pool fails with ErrInvalidArgument.
+func New(pool *pgxpool.Pool, cfg Config) (*Outbox, error) {
+	if pool == nil {
+		return nil, invalidArgument("New needs a pool")
+	}
+	if cfg.Hook == nil {
+		cfg.Hook = keeltype.NoHook{}
+	}
+	return &Outbox{pool: pool, debounce: notify.NewDebouncer(pool, cfg.NotifyInterval, cfg.Logger), hook: cfg.Hook}, nil
 }
 
 // Close stops pending wake-up notifications. Enqueue returns ErrClosed
@@ -75,8 +83,6 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keeltype.DBTX, msgs ...Message)
 	switch {
 	case o == nil || o.debounce == nil:
 		return 0, invalidArgument("the Outbox was not made by outbox.New")
-	case o.pool == nil:
-		return 0, invalidArgument("outbox.New was given a nil pool")
 	case o.closed.Load():
 		return 0, ErrClosed
 	}
@@ -112,6 +118,13 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keeltype.DBTX, msgs ...Message)
 			p.NotBefore[i].Time = time.Unix(0, 0)
 		}
 	}
+	ctx, end := o.hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpOutboxEnqueue, Name: msgs[0].Topic, Count: len(msgs)})
+	n, err := o.enqueue(ctx, tx, p)
+	end(keeltype.Outcome{Err: err})
+	return n, err
+}
+
+func (o *Outbox) enqueue(ctx context.Context, tx keeltype.DBTX, p db.OutboxEnqueueParams) (int, error) {
 	n, err := db.New(tx).OutboxEnqueue(ctx, p)
 	if err != nil {
 		return 0, fmt.Errorf("keel outbox: enqueue: %w", err)

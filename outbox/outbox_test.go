@@ -15,7 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/internal/hooktest"
 	"github.com/keelpg/keel/internal/testdb"
+	"github.com/keelpg/keel/keeltype"
 	"github.com/keelpg/keel/outbox"
 )
 
@@ -51,7 +53,10 @@ func (r *recorder) published() []outbox.Delivery {
 
 func newOutbox(t *testing.T, pool *pgxpool.Pool) *outbox.Outbox {
 	t.Helper()
-	o := outbox.New(pool, outbox.Config{})
+	o, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(o.Close)
 	return o
 }
@@ -80,7 +85,13 @@ func enqueue(t *testing.T, pool *pgxpool.Pool, o *outbox.Outbox, msgs ...outbox.
 func drain(t *testing.T, r *outbox.Relay, now *time.Time) {
 	t.Helper()
 	for range 10000 {
-		n, err := r.RunOnce(context.Background(), now)
+		var n int
+		var err error
+		if now != nil {
+			n, err = outbox.RunOnceAt(context.Background(), r, *now)
+		} else {
+			n, err = r.RunOnce(context.Background())
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +277,7 @@ func TestConcurrentRelaysKeepPerKeyOrder(t *testing.T) {
 	for i := range 3 {
 		r := newRelay(t, pool, rec, outbox.RelayConfig{
 			Name: fmt.Sprintf("relay-%d", i), BatchSize: 64, MaxAttempts: 1000, PollInterval: 10 * time.Millisecond,
-			Backoff: func(int) time.Duration { return time.Millisecond },
+			RetryPolicy: keeltype.ExponentialBackoff{Initial: time.Millisecond, Max: time.Millisecond},
 		})
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = r.Run(ctx) }()
@@ -325,7 +336,7 @@ func TestBackoffDeadLetterRequeue(t *testing.T) {
 		}
 		return nil
 	}}
-	r := newRelay(t, pool, rec, outbox.RelayConfig{MaxAttempts: 3, Backoff: func(n int) time.Duration { return time.Duration(n) * time.Hour }})
+	r := newRelay(t, pool, rec, outbox.RelayConfig{MaxAttempts: 3, RetryPolicy: keeltype.RetryPolicyFunc(func(n int, _ error) time.Duration { return time.Duration(n) * time.Hour })})
 
 	base := time.Now()
 	at := func(d time.Duration) *time.Time { t := base.Add(d); return &t }
@@ -429,7 +440,7 @@ func TestStopDuringPublishHandsBack(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	if _, err := newRelay(t, pool, pub, outbox.RelayConfig{}).RunOnce(ctx, nil); err != nil {
+	if _, err := newRelay(t, pool, pub, outbox.RelayConfig{}).RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if row := state(t, pool, a.ID); row.State != db.KeelOutboxStateDelivered {
@@ -440,67 +451,39 @@ func TestStopDuringPublishHandsBack(t *testing.T) {
 	}
 }
 
-type hookCounts struct {
-	mu                sync.Mutex
-	published, failed int
-	dead              int
-	lags              []time.Duration
-	outbox.NoHooks
-}
-
-func (h *hookCounts) Published(outbox.Delivery, time.Duration) {
-	h.mu.Lock()
-	h.published++
-	h.mu.Unlock()
-}
-
-func (h *hookCounts) Failed(_ outbox.Delivery, _ error, dead bool) {
-	h.mu.Lock()
-	h.failed++
-	if dead {
-		h.dead++
-	}
-	h.mu.Unlock()
-}
-
+// The outbox's hook hears of each Enqueue and the relay's of each message
+// published, with its outcome.
 func TestHooks(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
-	o := newOutbox(t, pool)
+	hook := &hooktest.Recorder{}
+	o, err := outbox.New(pool, outbox.Config{Hook: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
 	enqueue(t, pool, o, outbox.Message{ID: uuid.New(), Topic: "ok", Payload: []byte{}}, outbox.Message{ID: uuid.New(), Topic: "bad", Payload: []byte{}})
-	h := &hookCounts{}
 	rec := &recorder{fail: func(d outbox.Delivery) error {
 		if d.Topic == "bad" {
 			return errors.New("no")
 		}
 		return nil
 	}}
-	r := newRelay(t, pool, rec, outbox.RelayConfig{MaxAttempts: 1, Hooks: h})
+	r := newRelay(t, pool, rec, outbox.RelayConfig{MaxAttempts: 1, Hook: hook})
 	drain(t, r, nil)
-	if h.published != 1 || h.failed != 1 || h.dead != 1 {
-		t.Errorf("hooks saw published=%d failed=%d dead=%d, want 1 1 1", h.published, h.failed, h.dead)
+	if e := hook.Ended(keeltype.OpOutboxEnqueue); len(e) != 1 || e[0].Op.Count != 2 || e[0].Op.Name != "ok" || e[0].Outcome.Err != nil {
+		t.Errorf("enqueues the hook heard of: %+v", e)
 	}
-}
-
-type lagHooks struct {
-	outbox.NoHooks
-	mu   sync.Mutex
-	lags []time.Duration
-}
-
-func (h *lagHooks) Lag(d time.Duration) {
-	h.mu.Lock()
-	h.lags = append(h.lags, d)
-	h.mu.Unlock()
-}
-
-func (h *lagHooks) last() (time.Duration, int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.lags) == 0 {
-		return 0, 0
+	states := map[string]string{}
+	for _, e := range hook.Ended(keeltype.OpOutboxPublish) {
+		states[e.Op.Name] = e.Outcome.State
+		if e.Op.Attempt != 1 || e.Op.ID == "" {
+			t.Errorf("publish operation %+v", e.Op)
+		}
 	}
-	return h.lags[len(h.lags)-1], len(h.lags)
+	if states["ok"] != "delivered" || states["bad"] != "failed" || len(states) != 2 {
+		t.Errorf("publish outcomes %v, want ok delivered and bad failed", states)
+	}
 }
 
 // A running relay reports the age of the oldest undelivered message: above
@@ -510,16 +493,23 @@ func TestLagHook(t *testing.T) {
 	pool := testdb.New(t)
 	o := newOutbox(t, pool)
 	enqueue(t, pool, o, outbox.Message{Topic: "t", Payload: []byte{}, NotBefore: time.Now().Add(time.Hour)})
-	h := &lagHooks{}
-	r := newRelay(t, pool, &recorder{}, outbox.RelayConfig{PollInterval: 10 * time.Millisecond, Hooks: h})
+	hook := &hooktest.Recorder{}
+	r := newRelay(t, pool, &recorder{}, outbox.RelayConfig{PollInterval: 10 * time.Millisecond, Hook: hook})
+	last := func() (time.Duration, int) {
+		lags := hook.Measured(keeltype.MeasureOutboxLag)
+		if len(lags) == 0 {
+			return 0, 0
+		}
+		return lags[len(lags)-1].Age, len(lags)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
-	waitFor(t, 30*time.Second, func() bool { d, n := h.last(); return n > 0 && d > 0 })
+	waitFor(t, 30*time.Second, func() bool { d, n := last(); return n > 0 && d > 0 })
 	if _, err := pool.Exec(ctx, "UPDATE keel.outbox SET available_at = now()"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() bool { d, n := h.last(); return n > 0 && d == 0 })
+	waitFor(t, 30*time.Second, func() bool { d, n := last(); return n > 0 && d == 0 })
 	cancel()
 	<-done
 }

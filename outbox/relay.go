@@ -44,38 +44,6 @@ func (f PublisherFunc) Publish(ctx context.Context, batch []Delivery) []error {
 	return errs
 }
 
-// Hooks receive a relay's measurements; wire them to your metrics. Embed
-// NoHooks to implement only some.
-type Hooks interface {
-	// Published is called for each delivered message with the time from
-	// enqueue to the publisher's success.
-	Published(d Delivery, latency time.Duration)
-	// Failed is called for each failed attempt; dead reports that it was the
-	// last one.
-	Failed(d Delivery, err error, dead bool)
-	// Lag reports the age of the oldest undelivered message (0 when there is
-	// none), once per poll interval.
-	Lag(oldest time.Duration)
-	// Outage is called when the relay loses the database (ev.Over false)
-	// and when it has it back (ev.Over true).
-	Outage(ev keeltype.Outage)
-}
-
-// NoHooks ignores every measurement.
-type NoHooks struct{}
-
-// Published implements Hooks.
-func (NoHooks) Published(Delivery, time.Duration) {}
-
-// Failed implements Hooks.
-func (NoHooks) Failed(Delivery, error, bool) {}
-
-// Lag implements Hooks.
-func (NoHooks) Lag(time.Duration) {}
-
-// Outage implements Hooks.
-func (NoHooks) Outage(keeltype.Outage) {}
-
 // RelayConfig configures a Relay. The zero value is ready to use.
 type RelayConfig struct {
 	// Name identifies the relay in leases and logs: UTF-8 without NUL, at
@@ -94,31 +62,27 @@ type RelayConfig struct {
 	// MaxAttempts is how many times a message is tried before it is dead,
 	// at most 2^31-1. Default: 10.
 	MaxAttempts int
-	// Backoff gives the wait before attempt n+1 after attempt n failed; a
-	// negative wait counts as none. Default: DefaultBackoff.
-	Backoff func(attempt int) time.Duration
+	// RetryPolicy gives the wait before the next attempt of a message whose
+	// attempt failed. Default: keeltype.ExponentialBackoff{Initial: 1s,
+	// Max: 1h, Jitter: 0.25} — about 1s, 2s, 4s … up to an hour.
+	RetryPolicy keeltype.RetryPolicy
 	// Retention is how long delivered messages are kept before deletion.
 	// Negative keeps them forever. Default: 24h.
 	Retention time.Duration
 	// Logger receives the relay's logs. Default: nothing is logged.
 	Logger *slog.Logger
-	// Hooks receive measurements. Default: NoHooks.
-	Hooks Hooks
+	// Hook observes the relay: each message's publishing
+	// (keeltype.OpOutboxPublish), the age of the oldest undelivered message
+	// (keeltype.MeasureOutboxLag) and outages. Default: none.
+	Hook keeltype.Hook
 	// Listener is the LISTEN connection the relay shares with the
 	// process's other keel components (see package listener). Default: the
 	// relay opens its own.
 	Listener *listener.Listener
 }
 
-// DefaultBackoff waits about 1s after the first failure, doubling each time
-// up to an hour, with jitter: a random wait between half and all of that.
-func DefaultBackoff(attempt int) time.Duration {
-	d := time.Hour
-	if attempt < 13 {
-		d = min(time.Hour, time.Second<<max(attempt-1, 0))
-	}
-	return d/2 + rand.N(d/2+1)
-}
+// defaultRetryPolicy is RelayConfig.RetryPolicy's default.
+var defaultRetryPolicy = keeltype.ExponentialBackoff{Initial: time.Second, Max: time.Hour, Jitter: 0.25}
 
 // retentionKey is the advisory lock key of the retention duty.
 const retentionKey int64 = 0x6b6f7574726574 // "koutret"
@@ -164,21 +128,21 @@ func NewRelay(pool *pgxpool.Pool, pub Publisher, cfg RelayConfig) (*Relay, error
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = 10
 	}
-	if cfg.Backoff == nil {
-		cfg.Backoff = DefaultBackoff
+	if cfg.RetryPolicy == nil {
+		cfg.RetryPolicy = defaultRetryPolicy
 	}
 	if cfg.Retention == 0 {
 		cfg.Retention = 24 * time.Hour
 	}
-	if cfg.Hooks == nil {
-		cfg.Hooks = NoHooks{}
+	if cfg.Hook == nil {
+		cfg.Hook = keeltype.NoHook{}
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("relay", cfg.Name)
-	return &Relay{pool: pool, pub: pub, cfg: cfg, log: log, outage: outage.NewTracker("outbox relay", log, cfg.Hooks.Outage)}, nil
+	return &Relay{pool: pool, pub: pub, cfg: cfg, log: log, outage: outage.NewTracker("outbox relay", log, outage.Report(cfg.Hook))}, nil
 }
 
 // Start runs the relay in the background and returns at once (ctx only
@@ -257,6 +221,9 @@ func (r *Relay) run(loop, work context.Context) error {
 		if o.claimed > 0 {
 			pending = &o
 		}
+		if outage.PoolClosed(err) {
+			return outage.Closed("outbox relay", err)
+		}
 		if loop.Err() != nil {
 			return nil
 		}
@@ -265,8 +232,6 @@ func (r *Relay) run(loop, work context.Context) error {
 		case err == nil:
 			r.outage.Succeeded()
 			backoff.Reset()
-		case outage.PoolClosed(err):
-			return outage.Closed("outbox relay", err)
 		case r.outage.Failed(err):
 			wait = backoff.Next()
 		default:
@@ -274,7 +239,7 @@ func (r *Relay) run(loop, work context.Context) error {
 		}
 		if time.Since(lastLag) >= r.cfg.PollInterval {
 			lastLag = time.Now()
-			r.reportLag(loop)
+			r.reportLag(work)
 		}
 		if o.claimed > 0 {
 			rechecks.Found()
@@ -300,11 +265,13 @@ func (r *Relay) recordLogged(ctx context.Context, o outcome) {
 
 func (r *Relay) reportLag(ctx context.Context) {
 	oldest, err := db.New(r.pool).OutboxOldestPending(ctx)
+	lag := keeltype.Measurement{Kind: keeltype.MeasureOutboxLag}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		r.cfg.Hooks.Lag(0)
+		r.cfg.Hook.Measure(ctx, lag)
 	case err == nil:
-		r.cfg.Hooks.Lag(max(time.Since(oldest.Time), 0))
+		lag.Age = max(time.Since(oldest.Time), 0)
+		r.cfg.Hook.Measure(ctx, lag)
 	}
 }
 
@@ -320,12 +287,16 @@ type outcome struct {
 	badErrs  []error
 }
 
-// RunOnce claims one batch, publishes it and records the outcome. It
-// returns how many messages it claimed. now moves the clock for claims and
-// retries (nil: the database's clock); tests use it to skip backoff waits.
-// A clock so near the end of Postgres's time range that a lease or backoff
-// would run past it fails with ErrInvalidArgument.
-func (r *Relay) RunOnce(ctx context.Context, now *time.Time) (int, error) {
+// RunOnce claims one batch, publishes it and records the outcome, on the
+// calling goroutine; it returns how many messages it claimed. It is for
+// tools and tests that drive a relay step by step: a service Starts it.
+func (r *Relay) RunOnce(ctx context.Context) (int, error) { return r.runOnce(ctx, nil) }
+
+// runOnce is RunOnce at a moved clock for claims and retries (nil: the
+// database's); tests use it to skip backoff waits. A clock so near the end
+// of Postgres's time range that a lease or backoff would run past it fails
+// with ErrInvalidArgument.
+func (r *Relay) runOnce(ctx context.Context, now *time.Time) (int, error) {
 	if err := checkClock(now); err != nil {
 		return 0, err
 	}
@@ -367,6 +338,12 @@ func (r *Relay) claimAndPublish(ctx context.Context, now *time.Time) (outcome, e
 		o.batch = append(o.batch, d)
 		o.seqs = append(o.seqs, row.Seq)
 	}
+	ends := make([]func(keeltype.Outcome), len(o.batch))
+	for i, d := range o.batch {
+		_, ends[i] = r.cfg.Hook.Start(ctx, keeltype.Operation{
+			Kind: keeltype.OpOutboxPublish, Name: d.Topic, ID: d.ID.String(), Attempt: d.Attempt,
+		})
+	}
 	o.errs = r.pub.Publish(ctx, o.batch)
 	if len(o.errs) != len(o.batch) {
 		err := fmt.Errorf("keel outbox: publisher returned %d results for %d messages", len(o.errs), len(o.batch))
@@ -376,6 +353,16 @@ func (r *Relay) claimAndPublish(ctx context.Context, now *time.Time) (outcome, e
 		}
 	}
 	o.stopping = ctx.Err() != nil
+	for i, end := range ends {
+		switch {
+		case o.errs[i] == nil:
+			end(keeltype.Outcome{State: "delivered"})
+		case o.stopping:
+			end(keeltype.Outcome{Err: o.errs[i], State: "released"})
+		default:
+			end(keeltype.Outcome{Err: o.errs[i], State: "failed"})
+		}
+	}
 	return o, nil
 }
 
@@ -409,12 +396,10 @@ func (r *Relay) record(runCtx context.Context, o outcome) error {
 	var ok, failed, released []int64
 	var failedErrs []error
 	var failedDeliveries []Delivery
-	published := time.Now()
 	for i, err := range o.errs {
 		switch {
 		case err == nil:
 			ok = append(ok, o.seqs[i])
-			r.cfg.Hooks.Published(o.batch[i], published.Sub(o.batch[i].EnqueuedAt))
 		case o.stopping:
 			released = append(released, o.seqs[i])
 		default:
@@ -451,7 +436,7 @@ func (r *Relay) record(runCtx context.Context, o outcome) error {
 		if i < len(failedDeliveries) {
 			attempt = failedDeliveries[i].Attempt
 		}
-		p.RetryMs[i] = max(r.cfg.Backoff(attempt), 0).Milliseconds()
+		p.RetryMs[i] = max(r.cfg.RetryPolicy.NextRetry(attempt, err), 0).Milliseconds()
 	}
 	var res []db.OutboxMarkFailedRow
 	if err := r.write(runCtx, func(ctx context.Context) error {
@@ -466,7 +451,6 @@ func (r *Relay) record(runCtx context.Context, o outcome) error {
 		dead[row.Seq] = row.State == db.KeelOutboxStateDead
 	}
 	for i, d := range failedDeliveries {
-		r.cfg.Hooks.Failed(d, failedErrs[i], dead[failed[i]])
 		if dead[failed[i]] {
 			r.log.WarnContext(runCtx, "keel outbox: message is dead", "id", d.ID, "topic", d.Topic, "attempts", d.Attempt, "error", failedErrs[i])
 		}

@@ -74,7 +74,7 @@ func TestStepRetriesThenFailsWithStepError(t *testing.T) {
 				return 0, boom
 			}
 			return n, nil
-		}, &saga.StepOpts{Retry: &saga.RetryPolicy{MaxAttempts: 3}})
+		}, &saga.StepOpts{MaxAttempts: 3})
 		var se *saga.StepError
 		if err != nil && (!errors.As(err, &se) || !errors.Is(err, boom) || se.Attempts != 3) {
 			return 0, errors.New("step error is not a live *StepError wrapping boom after 3 attempts")

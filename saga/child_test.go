@@ -48,7 +48,7 @@ func TestChildResultAndFailure(t *testing.T) {
 		if err != nil || got != tt.want {
 			t.Fatalf("parent(%d) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
-		children, err := e.List(context.Background(), &saga.ListOpts{ParentID: run.ID})
+		children, err := e.List(context.Background(), &saga.ListParams{ParentID: run.ID})
 		if err != nil || len(children) != 1 || children[0].ID != run.ID+"/1" {
 			t.Fatalf("children of %s: %v, %v", run.ID, children, err)
 		}

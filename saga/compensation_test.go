@@ -51,7 +51,7 @@ func booking(reg *saga.Registry, pool *pgxpool.Pool, undoHang bool) {
 		switch mode {
 		case "fail":
 			_, err := saga.Step(ctx, "d", func(context.Context) (int, error) { return 0, errors.New("card declined") },
-				&saga.StepOpts{Retry: &saga.RetryPolicy{MaxAttempts: 1}})
+				&saga.StepOpts{MaxAttempts: 1})
 			return "", err
 		case "wait":
 			return saga.AwaitSignal[string](ctx, "never", 0)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // DefaultQueue is the jobs queue runs execute in unless Config.Queue or
@@ -33,9 +34,14 @@ type Config struct {
 	// latency is the resume latency. Await listens through Jobs.Listener
 	// too, when it is set.
 	Jobs jobs.Config
-	// StepRetry is the retry policy of steps and compensations that set
-	// none. Default: 3 attempts, 100ms doubling to at most 10s.
-	StepRetry RetryPolicy
+	// StepMaxAttempts is how many attempts steps and compensations that set
+	// none get, counting the first. Default 3.
+	StepMaxAttempts int
+	// StepRetryPolicy is the retry policy of steps and compensations that
+	// set none. Default: keeltype.ExponentialBackoff{Initial: 100ms, Max:
+	// 10s}. The waits are spent in the executing process; a crash restarts
+	// the step's attempts.
+	StepRetryPolicy keeltype.RetryPolicy
 	// AwaitPollInterval is how often Await reads a run it was not notified
 	// about (notifications are lost behind PgBouncer in transaction mode).
 	// Default 1s.
@@ -46,6 +52,11 @@ type Config struct {
 	UnknownVersionRetry time.Duration
 	// Logger receives the engine's logs. Default: Jobs.Logger, else none.
 	Logger *slog.Logger
+	// Hook observes each execution of a run (keeltype.OpSagaRun) and each
+	// step (keeltype.OpSagaStep); a step's function runs with the context
+	// the hook returned. The engine's jobs client reports to Jobs.Hook.
+	// Default: Jobs.Hook, else none.
+	Hook keeltype.Hook
 }
 
 // runJobKind is the kind of the jobs that execute runs.
@@ -64,11 +75,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxConcurrentRuns == 0 {
 		c.MaxConcurrentRuns = 100
 	}
-	if c.StepRetry == (RetryPolicy{}) {
-		c.StepRetry = defaultRetry
+	if c.StepMaxAttempts < 0 {
+		return c, fmt.Errorf("%w: negative StepMaxAttempts", ErrInvalidOptions)
 	}
-	if err := c.StepRetry.validate(); err != nil {
-		return c, err
+	if c.StepMaxAttempts == 0 {
+		c.StepMaxAttempts = 3
+	}
+	if c.StepRetryPolicy == nil {
+		c.StepRetryPolicy = defaultRetryPolicy
 	}
 	if c.AwaitPollInterval == 0 {
 		c.AwaitPollInterval = time.Second
@@ -84,6 +98,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Hook == nil {
+		c.Hook = c.Jobs.Hook
+	}
+	if c.Hook == nil {
+		c.Hook = keeltype.NoHook{}
 	}
 	appWorkers := c.Jobs.Workers != nil
 	if !appWorkers {
@@ -109,49 +129,38 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// RetryPolicy is how a step or a compensation retries: up to MaxAttempts
-// attempts, waiting InitialBackoff after the first failure and twice as long
-// after each next one, at most MaxBackoff. The waits are spent in the
-// executing process; a crash restarts the step's attempts.
-type RetryPolicy struct {
-	// MaxAttempts counts the first attempt; 1 means no retry.
-	MaxAttempts    int
-	InitialBackoff time.Duration
-	MaxBackoff     time.Duration
-}
+// defaultRetryPolicy is Config.StepRetryPolicy's default.
+var defaultRetryPolicy = keeltype.ExponentialBackoff{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
 
-var defaultRetry = RetryPolicy{MaxAttempts: 3, InitialBackoff: 100 * time.Millisecond, MaxBackoff: 10 * time.Second}
-
-func (p RetryPolicy) validate() error {
-	if p.MaxAttempts < 1 || p.InitialBackoff < 0 || p.MaxBackoff < 0 {
-		return fmt.Errorf("%w: retry policy %+v needs MaxAttempts ≥ 1 and non-negative backoffs", ErrInvalidOptions, p)
-	}
-	return nil
-}
-
-// backoff is the wait after the attempt-th failed attempt (from 1).
-func (p RetryPolicy) backoff(attempt int) time.Duration {
-	d := p.InitialBackoff
-	for i := 1; i < attempt && d < p.MaxBackoff; i++ {
-		d *= 2
-	}
-	if p.MaxBackoff > 0 {
-		d = min(d, p.MaxBackoff)
-	}
-	return d
+// retrying is how one step or compensation retries.
+type retrying struct {
+	maxAttempts int
+	policy      keeltype.RetryPolicy
 }
 
 // StepOpts configures one step. nil or zero fields take the engine's
 // defaults.
 type StepOpts struct {
-	// Retry overrides Config.StepRetry for this step.
-	Retry *RetryPolicy
-	// CompensationRetry is the retry policy of the step's compensation.
-	// Default Config.StepRetry.
-	CompensationRetry *RetryPolicy
+	// MaxAttempts is how many attempts the step gets, counting the first;
+	// 1 means no retry. Default Config.StepMaxAttempts.
+	MaxAttempts int
+	// RetryPolicy is the step's retry policy. Default
+	// Config.StepRetryPolicy.
+	RetryPolicy keeltype.RetryPolicy
+	// CompensationMaxAttempts and CompensationRetryPolicy are the same for
+	// the step's compensation. Defaults: the Config's.
+	CompensationMaxAttempts int
+	CompensationRetryPolicy keeltype.RetryPolicy
 }
 
-// StartOpts are the options of one Start.
+// SignalOpts are the options of one Signal.
+type SignalOpts struct {
+	// IdempotencyKey makes the signal idempotent: a second signal to the
+	// run with the same key is dropped. Default: none, every signal counts.
+	IdempotencyKey string
+}
+
+// StartOpts are the options of one StartRun.
 type StartOpts struct {
 	// RunID names the run; starting again with the same id returns the
 	// existing run and writes nothing. Default: a random UUID.

@@ -24,7 +24,8 @@ type execution struct {
 	run     db.ClaimRunRow
 	history map[int32]db.KeelSagaStep
 	// ctx is the job's context: it ends when the process stops.
-	ctx context.Context
+	ctx   context.Context
+	clock dbClock
 
 	mu        sync.Mutex
 	seq       int32
@@ -33,13 +34,15 @@ type execution struct {
 	children  []string
 	// async counts step goroutines still running.
 	async sync.WaitGroup
+	// outcome is how the execution ended, for the hook.
+	outcome keeltype.Outcome
 }
 
 // compensation is the undo of a completed step.
 type compensation struct {
 	seq   int32
 	name  string
-	retry RetryPolicy
+	retry retrying
 	undo  func(ctx context.Context) error
 }
 
@@ -77,9 +80,29 @@ func (c *workflowContext) Workflow() string      { return c.ex.run.Workflow }
 func (c *workflowContext) Version() int          { return int(c.ex.run.Version) }
 func (c *workflowContext) execution() *execution { return c.ex }
 
+// dbClock is the database's clock as an executor keeps it: the time the
+// database said when the run was taken, advanced by the process's monotonic
+// clock since. Every time a run stores (a step's start, a wake-up time, a
+// signal deadline) or compares with one (the workflow deadline) is read from
+// it, so they agree with the database's now() — which wakes timers, stamps
+// the other columns and is what a person's tools show — however far the
+// process's wall clock is off. It reads a little behind the database (by the
+// claim's return trip), so a step never seems to start after it finished.
+type dbClock struct {
+	at    time.Time // the database's clock_timestamp() in the claim
+	since time.Time // when the claim's row arrived, for its monotonic reading
+}
+
+func (c dbClock) now() time.Time { return c.at.Add(time.Since(c.since)) }
+
+// localTime is the process's wall-clock time at t on the database's clock:
+// what a Go context deadline needs.
+func (c dbClock) localTime(t time.Time) time.Time { return time.Now().Add(t.Sub(c.now())) }
+
 func newExecution(e *Engine, wf *workflow, run db.ClaimRunRow, steps []db.KeelSagaStep, ctx context.Context) *execution {
 	ex := &execution{
 		e: e, wf: wf, run: run, ctx: ctx,
+		clock:     dbClock{at: run.DbNow.Time, since: time.Now()},
 		history:   make(map[int32]db.KeelSagaStep, len(steps)),
 		cancelReq: run.CancelRequestedAt.Valid,
 	}
@@ -121,7 +144,7 @@ func (ex *execution) checkStop() {
 	switch {
 	case cancelled:
 		panic(abort{ErrCancelled})
-	case ex.run.Deadline.Valid && !time.Now().Before(ex.run.Deadline.Time):
+	case ex.run.Deadline.Valid && !ex.clock.now().Before(ex.run.Deadline.Time):
 		panic(abort{ErrTimeout})
 	case ex.ctx.Err() != nil:
 		panic(abort{context.Cause(ex.ctx)})
@@ -130,11 +153,13 @@ func (ex *execution) checkStop() {
 
 // stepContext is the context a step function runs with: the process's,
 // bounded by the workflow timeout.
-func (ex *execution) stepContext() (context.Context, context.CancelFunc) {
+func (ex *execution) stepContext(name string) (context.Context, context.CancelFunc, func(keeltype.Outcome)) {
+	ctx, cancel := context.WithCancel(ex.ctx)
 	if ex.run.Deadline.Valid {
-		return context.WithDeadlineCause(ex.ctx, ex.run.Deadline.Time, ErrTimeout)
+		ctx, cancel = context.WithDeadlineCause(ex.ctx, ex.clock.localTime(ex.run.Deadline.Time), ErrTimeout)
 	}
-	return context.WithCancel(ex.ctx)
+	ctx, end := ex.e.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpSagaStep, Name: name, ID: ex.run.ID})
+	return ctx, cancel, end
 }
 
 // checkpoint records a step's outcome through tx (the pool, or a
@@ -142,9 +167,6 @@ func (ex *execution) stepContext() (context.Context, context.CancelFunc) {
 // requested. A refused checkpoint means another executor holds the run.
 func (ex *execution) checkpoint(ctx context.Context, tx keeltype.DBTX, p db.CheckpointParams) error {
 	p.RunID, p.Epoch, p.Owner = ex.run.ID, ex.run.Epoch, ptr(ex.e.jobs.ID())
-	if !p.StartedAt.Valid {
-		p.StartedAt = pgtype.Timestamptz{Time: time.Now(), Valid: true}
-	}
 	if p.Attempts == 0 {
 		p.Attempts = 1
 	}
@@ -279,7 +301,7 @@ func (ex *execution) waitTx(reason string, wakeAt time.Time, decide func(tx pgx.
 		return false, fmt.Errorf("keel saga: parking run %s: %w", ex.run.ID, err)
 	}
 	if wakeJob != 0 {
-		ex.e.timers.add(wakeJob, wakeAt)
+		ex.e.timers.add(wakeJob, wakeAt.Sub(ex.clock.now()))
 	}
 	return false, nil
 }

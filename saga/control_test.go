@@ -60,7 +60,7 @@ func TestNondeterminismIsDetected(t *testing.T) {
 				return saga.Step(ctx, tc.step, func(context.Context) (string, error) { return "x", nil }, nil)
 			})
 			deployed := newEngine(t, pool, changed, true)
-			if err := deployed.Signal(ctx, pool, run.ID, "go", 1, ""); err != nil {
+			if err := deployed.Signal(ctx, pool, run.ID, "go", 1, nil); err != nil {
 				t.Fatal(err)
 			}
 			done := await(t, deployed, run.ID)
@@ -166,9 +166,9 @@ func TestBadInput(t *testing.T) {
 			_, err := e.StartRun(ctx, pool, "done", map[string]any{"c": make(chan int)}, nil)
 			return err
 		}, saga.ErrEncode},
-		{"signal to a finished run", func() error { return e.Signal(ctx, pool, finished.ID, "x", 1, "") }, saga.ErrRunFinished},
-		{"signal to a missing run", func() error { return e.Signal(ctx, pool, "missing", "x", 1, "") }, saga.ErrRunNotFound},
-		{"signal that does not encode", func() error { return e.Signal(ctx, pool, finished.ID, "x", func() {}, "") }, saga.ErrEncode},
+		{"signal to a finished run", func() error { return e.Signal(ctx, pool, finished.ID, "x", 1, nil) }, saga.ErrRunFinished},
+		{"signal to a missing run", func() error { return e.Signal(ctx, pool, "missing", "x", 1, nil) }, saga.ErrRunNotFound},
+		{"signal that does not encode", func() error { return e.Signal(ctx, pool, finished.ID, "x", func() {}, nil) }, saga.ErrEncode},
 		{"cancel a finished run", func() error { return e.Cancel(ctx, pool, finished.ID) }, saga.ErrRunFinished},
 		{"resume a succeeded run", func() error { return e.Resume(ctx, pool, finished.ID) }, saga.ErrRunNotFinished},
 		{"duplicate registration", func() error {
@@ -232,7 +232,7 @@ func TestResumeAndFork(t *testing.T) {
 					return 0, errors.New("bad row")
 				}
 				return i + 1, nil
-			}, &saga.StepOpts{Retry: &saga.RetryPolicy{MaxAttempts: 1}})
+			}, &saga.StepOpts{MaxAttempts: 1})
 			if err != nil {
 				return 0, err
 			}
@@ -272,7 +272,7 @@ func TestResumeAndFork(t *testing.T) {
 	if err != nil || forked.ForkedFrom != run.ID || forked.ForkedAtSeq != 2 {
 		t.Fatalf("fork row %+v, %v", forked, err)
 	}
-	failed, err := e.List(ctx, &saga.ListOpts{Status: saga.StatusSucceeded, Workflow: "pipeline"})
+	failed, err := e.List(ctx, &saga.ListParams{Status: saga.StatusSucceeded, Workflow: "pipeline"})
 	if err != nil || len(failed) != 2 {
 		t.Fatalf("succeeded pipeline runs: %d, %v", len(failed), err)
 	}

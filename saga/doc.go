@@ -75,8 +75,9 @@
 //
 // # Retries and compensation
 //
-// A step is retried in its process by [RetryPolicy] (default: 3 attempts,
-// 100ms doubling to 10s); the error of its last attempt is checkpointed and
+// A step is retried in its process: Config.StepMaxAttempts attempts
+// (default 3) spaced by Config.StepRetryPolicy (a keeltype.RetryPolicy;
+// default 100ms doubling to 10s), or what its [StepOpts] say; the error of its last attempt is checkpointed and
 // returned as a [*StepError] (replayed, only its message is kept). What the
 // workflow does with it is up to its code: return it and the run fails.
 //

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/internal/db"
@@ -148,7 +147,7 @@ func (e *Engine) StartRun(ctx context.Context, tx keeltype.DBTX, name string, in
 	err = atomically(ctx, tx, func(tx keeltype.DBTX) error {
 		run, err = e.insertRun(ctx, tx, db.InsertRunParams{
 			ID: o.RunID, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue,
-			Input: encoded, Deadline: deadline(o.Timeout),
+			Input: encoded, TimeoutUs: timeoutMicros(o.Timeout),
 		})
 		return err
 	})
@@ -171,11 +170,14 @@ func atomically(ctx context.Context, tx keeltype.DBTX, fn func(tx keeltype.DBTX)
 	return pgx.BeginFunc(ctx, b, func(t pgx.Tx) error { return fn(t) })
 }
 
-func deadline(timeout time.Duration) pgtype.Timestamptz {
+// timeoutMicros is a workflow timeout as the statement that starts a run
+// takes it: the database adds it to its own clock, so the deadline is on the
+// clock of every other time keel stores. None (nil) when timeout ≤ 0.
+func timeoutMicros(timeout time.Duration) *int64 {
 	if timeout <= 0 {
-		return pgtype.Timestamptz{}
+		return nil
 	}
-	return pgtype.Timestamptz{Time: time.Now().Add(timeout), Valid: true}
+	return ptr(max(timeout.Microseconds(), 1))
 }
 
 // insertRun inserts a run and its first job, or returns the run holding the
@@ -222,13 +224,17 @@ func (e *Engine) enqueueJob(ctx context.Context, tx keeltype.DBTX, runID string,
 // Signal sends the signal name with value to a run, through tx (the
 // caller's transaction). The run consumes it with AwaitSignal, whether it
 // waits already or only later; signals of one name are consumed oldest
-// first. A second signal with the same non-empty idempotencyKey to the run
-// is dropped. Signalling a finished run fails with ErrRunFinished, a missing
+// first. A second signal with the same non-empty opts.IdempotencyKey to the
+// run is dropped. Signalling a finished run fails with ErrRunFinished, a missing
 // one with ErrRunNotFound. A name, key or value that cannot be stored fails
 // with ErrInvalidOptions or ErrEncode before anything is sent.
-func (e *Engine) Signal(ctx context.Context, tx keeltype.DBTX, runID, name string, value any, idempotencyKey string) error {
+func (e *Engine) Signal(ctx context.Context, tx keeltype.DBTX, runID, name string, value any, opts *SignalOpts) error {
 	if err := e.checkWrite(tx); err != nil {
 		return err
+	}
+	var idempotencyKey string
+	if opts != nil {
+		idempotencyKey = opts.IdempotencyKey
 	}
 	if err := checkSignal(runID, name, idempotencyKey); err != nil {
 		return err
@@ -395,7 +401,7 @@ func (e *Engine) fork(ctx context.Context, tx keeltype.DBTX, runID string, fromS
 		return nil, err
 	}
 	row, err := q.ForkRun(ctx, db.ForkRunParams{
-		NewID: o.RunID, Version: int32(wf.version), AtSeq: &fromSeq, Deadline: deadline(o.Timeout), SrcID: runID,
+		NewID: o.RunID, Version: int32(wf.version), AtSeq: &fromSeq, TimeoutUs: timeoutMicros(o.Timeout), SrcID: runID,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := e.get(ctx, tx, runID); err != nil {

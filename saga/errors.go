@@ -3,6 +3,7 @@ package saga
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Errors a caller can test for with errors.Is.
@@ -81,7 +82,11 @@ type StepError struct {
 }
 
 func (e *StepError) Error() string {
-	return fmt.Sprintf("keel saga: step %q (position %d) failed after %d attempts: %s", e.Step, e.Seq, e.Attempts, e.Message)
+	attempts := "1 attempt"
+	if e.Attempts != 1 {
+		attempts = fmt.Sprintf("%d attempts", e.Attempts)
+	}
+	return fmt.Sprintf("keel saga: step %q (position %d) failed after %s: %s", e.Step, e.Seq, attempts, e.Message)
 }
 
 func (e *StepError) Unwrap() error { return e.Err }
@@ -92,27 +97,27 @@ func (e *StepError) Unwrap() error { return e.Err }
 type RunError struct {
 	RunID  string
 	Status Status
-	// Kind is workflow (the function returned an error), cancelled, timeout,
-	// nondeterminism or compensation.
-	Kind    string
+	// Kind says why the run did not succeed.
+	Kind FailureKind
+	// Message is the reason as stored in the run.
 	Message string
 	// Nondeterminism is set when Kind is nondeterminism.
 	Nondeterminism *NondeterminismError
 }
 
 func (e *RunError) Error() string {
-	return fmt.Sprintf("keel saga: run %s %s (%s): %s", e.RunID, e.Status, e.Kind, e.Message)
+	return fmt.Sprintf("keel saga: run %s %s (%s): %s", e.RunID, e.Status, e.Kind, strings.TrimPrefix(e.Message, "keel saga: "))
 }
 
 func (e *RunError) Unwrap() error {
 	switch e.Kind {
-	case kindCancelled:
+	case FailureCancelled:
 		return ErrCancelled
-	case kindTimeout:
+	case FailureTimeout:
 		return ErrTimeout
-	case kindCompensation:
+	case FailureCompensation:
 		return ErrCompensation
-	case kindNondeterminism:
+	case FailureNondeterminism:
 		if e.Nondeterminism != nil {
 			return e.Nondeterminism
 		}
@@ -121,20 +126,31 @@ func (e *RunError) Unwrap() error {
 	return nil
 }
 
-// The kinds of a run's error, stored in keel.saga_runs.error.
+// FailureKind says why a run did not succeed; it is stored in
+// keel.saga_runs.error as "kind".
+type FailureKind string
+
+// The kinds of a run's failure.
 const (
-	kindWorkflow       = "workflow"
-	kindCancelled      = "cancelled"
-	kindTimeout        = "timeout"
-	kindNondeterminism = "nondeterminism"
-	kindCompensation   = "compensation"
+	// FailureWorkflow: the workflow function returned an error or panicked.
+	FailureWorkflow FailureKind = "workflow"
+	// FailureCancelled: the run was cancelled (Engine.Cancel).
+	FailureCancelled FailureKind = "cancelled"
+	// FailureTimeout: the run passed its StartOpts.Timeout.
+	FailureTimeout FailureKind = "timeout"
+	// FailureNondeterminism: a replay reached a step other than the
+	// history's (RunError.Nondeterminism says which).
+	FailureNondeterminism FailureKind = "nondeterminism"
+	// FailureCompensation: a compensation failed its last attempt after the
+	// run failed or was cancelled.
+	FailureCompensation FailureKind = "compensation"
 )
 
 // storedError is the JSON of keel.saga_runs.error.
 type storedError struct {
-	Kind     string `json:"kind"`
-	Message  string `json:"message"`
-	Seq      int    `json:"seq,omitempty"`
-	Recorded string `json:"recorded,omitempty"`
-	Got      string `json:"got,omitempty"`
+	Kind     FailureKind `json:"kind"`
+	Message  string      `json:"message"`
+	Seq      int         `json:"seq,omitempty"`
+	Recorded string      `json:"recorded,omitempty"`
+	Got      string      `json:"got,omitempty"`
 }

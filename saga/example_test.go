@@ -117,7 +117,7 @@ func ExampleAwaitSignal() {
 	}
 	// From an HTTP handler, in the handler's own transaction; the key makes
 	// a retried request harmless.
-	if err := engine.Signal(ctx, pool, run.ID, "approved-by", "ann", "request-7"); err != nil {
+	if err := engine.Signal(ctx, pool, run.ID, "approved-by", "ann", &saga.SignalOpts{IdempotencyKey: "request-7"}); err != nil {
 		panic(err)
 	}
 	done, err := engine.Await(ctx, run.ID)

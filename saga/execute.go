@@ -12,6 +12,7 @@ import (
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // execute is the jobs handler of runJob: it takes the run, loads its history
@@ -36,13 +37,20 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 			return fmt.Errorf("keel saga: run %s: %w", run.ID, err)
 		}
 		e.cfg.Logger.WarnContext(ctx, "keel saga: run of an unregistered version waits", "run", run.ID, "workflow", run.Workflow, "version", run.Version)
-		return jobs.Snooze(e.cfg.UnknownVersionRetry)
+		return jobs.JobSnooze(e.cfg.UnknownVersionRetry)
 	}
 	var steps []db.KeelSagaStep
 	if err := json.Unmarshal(run.History, &steps); err != nil {
 		return fmt.Errorf("keel saga: decoding the history of run %s: %w", run.ID, err)
 	}
-	return newExecution(e, wf, run, steps, ctx).execute()
+	ctx, end := e.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpSagaRun, Name: run.Workflow, ID: run.ID, Attempt: job.Attempt})
+	ex := newExecution(e, wf, run, steps, ctx)
+	err = ex.execute()
+	if ex.outcome.State == "" {
+		ex.outcome.Err = err
+	}
+	end(ex.outcome)
+	return err
 }
 
 // takeRun takes the run of job's generation and reads its history, in one
@@ -69,26 +77,29 @@ func (ex *execution) execute() error {
 		var nd *NondeterminismError
 		var f failure
 		switch {
-		case stopped == errParked || stopped == errFenced:
+		case stopped == errParked:
+			ex.outcome.State = "parked"
+			return nil
+		case stopped == errFenced:
 			return nil
 		case errors.As(stopped, &f):
-			return ex.compensateAndFinish(StatusFailed, &storedError{Kind: kindWorkflow, Message: f.err.Error()})
+			return ex.compensateAndFinish(StatusFailed, &storedError{Kind: FailureWorkflow, Message: f.err.Error()})
 		case errors.As(stopped, &nd):
 			ex.e.cfg.Logger.ErrorContext(ex.ctx, "keel saga: nondeterministic replay", "run", ex.run.ID, "error", nd)
 			return ex.finish(StatusFailed, nil, &storedError{
-				Kind: kindNondeterminism, Message: nd.Error(), Seq: nd.Seq, Recorded: nd.Recorded, Got: nd.Got,
+				Kind: FailureNondeterminism, Message: nd.Error(), Seq: nd.Seq, Recorded: nd.Recorded, Got: nd.Got,
 			})
 		case stopped == ErrCancelled:
-			return ex.compensateAndFinish(StatusCancelled, &storedError{Kind: kindCancelled, Message: "cancelled"})
+			return ex.compensateAndFinish(StatusCancelled, &storedError{Kind: FailureCancelled, Message: "cancelled"})
 		case stopped == ErrTimeout:
-			return ex.compensateAndFinish(StatusFailed, &storedError{Kind: kindTimeout, Message: ErrTimeout.Error()})
+			return ex.compensateAndFinish(StatusFailed, &storedError{Kind: FailureTimeout, Message: ErrTimeout.Error()})
 		case stopped == errHistoryChanged:
-			return jobs.Snooze(0)
+			return jobs.JobSnooze(0)
 		}
 		return stopped // the process stops, or a write failed: jobs runs it again
 	}
 	if werr != nil {
-		return ex.compensateAndFinish(StatusFailed, &storedError{Kind: kindWorkflow, Message: werr.Error()})
+		return ex.compensateAndFinish(StatusFailed, &storedError{Kind: FailureWorkflow, Message: werr.Error()})
 	}
 	return ex.finish(StatusSucceeded, out, nil)
 }
@@ -128,14 +139,14 @@ func (ex *execution) compensateAndFinish(status Status, why *storedError) error 
 			return nil
 		}
 		if err == errHistoryChanged {
-			return jobs.Snooze(0)
+			return jobs.JobSnooze(0)
 		}
 		if err != nil {
 			return err
 		}
 		if failed != "" {
 			status = StatusFailed
-			why = &storedError{Kind: kindCompensation, Message: fmt.Sprintf(
+			why = &storedError{Kind: FailureCompensation, Message: fmt.Sprintf(
 				"%s; then compensating step %d (%s) failed: %s", why.Message, c.seq, c.name, failed)}
 			break
 		}
@@ -149,7 +160,7 @@ func (ex *execution) compensate(c compensation) (failed string, err error) {
 	if rec, ok := ex.history[-c.seq]; ok {
 		return deref(rec.Error), nil
 	}
-	started := ts(timeNow())
+	started := ts(ex.clock.now())
 	attempts, runErr := retry(ex.ctx, c.retry, c.undo)
 	if ex.ctx.Err() != nil {
 		return "", context.Cause(ex.ctx)
@@ -170,8 +181,10 @@ func (ex *execution) compensate(c compensation) (failed string, err error) {
 // nothing. out has been checked by encode; the texts of why are made
 // storable here.
 func (ex *execution) finish(status Status, out json.RawMessage, why *storedError) error {
+	ex.outcome.State = string(status)
 	var stored json.RawMessage
 	if why != nil {
+		ex.outcome.Err = errors.New(why.Message)
 		s := *why
 		s.Message, s.Recorded, s.Got = validate.ErrorText(s.Message), validate.ErrorText(s.Recorded), validate.ErrorText(s.Got)
 		stored, _ = json.Marshal(s) // valid UTF-8 without NUL and ints always encode

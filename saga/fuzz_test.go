@@ -127,7 +127,7 @@ func FuzzSignal(f *testing.F) {
 			in, want = json.RawMessage(value), "$4::jsonb"
 		}
 		fuzzWrite(t, pool, []error{saga.ErrInvalidOptions, saga.ErrEncode, saga.ErrRunNotFound}, func(ctx context.Context, tx pgx.Tx) error {
-			return e.Signal(ctx, tx, runID, name, in, key)
+			return e.Signal(ctx, tx, runID, name, in, &saga.SignalOpts{IdempotencyKey: key})
 		}, func(ctx context.Context, tx pgx.Tx) error {
 			wantValue := string(value)
 			if raw && len(value) == 0 {

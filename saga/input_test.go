@@ -177,7 +177,7 @@ func TestSignalRefusesWhatPostgresCannotStore(t *testing.T) {
 	run := start(t, e, pool, "text", "x", &saga.StartOpts{RunID: "target"})
 	signal := func(name string, want error, field, runID, signal string, value any, key string) writeCase {
 		return writeCase{name, want, field, func(ctx context.Context, tx pgx.Tx) error {
-			return e.Signal(ctx, tx, runID, signal, value, key)
+			return e.Signal(ctx, tx, runID, signal, value, &saga.SignalOpts{IdempotencyKey: key})
 		}}
 	}
 	runWriteCases(t, pool, []writeCase{
@@ -275,9 +275,9 @@ func TestReadsRefuseWhatPostgresCannotStore(t *testing.T) {
 		{"value: run id of invalid UTF-8", "run id", func() error { var v int; return e.GetValue(ctx, "a\xff", "v", &v) }},
 		{"value: name with NUL", "value name", func() error { var v int; return e.GetValue(ctx, "a", "v\x00", &v) }},
 		{"value: name of 100 kB", "value name", func() error { var v int; return e.GetValue(ctx, "a", strings.Repeat("v", kB100), &v) }},
-		{"list: unknown status", "status", func() error { _, err := e.List(ctx, &saga.ListOpts{Status: "done"}); return err }},
-		{"list: workflow with NUL", "workflow", func() error { _, err := e.List(ctx, &saga.ListOpts{Workflow: "\x00"}); return err }},
-		{"list: parent of invalid UTF-8", "parent", func() error { _, err := e.List(ctx, &saga.ListOpts{ParentID: "\xff"}); return err }},
+		{"list: unknown status", "status", func() error { _, err := e.List(ctx, &saga.ListParams{Status: "done"}); return err }},
+		{"list: workflow with NUL", "workflow", func() error { _, err := e.List(ctx, &saga.ListParams{Workflow: "\x00"}); return err }},
+		{"list: parent of invalid UTF-8", "parent", func() error { _, err := e.List(ctx, &saga.ListParams{ParentID: "\xff"}); return err }},
 		{"await: run id with NUL", "run id", func() error { _, err := e.Await(ctx, "a\x00"); return err }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -288,7 +288,7 @@ func TestReadsRefuseWhatPostgresCannotStore(t *testing.T) {
 			}
 		})
 	}
-	if runs, err := e.List(ctx, &saga.ListOpts{Limit: math.MaxInt32 + 1}); err != nil || len(runs) != 0 {
+	if runs, err := e.List(ctx, &saga.ListParams{Limit: math.MaxInt32 + 1}); err != nil || len(runs) != 0 {
 		t.Fatalf("list with a limit beyond int32: %v, %v", runs, err)
 	}
 }
@@ -342,7 +342,7 @@ func TestNilTxIsAnError(t *testing.T) {
 			_, err := e.StartRun(ctx, nilTx(untyped), "text", "x", nil)
 			return err
 		}},
-		{"signal", func(untyped bool) error { return e.Signal(ctx, nilTx(untyped), run.ID, "go", 1, "") }},
+		{"signal", func(untyped bool) error { return e.Signal(ctx, nilTx(untyped), run.ID, "go", 1, nil) }},
 		{"cancel", func(untyped bool) error { return e.Cancel(ctx, nilTx(untyped), run.ID) }},
 		{"resume", func(untyped bool) error { return e.Resume(ctx, nilTx(untyped), run.ID) }},
 		{"fork", func(untyped bool) error { _, err := e.Fork(ctx, nilTx(untyped), run.ID, 1, nil); return err }},
@@ -381,7 +381,7 @@ func TestStoppedEngineRefusesWrites(t *testing.T) {
 			return err
 		}},
 		{"signal", saga.ErrClosed, "stopped", func(ctx context.Context, tx pgx.Tx) error {
-			return e.Signal(ctx, tx, other.ID, "go", 1, "")
+			return e.Signal(ctx, tx, other.ID, "go", 1, nil)
 		}},
 		{"cancel", saga.ErrClosed, "stopped", func(ctx context.Context, tx pgx.Tx) error { return e.Cancel(ctx, tx, other.ID) }},
 		{"resume", saga.ErrClosed, "stopped", func(ctx context.Context, tx pgx.Tx) error { return e.Resume(ctx, tx, run.ID) }},

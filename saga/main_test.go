@@ -12,6 +12,7 @@ import (
 
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/keeltype"
 	"github.com/keelpg/keel/saga"
 )
 
@@ -36,7 +37,8 @@ func openPool(t testing.TB, dbURL string, maxConns int) *pgxpool.Pool {
 func testConfig() saga.Config {
 	return saga.Config{
 		MaxConcurrentRuns:   20,
-		StepRetry:           saga.RetryPolicy{MaxAttempts: 3, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
+		StepMaxAttempts:     3,
+		StepRetryPolicy:     keeltype.ExponentialBackoff{Initial: 5 * time.Millisecond, Max: 50 * time.Millisecond},
 		AwaitPollInterval:   200 * time.Millisecond,
 		UnknownVersionRetry: 200 * time.Millisecond,
 		Jobs: jobs.Config{

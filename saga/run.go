@@ -106,10 +106,10 @@ func runFromDB(r *db.KeelSagaRun) *Run {
 	if len(r.Error) > 0 {
 		var se storedError
 		if err := json.Unmarshal(r.Error, &se); err != nil {
-			se = storedError{Kind: kindWorkflow, Message: string(r.Error)}
+			se = storedError{Kind: FailureWorkflow, Message: string(r.Error)}
 		}
 		run.Error = &RunError{RunID: r.ID, Status: run.Status, Kind: se.Kind, Message: se.Message}
-		if se.Kind == kindNondeterminism {
+		if se.Kind == FailureNondeterminism {
 			run.Error.Nondeterminism = &NondeterminismError{Seq: se.Seq, Recorded: se.Recorded, Got: se.Got}
 		}
 	}
@@ -154,8 +154,8 @@ func (e *Engine) get(ctx context.Context, tx keeltype.DBTX, runID string) (*Run,
 	return runFromDB(&row), nil
 }
 
-// ListOpts filters List. Zero fields do not filter.
-type ListOpts struct {
+// ListParams filters List. Zero fields do not filter.
+type ListParams struct {
 	Status   Status
 	Workflow string
 	// ParentID lists the children of a run.
@@ -165,8 +165,8 @@ type ListOpts struct {
 }
 
 // List returns runs, newest first.
-func (e *Engine) List(ctx context.Context, opts *ListOpts) ([]*Run, error) {
-	var o ListOpts
+func (e *Engine) List(ctx context.Context, opts *ListParams) ([]*Run, error) {
+	var o ListParams
 	if opts != nil {
 		o = *opts
 	}
@@ -206,12 +206,12 @@ type StepInfo struct {
 	Name string
 	// Kind is step, tx, sleep, signal, child, await, value or compensation.
 	Kind       string
-	Status     string // completed, failed or waiting
+	Status     string // completed, failed or waiting (a timer or a signal wait)
 	Output     json.RawMessage
 	Error      string
 	Attempts   int
 	StartedAt  time.Time
-	FinishedAt time.Time
+	FinishedAt time.Time // zero while the step waits
 }
 
 // Steps returns a run's recorded history in position order (compensations,

@@ -3,6 +3,7 @@ package saga
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -11,9 +12,8 @@ import (
 
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/keeltype"
 )
-
-func timeNow() time.Time { return time.Now() }
 
 // Step runs fn as the step called name and returns its result. Its output
 // (as JSON) or its error, once its last attempt failed, is checkpointed
@@ -51,9 +51,11 @@ func StepWithCompensation[T any](wc Context, name string, fn func(ctx context.Co
 }
 
 func (ex *execution) registerUndo(seq int32, name string, undo func(context.Context) error, opts *StepOpts) {
-	policy := ex.e.cfg.StepRetry
-	if opts != nil && opts.CompensationRetry != nil {
-		policy = *opts.CompensationRetry
+	var policy retrying
+	if opts != nil {
+		policy = ex.retrying(opts.CompensationMaxAttempts, opts.CompensationRetryPolicy)
+	} else {
+		policy = ex.retrying(0, nil)
 	}
 	ex.addCompensation(compensation{seq: seq, name: name, retry: policy, undo: undo})
 }
@@ -75,8 +77,8 @@ func replayed[T any](rec *db.KeelSagaStep) (T, error) {
 // failed).
 func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.Context) (T, error), opts *StepOpts) (out T, err error, stop error) {
 	policy := ex.stepRetry(opts)
-	started := ts(timeNow())
-	ctx, cancel := ex.stepContext()
+	started := ts(ex.clock.now())
+	ctx, cancel, end := ex.stepContext(name)
 	defer cancel()
 	var encoded json.RawMessage
 	attempts, err := retry(ctx, policy, func(ctx context.Context) error {
@@ -90,6 +92,7 @@ func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.C
 		out = v
 		return nil
 	})
+	end(keeltype.Outcome{Err: err})
 	if ex.ctx.Err() != nil {
 		return out, nil, context.Cause(ex.ctx)
 	}
@@ -105,11 +108,23 @@ func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.C
 	return out, err, nil
 }
 
-func (ex *execution) stepRetry(opts *StepOpts) RetryPolicy {
-	if opts != nil && opts.Retry != nil {
-		return *opts.Retry
+func (ex *execution) stepRetry(opts *StepOpts) retrying {
+	if opts == nil {
+		return ex.retrying(0, nil)
 	}
-	return ex.e.cfg.StepRetry
+	return ex.retrying(opts.MaxAttempts, opts.RetryPolicy)
+}
+
+// retrying fills what a step's options leave unset from the Config.
+func (ex *execution) retrying(maxAttempts int, policy keeltype.RetryPolicy) retrying {
+	r := retrying{maxAttempts: maxAttempts, policy: policy}
+	if r.maxAttempts <= 0 {
+		r.maxAttempts = ex.e.cfg.StepMaxAttempts
+	}
+	if r.policy == nil {
+		r.policy = ex.e.cfg.StepRetryPolicy
+	}
+	return r
 }
 
 // permanent marks an error that retrying cannot fix.
@@ -120,16 +135,16 @@ func (p permanent) Unwrap() error { return p.err }
 
 // retry calls fn until it succeeds, fails permanently, uses up the policy's
 // attempts or ctx ends, and returns the attempts made and the last error.
-func retry(ctx context.Context, policy RetryPolicy, fn func(ctx context.Context) error) (int, error) {
+func retry(ctx context.Context, policy retrying, fn func(ctx context.Context) error) (int, error) {
 	for attempt := 1; ; attempt++ {
 		err := callSafely(ctx, fn)
 		if err == nil {
 			return attempt, nil
 		}
-		if _, ok := err.(permanent); ok || attempt >= policy.MaxAttempts || ctx.Err() != nil {
+		if _, ok := err.(permanent); ok || attempt >= policy.maxAttempts || ctx.Err() != nil {
 			return attempt, err
 		}
-		t := time.NewTimer(policy.backoff(attempt))
+		t := time.NewTimer(max(policy.policy.NextRetry(attempt, err), 0))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -159,8 +174,8 @@ func TxStep[T any](wc Context, name string, fn func(ctx context.Context, tx pgx.
 		return replayed[T](rec)
 	}
 	policy := ex.stepRetry(opts)
-	started := ts(timeNow())
-	ctx, cancel := ex.stepContext()
+	started := ts(ex.clock.now())
+	ctx, cancel, end := ex.stepContext(name)
 	defer cancel()
 	var out T
 	var stop error
@@ -186,6 +201,7 @@ func TxStep[T any](wc Context, name string, fn func(ctx context.Context, tx pgx.
 			return nil
 		})
 	})
+	end(keeltype.Outcome{Err: errors.Join(err, stop)})
 	switch {
 	case stop != nil:
 		panic(abort{stop})

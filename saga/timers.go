@@ -30,9 +30,9 @@ func newTimers(c *jobs.Client, logger *slog.Logger) *timers {
 	return &timers{jobs: c, logger: logger, pending: map[int64]*time.Timer{}}
 }
 
-// add arranges for the scheduled job id to become available at at.
-func (t *timers) add(id int64, at time.Time) {
-	d := time.Until(at)
+// add arranges for the scheduled job id to become available in d. The
+// caller measures d on the database's clock, on which the job is scheduled.
+func (t *timers) add(id int64, d time.Duration) {
 	if d > timerHorizon {
 		return
 	}
@@ -60,7 +60,7 @@ func (t *timers) fire(id int64) {
 	if err != nil || job.State != jobs.StateScheduled {
 		return
 	}
-	if _, err := t.jobs.Retry(ctx, id); err != nil {
+	if _, err := t.jobs.JobRetry(ctx, id); err != nil {
 		t.logger.Debug("keel saga: waking a timer early failed; promotion wakes it", "job", id, "error", err)
 	}
 }

@@ -44,7 +44,7 @@ func stepReturning[T any](v T) func(*saga.Registry, string, func()) {
 func TestUnstorableResultsFailTheRun(t *testing.T) {
 	t.Parallel()
 	pool := openPool(t, testdb.NewURL(t), 12)
-	once := &saga.StepOpts{Retry: &saga.RetryPolicy{MaxAttempts: 1}}
+	once := &saga.StepOpts{MaxAttempts: 1}
 	cases := []runCase{
 		{"step result with NUL", "has a NUL byte", 1, "", stepReturning("a\x00b")},
 		{"step result of invalid UTF-8", "not valid UTF-8", 1, "", stepReturning("a\xffb")},
@@ -173,7 +173,7 @@ func TestUnstorableResultsFailTheRun(t *testing.T) {
 				_, err := saga.StepWithCompensation(ctx, "reserve",
 					func(context.Context) (int, error) { return 1, nil },
 					func(context.Context, int) error { count(); return errors.New("undo \x00") },
-					&saga.StepOpts{CompensationRetry: &saga.RetryPolicy{MaxAttempts: 1}})
+					&saga.StepOpts{CompensationMaxAttempts: 1})
 				if err != nil {
 					return 0, err
 				}
@@ -225,7 +225,7 @@ func TestLongErrorsAreCut(t *testing.T) {
 	long := strings.Repeat("é", 1<<20)
 	saga.Register(reg, "loud", 1, func(ctx saga.Context, _ int) (int, error) {
 		return saga.Step(ctx, "produce", func(context.Context) (int, error) { return 0, errors.New(long) },
-			&saga.StepOpts{Retry: &saga.RetryPolicy{MaxAttempts: 1}})
+			&saga.StepOpts{MaxAttempts: 1})
 	})
 	e := newEngine(t, pool, reg, true)
 	done := await(t, e, start(t, e, pool, "loud", 0, nil).ID)

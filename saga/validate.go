@@ -129,7 +129,7 @@ func prepareFork(runID string, fromSeq int, opts *ForkOpts) (ForkOpts, error) {
 }
 
 // checkList checks List's filters.
-func checkList(o ListOpts) error {
+func checkList(o ListParams) error {
 	switch o.Status {
 	case "", StatusPending, StatusRunning, StatusWaiting, StatusCompensating, StatusSucceeded, StatusFailed, StatusCancelled:
 	default:

@@ -11,10 +11,10 @@ import (
 	"github.com/keelpg/keel/internal/db"
 )
 
-// Sleep is a durable timer: SleepUntil now plus d, where now is read once,
-// when the run first reaches the sleep.
+// Sleep is a durable timer: SleepUntil now plus d, where now is the
+// database's clock, read once, when the run first reaches the sleep.
 func Sleep(wc Context, d time.Duration) {
-	sleepUntil(wc, func() time.Time { return timeNow().Add(d) })
+	sleepUntil(wc, func(ex *execution) time.Time { return ex.clock.now().Add(d) })
 }
 
 // SleepUntil parks the run until t: its execution ends, holding no goroutine
@@ -22,10 +22,14 @@ func Sleep(wc Context, d time.Duration) {
 // restarts. The wake time is checkpointed, so a replay sleeps only what is
 // left. A cancel or the workflow timeout ends the sleep early.
 func SleepUntil(wc Context, t time.Time) {
-	sleepUntil(wc, func() time.Time { return t })
+	sleepUntil(wc, func(*execution) time.Time { return t })
 }
 
-func sleepUntil(wc Context, wakeAt func() time.Time) {
+// sleepUntil records a sleep that has time left as waiting, with its wake
+// time as output, and completes it when the run resumes at or after that
+// time, so its finished_at says when it ended. A sleep recorded completed
+// before its time (as keel did before) still sleeps what is left.
+func sleepUntil(wc Context, wakeAt func(ex *execution) time.Time) {
 	ex := wc.execution()
 	seq, rec := ex.nextStep("sleep", "sleep")
 	var at time.Time
@@ -34,14 +38,28 @@ func sleepUntil(wc Context, wakeAt func() time.Time) {
 			panic(abort{failure{fmt.Errorf("%w: wake time of sleep %d: %w", ErrDecode, seq, err)}})
 		}
 	} else {
-		at = wakeAt()
-		out, err := encode(fmt.Sprintf("wake time of sleep %d", seq), at)
-		if err != nil {
-			panic(abort{failure{err}})
-		}
-		ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{Seq: seq, Name: "sleep", Kind: "sleep", Status: db.KeelSagaStepStatusCompleted, Output: out})
+		at = wakeAt(ex)
 	}
-	if timeNow().Before(at) {
+	if rec != nil && rec.Status != db.KeelSagaStepStatusWaiting {
+		ex.sleepLeft(at)
+		return
+	}
+	out, err := encode(fmt.Sprintf("wake time of sleep %d", seq), at)
+	if err != nil {
+		panic(abort{failure{err}})
+	}
+	p := db.CheckpointParams{Seq: seq, Name: "sleep", Kind: "sleep", Status: db.KeelSagaStepStatusWaiting, Output: out}
+	if rec == nil && ex.clock.now().Before(at) {
+		ex.mustCheckpoint(ex.e.pool, p)
+	}
+	ex.sleepLeft(at)
+	p.Status = db.KeelSagaStepStatusCompleted
+	ex.mustCheckpoint(ex.e.pool, p)
+}
+
+// sleepLeft parks the run until at, unless at has come.
+func (ex *execution) sleepLeft(at time.Time) {
+	if ex.clock.now().Before(at) {
 		ex.checkStop()
 		ex.wait("timer", at, nil)
 	}
@@ -65,7 +83,7 @@ func AwaitSignal[T any](wc Context, name string, timeout time.Duration) (T, erro
 	switch {
 	case rec == nil:
 		if timeout > 0 {
-			state.Deadline = timeNow().Add(timeout)
+			state.Deadline = ex.clock.now().Add(timeout)
 		}
 	case rec.Status == db.KeelSagaStepStatusCompleted:
 		return replayed[T](rec)
@@ -88,7 +106,7 @@ func AwaitSignal[T any](wc Context, name string, timeout time.Duration) (T, erro
 			value, p.Output = v, v
 		case !errors.Is(err, pgx.ErrNoRows):
 			return false, fmt.Errorf("keel saga: consuming signal %q of run %s: %w", name, ex.run.ID, err)
-		case !state.Deadline.IsZero() && !timeNow().Before(state.Deadline):
+		case !state.Deadline.IsZero() && !ex.clock.now().Before(state.Deadline):
 			timedOut = true
 			p.Status, p.Error = db.KeelSagaStepStatusFailed, ptr("no signal before the timeout")
 		case rec == nil:

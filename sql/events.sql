@@ -338,9 +338,11 @@ SET owner = NULL, lease_until = NULL, updated_at = now()
 WHERE name = @name::text AND owner = @owner::text;
 
 -- name: ResumeSubscription :one
--- Un-parks a subscription so it retries the event it failed on.
+-- Un-parks a subscription so it retries the event it failed on. Its failure
+-- is cleared as a reset clears it: the last error would otherwise read as
+-- current while the retry runs; a retry that fails records its own.
 UPDATE keel.subscriptions
-SET status = 'active', attempts = 0, retry_at = NULL, updated_at = now()
+SET status = 'active', attempts = 0, last_error = NULL, failed_position = NULL, retry_at = NULL, updated_at = now()
 WHERE name = @name::text
 RETURNING name;
 

@@ -1,7 +1,10 @@
 -- name: InsertRun :one
 -- Starts a run; a run id already taken inserts nothing and returns no row.
+-- The deadline is the database's now() plus the timeout (none when NULL), so
+-- it is on the clock of every other time keel stores.
 INSERT INTO keel.saga_runs (id, workflow, version, queue, input, parent_id, parent_seq, deadline)
-VALUES (@id, @workflow, @version, @queue, @input, sqlc.narg('parent_id'), sqlc.narg('parent_seq'), sqlc.narg('deadline'))
+VALUES (@id, @workflow, @version, @queue, @input, sqlc.narg('parent_id'), sqlc.narg('parent_seq'),
+    now() + sqlc.narg('timeout_us')::bigint * interval '1 microsecond')
 ON CONFLICT (id) DO NOTHING
 RETURNING *;
 
@@ -12,7 +15,9 @@ SELECT * FROM keel.saga_runs WHERE id = @id;
 -- An executor takes a run for the job of its current generation, and reads
 -- its history in the same round trip: the epoch is bumped, which fences out
 -- any older executor's checkpoints. A job of an older generation (the run
--- parked or woke since) or a final run gets no row.
+-- parked or woke since) or a final run gets no row. db_now is the
+-- database's clock, which the executor keeps (advanced by its monotonic
+-- clock) for every time it stores or compares.
 WITH claimed AS (
     UPDATE keel.saga_runs SET
         epoch = epoch + 1,
@@ -32,7 +37,8 @@ SELECT claimed.id, claimed.workflow, claimed.version, claimed.queue, claimed.inp
     (SELECT COALESCE(jsonb_agg(jsonb_build_object(
             'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
             'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
-     FROM keel.saga_steps s WHERE s.run_id = claimed.id)::jsonb AS history
+     FROM keel.saga_steps s WHERE s.run_id = claimed.id)::jsonb AS history,
+    clock_timestamp()::timestamptz AS db_now
 FROM claimed;
 
 -- name: ReadPendingRun :one
@@ -43,13 +49,14 @@ FROM claimed;
 -- The status test is written as (… = 'pending') IS TRUE, which no index
 -- can search, so the run is found by id: as a plain status = 'pending', a
 -- planner that believed few runs were pending searched the status index and
--- read every pending run.
+-- read every pending run. db_now is as in ClaimRun.
 SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
     r.epoch, r.deadline, r.cancel_requested_at,
     (SELECT COALESCE(jsonb_agg(jsonb_build_object(
             'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
             'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
-     FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history
+     FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history,
+    clock_timestamp()::timestamptz AS db_now
 FROM keel.saga_runs r
 WHERE r.id = @id AND r.generation = @generation AND (r.status = 'pending') IS TRUE;
 
@@ -60,22 +67,28 @@ SELECT * FROM keel.saga_steps WHERE run_id = @run_id ORDER BY seq;
 -- name: Checkpoint :one
 -- Records a step's outcome in one statement that also fences: it writes
 -- only while the run's epoch is the executor's, and never over a recorded
--- outcome (only a waiting signal step may be completed). With publish it also
--- sets the run's published value of that name, and it marks a run taken
--- by ReadPendingRun running. It returns whether a cancel was requested; no
--- row means the executor was fenced out.
+-- outcome (only a waiting step, a timer or a signal wait, may be ended).
+-- With publish it also sets the run's published value of that name, and it
+-- marks a run taken by ReadPendingRun running, started when its first step
+-- started. It returns whether a cancel was requested; no row means the
+-- executor was fenced out. Both times are the database's: started_at is the
+-- executor's reading of that clock when the step began (the statement's
+-- when not given), and finished_at is set when the step ends; a waiting
+-- step has none.
 WITH run AS (
     SELECT r.id, r.cancel_requested_at, r.status FROM keel.saga_runs r
     WHERE r.id = @run_id AND r.epoch = @epoch
 ), ins AS (
-    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at)
-    SELECT run.id, @seq, @name, @kind, @status, sqlc.narg('output')::jsonb, sqlc.narg('error'), @attempts, @started_at
+    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
+    SELECT run.id, @seq, @name, @kind, @status, sqlc.narg('output')::jsonb, sqlc.narg('error'), @attempts,
+        COALESCE(sqlc.narg('started_at')::timestamptz, clock_timestamp()),
+        CASE WHEN @status::keel.saga_step_status = 'waiting' THEN NULL ELSE clock_timestamp() END
     FROM run
     ON CONFLICT (run_id, seq) DO UPDATE SET
         status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
-        attempts = EXCLUDED.attempts, finished_at = now()
+        attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
     WHERE s.status = 'waiting'
-    RETURNING s.run_id, s.seq, s.output
+    RETURNING s.run_id, s.seq, s.output, s.started_at
 ), val AS (
     INSERT INTO keel.saga_values (run_id, name, value, seq)
     SELECT ins.run_id, @name, ins.output, ins.seq FROM ins WHERE @publish::boolean
@@ -83,7 +96,7 @@ WITH run AS (
 ), started AS (
     UPDATE keel.saga_runs r SET
         status = 'running', owner = @owner, resumes = r.resumes + 1,
-        started_at = COALESCE(r.started_at, now()), updated_at = now()
+        started_at = COALESCE(r.started_at, ins.started_at), updated_at = now()
     FROM ins, run
     WHERE r.id = ins.run_id AND run.status = 'pending'
 )
@@ -241,9 +254,11 @@ RETURNING generation, queue;
 
 -- name: ForkRun :one
 -- Starts a new run of the same workflow and input as src, at version. No
--- row: src is missing or the new id is taken (nothing is inserted).
+-- row: src is missing or the new id is taken (nothing is inserted). The
+-- deadline is as in InsertRun.
 INSERT INTO keel.saga_runs (id, workflow, version, queue, input, forked_from, forked_at_seq, deadline)
-SELECT @new_id, s.workflow, @version, s.queue, s.input, s.id, @at_seq, sqlc.narg('deadline')
+SELECT @new_id, s.workflow, @version, s.queue, s.input, s.id, @at_seq,
+    now() + sqlc.narg('timeout_us')::bigint * interval '1 microsecond'
 FROM keel.saga_runs s WHERE s.id = @src_id
 ON CONFLICT (id) DO NOTHING
 RETURNING *;

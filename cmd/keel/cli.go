@@ -6,20 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/events"
-	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/jobs"
-	"github.com/keelpg/keel/migrations"
 	"github.com/keelpg/keel/outbox"
 	"github.com/keelpg/keel/saga"
 )
@@ -31,42 +26,9 @@ const (
 	exitUsage = 2 // the command line is wrong
 )
 
-const usage = `keel applies keel's migrations and inspects a keel database.
-
-Usage:
-  keel [--database-url URL] migrate up [--to VERSION]    apply pending migrations
-  keel [--database-url URL] migrate down [--to VERSION]  roll back one migration, or all above VERSION
-  keel [--database-url URL] migrate status               list migrations and whether each is applied
-  keel migrate sql                                       print the migrations' SQL, for other schema tools
-  keel [--database-url URL] schema                       list keel's tables and views with their comments
-  keel grant ROLE [--print]                              give a runtime role keel's privileges (no DDL)
-  keel partition jobs|outbox [--rows N]                  convert the table to range partitions (past ~10^8 rows)
-  keel partition list                                    the partitions of keel.jobs and keel.outbox
-  keel stats                                             one screen: queues, stuck and dead jobs, outbox lag,
-                                                         sagas, subscription lag
-  keel jobs list [--state S] [--queue Q] [--kind K] [--limit N]
-                                                         jobs, newest first
-  keel jobs show|retry|cancel ID                         one job; retry or cancel it first
-  keel queues list|pause NAME|resume NAME                queues and whether they are paused
-  keel sagas list [--status S] [--workflow W] [--limit N]
-                                                         workflow runs, newest first
-  keel sagas show|cancel ID                              a run with its step history (cancel it first)
-  keel sagas signal ID NAME [--value JSON] [--key K]     send a signal to a run
-  keel events tail [--category C] [--from POS] [--limit N] [--follow]
-                                                         the global feed (or one category), newest last
-  keel subscriptions list|reset NAME [--position N]|resume NAME
-                                                         subscriptions, their checkpoint and lag
-  keel outbox list [--state dead|pending|delivered] [--limit N]
-                                                         outbox messages, dead letters first
-  keel outbox show ID                                    one message with its attempts and errors
-  keel outbox requeue ID                                 put a dead message back in line
-  keel version                                           print keel's version
-
-The database comes from --database-url, or else from DATABASE_URL.
---json prints JSON instead of a table, for scripts.
-`
-
-// usageError is a mistake in the command line.
+// usageError is a mistake in the command line. run prints it on one line
+// after the name of the command it was made in, with a hint to that
+// command's help on the next.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
@@ -77,6 +39,12 @@ type cli struct {
 	getenv      func(string) string
 	databaseURL string
 	jsonOut     bool
+	// cmd names the command being run ("jobs list"), or its group while the
+	// command is being picked ("jobs"); empty before that.
+	cmd string
+	// now is the database's clock when the command connected: the CLI
+	// measures ages against it.
+	now time.Time
 }
 
 // run executes one command line and returns the process exit code.
@@ -87,23 +55,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage)
-		return exitOK
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "keel: %s (keel --help shows usage)\n", oneLine(ue))
+		c.printUsageError(ue.msg)
+		return exitUsage
+	case badInput(err):
+		c.printUsageError(oneLine(err))
 		return exitUsage
 	default:
 		msg := oneLine(err)
 		if !strings.HasPrefix(msg, "keel") { // library errors name their package already
 			msg = "keel: " + msg
 		}
-		fmt.Fprintln(stderr, msg)
-		if badInput(err) {
-			return exitUsage
-		}
+		fmt.Fprintln(c.errOut, msg)
 		return exitError
 	}
+}
+
+// printUsageError writes the two lines of a usage error: what is wrong, in
+// which command, and where its usage is.
+func (c *cli) printUsageError(msg string) {
+	where, help := "keel: ", "keel --help"
+	if c.cmd != "" {
+		where, help = "keel: "+c.cmd+": ", "keel "+c.cmd+" --help"
+	}
+	if strings.HasPrefix(msg, "keel") { // a library's message names its package
+		where = ""
+	}
+	fmt.Fprintf(c.errOut, "%s%s\nrun '%s' for usage\n", where, msg, help)
 }
 
 // badInput reports whether a library refused an argument of the command
@@ -119,17 +97,26 @@ func badInput(err error) bool {
 		errors.Is(err, outbox.ErrInvalidMessage)
 }
 
-func (c *cli) flags(name string) *flag.FlagSet {
+// globalFlags defines the flags every command that connects (db) or prints
+// a table (json) takes, before its name as well as after it.
+func (c *cli) globalFlags(fs *flag.FlagSet, db, json bool) {
+	if db {
+		fs.StringVar(&c.databaseURL, "database-url", c.databaseURL, "PostgreSQL connection `URL` (default: $DATABASE_URL)")
+	}
+	if json {
+		fs.BoolVar(&c.jsonOut, "json", c.jsonOut, "print JSON instead of a table, for scripts (default: off)")
+	}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&c.databaseURL, "database-url", c.databaseURL, "PostgreSQL connection string (default: $DATABASE_URL)")
-	fs.BoolVar(&c.jsonOut, "json", c.jsonOut, "print JSON instead of a table")
 	return fs
 }
 
 // parse reads a command's flags wherever they stand among its arguments
 // (keel sagas signal ID NAME --value true), leaving the others in fs.Args.
-func (c *cli) parse(fs *flag.FlagSet, args []string) error {
+func parse(fs *flag.FlagSet, args []string) error {
 	var positional []string
 	for {
 		if err := parseFlags(fs, args); err != nil {
@@ -149,50 +136,160 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err.Error()}
+		return usageError{flagError(err)}
 	}
 	return nil
 }
 
+// flagError says what the flag package found wrong in the CLI's words,
+// where a flag is written --name.
+func flagError(err error) string {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag --" + name
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return "flag --" + name + " needs a value"
+	}
+	if strings.Contains(msg, " for flag -") { // invalid value "x" for flag -limit: …
+		return strings.Replace(msg, " for flag -", " for --", 1)
+	}
+	return strings.Replace(msg, " for -", " for --", 1) // invalid boolean value "x" for -follow: …
+}
+
+// dispatch reads the flags before the command, picks the command the words
+// after them name, and runs it; --help at any level prints that level's
+// help instead.
 func (c *cli) dispatch(ctx context.Context, args []string) error {
-	fs := c.flags("keel")
+	fs := newFlagSet("keel")
+	c.globalFlags(fs, true, true)
 	if err := parseFlags(fs, args); err != nil { // up to the command; its own flags follow it
+		if errors.Is(err, flag.ErrHelp) {
+			return c.printHelp(nil)
+		}
 		return err
 	}
 	args = fs.Args()
 	if len(args) == 0 {
 		return usageError{"no command given"}
 	}
-	switch args[0] {
-	case "migrate":
-		return c.migrate(ctx, args[1:])
-	case "schema":
-		return c.schema(ctx, args[1:])
-	case "outbox":
-		return c.outbox(ctx, args[1:])
-	case "stats":
-		return c.stats(ctx, args[1:])
-	case "grant":
-		return c.grant(ctx, args[1:])
-	case "partition":
-		return c.partition(ctx, args[1:])
-	case "jobs":
-		return c.jobs(ctx, args[1:])
-	case "queues":
-		return c.queues(ctx, args[1:])
-	case "sagas":
-		return c.sagas(ctx, args[1:])
-	case "events":
-		return c.events(ctx, args[1:])
-	case "subscriptions":
-		return c.subscriptions(ctx, args[1:])
-	case "version":
-		return c.version(args[1:])
-	case "help", "-h", "--help":
-		return flag.ErrHelp
-	default:
+	if args[0] == "help" {
+		return c.printHelp(args[1:])
+	}
+	g := findGroup(args[0])
+	if g == nil {
 		return usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
+	c.cmd = g.name
+	cmd, rest, err := pickCommand(g, args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		writeGroupHelp(c.out, g)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.cmd = cmd.name
+	return c.runCommand(ctx, cmd, rest)
+}
+
+// pickCommand finds the command of g that args name, and returns the
+// arguments that follow its name. A group that is a command takes args
+// whole.
+func pickCommand(g *group, args []string) (*command, []string, error) {
+	if cmd := g.alone(); cmd != nil {
+		return cmd, args, nil
+	}
+	names := make([]string, len(g.commands))
+	for i, cmd := range g.commands {
+		names[i] = cmd.verb()
+	}
+	list := orList(names)
+	switch {
+	case len(args) == 0:
+		return nil, nil, usageError{"needs a subcommand: " + list}
+	case isHelp(args[0]):
+		return nil, nil, flag.ErrHelp
+	case strings.HasPrefix(args[0], "-"):
+		return nil, nil, usageError{fmt.Sprintf("needs a subcommand before the flag %s: %s", args[0], list)}
+	}
+	i := slices.Index(names, args[0])
+	if i < 0 {
+		return nil, nil, usageError{fmt.Sprintf("unknown subcommand %q; try %s", args[0], list)}
+	}
+	return &g.commands[i], args[1:], nil
+}
+
+// orList joins words as a sentence does: "a, b or c".
+func orList(words []string) string {
+	if len(words) == 1 {
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+func isHelp(arg string) bool {
+	return arg == "help" || arg == "-h" || arg == "-help" || arg == "--help"
+}
+
+// runCommand parses a command's flags, checks its arguments and runs it.
+func (c *cli) runCommand(ctx context.Context, cmd *command, args []string) error {
+	fs := newFlagSet("keel " + cmd.name)
+	c.globalFlags(fs, cmd.db, cmd.json)
+	act := cmd.setup(fs)
+	if err := parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return writeCommandHelp(c.out, cmd)
+		}
+		return err
+	}
+	if err := storableArgs(fs, cmd.args); err != nil {
+		return err
+	}
+	if err := cmd.checkArgs(fs.Args()); err != nil {
+		return err
+	}
+	return act(c, ctx, fs.Args())
+}
+
+// checkArgs checks that the command got each of its arguments, and no more.
+func (cmd *command) checkArgs(args []string) error {
+	if len(args) > len(cmd.args) {
+		return usageError{fmt.Sprintf("unexpected argument %q", args[len(cmd.args)])}
+	}
+	if len(args) < len(cmd.args) {
+		whats := make([]string, len(cmd.args))
+		for i, a := range cmd.args {
+			whats[i] = a.what
+		}
+		return usageError{"needs " + strings.Join(whats, " and ")}
+	}
+	return nil
+}
+
+// storableArgs refuses an argument or flag value Postgres could not take as
+// text (bytes that are not UTF-8) before the command connects; argv cannot
+// hold a NUL. An argument is named as usage names it (ID).
+func storableArgs(fs *flag.FlagSet, named []arg) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if err == nil {
+			err = validate.Text("--"+f.Name, f.Value.String(), 0)
+		}
+	})
+	for i, a := range fs.Args() {
+		name := fmt.Sprintf("argument %d", i+1)
+		if i < len(named) {
+			name = named[i].name
+		}
+		if err == nil {
+			err = validate.Text(name, a, 0)
+		}
+	}
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	return nil
 }
 
 // connect opens a pool on the chosen database and checks that it answers,
@@ -224,127 +321,6 @@ func (c *cli) connect(ctx context.Context) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-func (c *cli) migrate(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usageError{"migrate needs a subcommand: up, down, status or sql"}
-	}
-	sub := args[0]
-	fs := c.flags("migrate " + sub)
-	to := fs.Int64("to", -1, "target version")
-	if err := c.parse(fs, args[1:]); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("migrate %s: unexpected argument %q", sub, fs.Arg(0))}
-	}
-	switch sub {
-	case "sql":
-		return migrations.WriteSQL(c.out)
-	case "up", "down", "status":
-	default:
-		return usageError{fmt.Sprintf("unknown migrate subcommand %q", sub)}
-	}
-	if *to < -1 || (*to == 0 && sub == "up") {
-		return usageError{fmt.Sprintf("migrate %s: --to must be a migration version", sub)}
-	}
-	pool, err := c.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	m, err := migrations.New(pool, migrations.Config{})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-
-	switch sub {
-	case "up":
-		var res []migrations.Result
-		if *to >= 0 {
-			res, err = m.UpTo(ctx, *to)
-		} else {
-			res, err = m.Up(ctx)
-		}
-		c.printResults(res)
-		if err == nil && len(res) == 0 {
-			fmt.Fprintln(c.out, "keel schema is up to date")
-		}
-		return err
-	case "down":
-		if *to >= 0 {
-			res, err := m.DownTo(ctx, *to)
-			c.printResults(res)
-			return err
-		}
-		res, err := m.Down(ctx)
-		if err != nil {
-			return err
-		}
-		c.printResults([]migrations.Result{res})
-		return nil
-	default:
-		return c.status(ctx, m)
-	}
-}
-
-func (c *cli) printResults(res []migrations.Result) {
-	for _, r := range res {
-		fmt.Fprintf(c.out, "%-4s %s (%s)\n", r.Direction, r.Name, r.Duration.Round(time.Millisecond))
-	}
-}
-
-func (c *cli) status(ctx context.Context, m *migrations.Migrator) error {
-	sts, err := m.Status(ctx)
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "VERSION\tMIGRATION\tAPPLIED AT")
-	for _, s := range sts {
-		at := "pending"
-		if s.Applied {
-			at = s.AppliedAt.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(w, "%d\t%s\t%s\n", s.Version, s.Name, at)
-	}
-	return w.Flush()
-}
-
-func (c *cli) schema(ctx context.Context, args []string) error {
-	fs := c.flags("schema")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	pool, err := c.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	q := db.New(pool)
-	ok, err := q.SchemaExists(ctx)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return errors.New("no keel schema in this database: run keel migrate up")
-	}
-	rels, err := q.ListRelations(ctx)
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tKIND\tCOMMENT")
-	for _, r := range rels {
-		fmt.Fprintf(w, "keel.%s\t%s\t%s\n", r.Name, r.Kind, firstLine(r.Comment))
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.out, "%d tables and views in schema keel\n", len(rels))
-	return nil
-}
-
 // oneLine folds pgx's multi-line connection errors (one line per address
 // tried) into one line, without repeats.
 func oneLine(err error) string {
@@ -363,84 +339,4 @@ func oneLine(err error) string {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
-}
-
-func (c *cli) version(args []string) error {
-	if len(args) > 0 {
-		return usageError{fmt.Sprintf("version: unexpected argument %q", args[0])}
-	}
-	v := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(c.out, "keel %s %s\n", v, runtime.Version())
-	return nil
-}
-
-// verb is one subcommand of a command (keel jobs show ID): its name and
-// what each of its arguments is.
-type verb struct {
-	name string
-	args []string
-}
-
-// subcommand picks the verb args[0] names, parses the flags define adds to
-// its flag set, and checks that the verb got its arguments.
-func (c *cli) subcommand(command string, args []string, verbs []verb, define func(fs *flag.FlagSet)) (string, *flag.FlagSet, error) {
-	names := make([]string, len(verbs))
-	for i, v := range verbs {
-		names[i] = v.name
-	}
-	list := strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
-	if len(names) == 1 {
-		list = names[0]
-	}
-	if len(args) == 0 {
-		return "", nil, usageError{fmt.Sprintf("%s needs a subcommand: %s", command, list)}
-	}
-	i := slices.Index(names, args[0])
-	if i < 0 {
-		return "", nil, usageError{fmt.Sprintf("unknown %s subcommand %q", command, args[0])}
-	}
-	v := verbs[i]
-	fs := c.flags(command + " " + v.name)
-	if define != nil {
-		define(fs)
-	}
-	if err := c.parse(fs, args[1:]); err != nil {
-		return "", nil, err
-	}
-	if err := storableArgs(fs); err != nil {
-		return "", nil, err
-	}
-	switch {
-	case len(v.args) == 0 && fs.NArg() > 0:
-		return "", nil, usageError{fmt.Sprintf("%s %s: unexpected argument %q", command, v.name, fs.Arg(0))}
-	case len(v.args) == 1 && fs.NArg() != 1:
-		return "", nil, usageError{fmt.Sprintf("%s %s needs one %s", command, v.name, v.args[0])}
-	case len(v.args) > 1 && fs.NArg() != len(v.args):
-		return "", nil, usageError{fmt.Sprintf("%s %s needs a %s", command, v.name, strings.Join(v.args, " and a "))}
-	}
-	return v.name, fs, nil
-}
-
-// storableArgs refuses an argument or flag value Postgres could not take as
-// text (bytes that are not UTF-8) before the command connects; argv cannot
-// hold a NUL.
-func storableArgs(fs *flag.FlagSet) error {
-	var err error
-	fs.Visit(func(f *flag.Flag) {
-		if err == nil {
-			err = validate.Text("--"+f.Name, f.Value.String(), 0)
-		}
-	})
-	for i, a := range fs.Args() {
-		if err == nil {
-			err = validate.Text(fmt.Sprintf("argument %d", i+1), a, 0)
-		}
-	}
-	if err != nil {
-		return usageError{fmt.Sprintf("%s: %s", fs.Name(), err)}
-	}
-	return nil
 }

@@ -21,6 +21,20 @@ func keel(t *testing.T, env map[string]string, args ...string) (code int, stdout
 	return code, out.String(), errOut.String()
 }
 
+// flatten turns a table into one line with single spaces, so a test reads
+// its rows whatever the column widths.
+func flatten(out string) string { return strings.Join(strings.Fields(out), " ") }
+
+// checkUsageError checks the shape of every usage error: a line saying
+// what is wrong, and a line naming the help to read.
+func checkUsageError(t *testing.T, stderr string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "run 'keel ") || !strings.HasSuffix(lines[1], " --help' for usage") {
+		t.Errorf("usage error is not a line and a hint to the help:\n%s", stderr)
+	}
+}
+
 func TestMigrateLifecycle(t *testing.T) {
 	t.Parallel()
 	url := testdb.NewEmptyURL(t)
@@ -33,13 +47,13 @@ func TestMigrateLifecycle(t *testing.T) {
 		applied   bool // keel schema exists afterwards
 		checkDesc string
 	}{
-		{[]string{"migrate", "status"}, []string{"VERSION", "00001_keel_schema.sql  pending"}, nil, false, "status before up"},
-		{[]string{"migrate", "up"}, []string{"up   00001_keel_schema.sql"}, nil, true, "up"},
+		{[]string{"migrate", "status"}, []string{"VERSION MIGRATION APPLIED AT", "00001_keel_schema.sql pending"}, nil, false, "status before up"},
+		{[]string{"migrate", "up"}, []string{"DIRECTION MIGRATION TOOK", "up 00001_keel_schema.sql"}, nil, true, "up"},
 		{[]string{"migrate", "up"}, []string{"keel schema is up to date"}, nil, true, "second up"},
 		{[]string{"migrate", "status"}, []string{"00001_keel_schema.sql"}, []string{"pending"}, true, "status after up"},
 		{[]string{"schema"}, []string{"tables and views in schema keel"}, nil, true, "schema"},
 		{[]string{"migrate", "down", "--to", "0"}, []string{"down 00001_keel_schema.sql"}, nil, false, "down to 0"},
-		{[]string{"--database-url", url, "migrate", "up", "--to", "1"}, []string{"up   00001_keel_schema.sql"}, nil, true, "up --to 1 with the flag"},
+		{[]string{"--database-url", url, "migrate", "up", "--to", "1"}, []string{"up 00001_keel_schema.sql"}, nil, true, "up --to 1 with the flag"},
 		{[]string{"migrate", "down", "--database-url", url}, []string{"down 00001_keel_schema.sql"}, nil, false, "down one step"},
 	}
 	pool := testdb.Open(t, url)
@@ -49,7 +63,7 @@ func TestMigrateLifecycle(t *testing.T) {
 			t.Fatalf("%s: exit %d, stderr %q", s.checkDesc, code, errOut)
 		}
 		for _, w := range s.wantOut {
-			if !strings.Contains(out, w) {
+			if !strings.Contains(flatten(out), w) {
 				t.Errorf("%s: output lacks %q:\n%s", s.checkDesc, w, out)
 			}
 		}
@@ -81,11 +95,11 @@ func TestFailsCleanly(t *testing.T) {
 		{"unreachable server", nil, []string{"--database-url", "postgres://keel@127.0.0.1:1/keel?connect_timeout=2", "migrate", "up"}, exitError, "keel: cannot connect to 127.0.0.1:1/keel"},
 		{"unreachable from env", map[string]string{"DATABASE_URL": "postgres://keel@127.0.0.1:1/keel"}, []string{"migrate", "status"}, exitError, "keel: cannot connect to 127.0.0.1:1/keel"},
 		{"bad URL", nil, []string{"--database-url", "postgres://x@:badport/db", "migrate", "up"}, exitError, "keel: invalid database URL"},
-		{"no database", nil, []string{"migrate", "up"}, exitUsage, "keel: no database: pass --database-url or set DATABASE_URL"},
+		{"no database", nil, []string{"migrate", "up"}, exitUsage, "keel: migrate up: no database: pass --database-url or set DATABASE_URL"},
 		{"no command", nil, nil, exitUsage, "keel: no command given"},
 		{"unknown command", nil, []string{"frobnicate"}, exitUsage, `keel: unknown command "frobnicate"`},
-		{"unknown migrate subcommand", nil, []string{"migrate", "sideways"}, exitUsage, `unknown migrate subcommand "sideways"`},
-		{"unknown flag", nil, []string{"migrate", "up", "--fast"}, exitUsage, "flag provided but not defined: -fast"},
+		{"unknown migrate subcommand", nil, []string{"migrate", "sideways"}, exitUsage, `keel: migrate: unknown subcommand "sideways"`},
+		{"unknown flag", nil, []string{"migrate", "up", "--fast"}, exitUsage, "keel: migrate up: unknown flag --fast"},
 		{"unknown version", map[string]string{"DATABASE_URL": url}, []string{"migrate", "up", "--to", "4242"}, exitError, "no such migration: version 4242"},
 		{"down with nothing applied", map[string]string{"DATABASE_URL": url}, []string{"migrate", "down"}, exitError, "nothing is applied"},
 		{"schema before migrate", map[string]string{"DATABASE_URL": url}, []string{"schema"}, exitError, "no keel schema in this database: run keel migrate up"},
@@ -103,6 +117,9 @@ func TestFailsCleanly(t *testing.T) {
 		}
 		if tc.wantCode == exitError && strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
 			t.Errorf("%s: error is not one line: %q", tc.name, errOut)
+		}
+		if tc.wantCode == exitUsage {
+			checkUsageError(t, errOut)
 		}
 		if out != "" {
 			t.Errorf("%s: wrote to stdout on failure: %q", tc.name, out)
@@ -154,7 +171,7 @@ func TestGrant(t *testing.T) {
 	if err := pool.QueryRow(ctx, "SELECT has_table_privilege($1, 'keel.jobs', 'INSERT') AND NOT has_schema_privilege($1, 'keel', 'CREATE')", role).Scan(&ok); err != nil || !ok {
 		t.Errorf("after keel grant the role may not insert jobs, or may create in keel (%v)", err)
 	}
-	if code, _, errOut := keel(t, nil, "grant"); code != exitUsage || !strings.Contains(errOut, "grant needs one role name") {
+	if code, _, errOut := keel(t, nil, "grant"); code != exitUsage || !strings.Contains(errOut, "keel: grant: needs a role name") {
 		t.Errorf("grant without a role: exit %d %q", code, errOut)
 	}
 }

@@ -25,8 +25,9 @@ func keelRows(t *testing.T, pool *pgxpool.Pool) map[string]int64 {
 	return counts
 }
 
-// Every bad argument gets one line on stderr and an exit code saying whose
-// mistake it was, and nothing is written.
+// Every bad argument gets one line on stderr saying what is wrong (and, as
+// the command line is at fault, a second naming the help to read) and an
+// exit code saying whose mistake it was, and nothing is written.
 func TestBadInputWritesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -67,7 +68,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"subscription position negative", []string{"subscriptions", "reset", "s", "--position", "-5"}, exitUsage, "negative"},
 		{"subscription that does not exist", []string{"subscriptions", "resume", "nobody"}, exitError, "nobody"},
 		{"category not UTF-8", []string{"events", "tail", "--category", "c\xff"}, exitUsage, "not valid UTF-8"},
-		{"flag without its value", []string{"jobs", "list", "--limit"}, exitUsage, "flag needs an argument"},
+		{"flag without its value", []string{"jobs", "list", "--limit"}, exitUsage, "keel: jobs list: flag --limit needs a value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := keelRows(t, pool)
@@ -75,7 +76,9 @@ func TestBadInputWritesNothing(t *testing.T) {
 			if code != tc.wantCode || !strings.Contains(errOut, tc.wantErr) {
 				t.Errorf("exit %d, stderr %.300q; want %d and %q", code, errOut, tc.wantCode, tc.wantErr)
 			}
-			if lines := strings.Count(strings.TrimSuffix(errOut, "\n"), "\n") + 1; lines != 1 {
+			if code == exitUsage {
+				checkUsageError(t, errOut)
+			} else if lines := strings.Count(strings.TrimSuffix(errOut, "\n"), "\n") + 1; lines != 1 {
 				t.Errorf("%d lines on stderr, want 1:\n%s", lines, errOut)
 			}
 			if out != "" {

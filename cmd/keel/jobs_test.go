@@ -9,6 +9,7 @@ import (
 
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/saga"
 )
 
 type mailArgs struct {
@@ -87,13 +88,69 @@ func TestJobsAndQueuesCommands(t *testing.T) {
 		{[]string{"jobs", "show", "abc"}, exitUsage, `"abc" is not a job id`},
 		{[]string{"jobs", "show", "999999"}, exitError, "keel jobs: no such job: 999999"},
 		{[]string{"jobs", "list", "--state", "lost"}, exitUsage, `unknown state "lost"`},
-		{[]string{"jobs", "drop", "1"}, exitUsage, `unknown jobs subcommand "drop"`},
-		{[]string{"queues", "pause"}, exitUsage, "queues pause needs one queue name"},
+		{[]string{"jobs", "drop", "1"}, exitUsage, `keel: jobs: unknown subcommand "drop"`},
+		{[]string{"queues", "pause"}, exitUsage, "keel: queues pause: needs a queue name"},
 	}
 	for _, tc := range failures {
 		code, _, errOut := keel(t, env, tc.args...)
 		if code != tc.wantCode || !strings.Contains(errOut, tc.wantErr) {
 			t.Errorf("keel %v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.wantCode, tc.wantErr)
 		}
+	}
+}
+
+// keel's own jobs (a saga run's keel.saga.run) are left out of jobs list
+// unless --all or --kind asks for them, and their attempts show no limit.
+func TestJobsListLeavesOutKeelsJobs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.NewURL(t)
+	pool := testdb.Open(t, url)
+	jc, err := jobs.NewClient(pool, jobs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mail, err := jc.Insert(ctx, pool, mailArgs{To: "a@example.com"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := saga.NewRegistry()
+	saga.Register(reg, "noop", 1, func(saga.Context, int) (int, error) { return 0, nil })
+	e, err := saga.NewEngine(pool, reg, saga.Config{}) // not started: its run's job stays available
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.StartRun(ctx, pool, "noop", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DATABASE_URL": url}
+	list := func(args ...string) []jobView {
+		t.Helper()
+		code, out, errOut := keel(t, env, append([]string{"--json", "jobs", "list"}, args...)...)
+		var views []jobView
+		if err := json.Unmarshal([]byte(out), &views); code != exitOK || err != nil {
+			t.Fatalf("jobs list %v: exit %d, %v, %s", args, code, err, errOut)
+		}
+		return views
+	}
+	if views := list(); len(views) != 1 || views[0].ID != mail.ID {
+		t.Errorf("jobs list shows keel's own jobs: %+v", views)
+	}
+	all := list("--all")
+	if len(all) != 2 || all[0].Kind != "keel.saga.run" || all[1].ID != mail.ID {
+		t.Fatalf("jobs list --all: %+v", all)
+	}
+	if byKind := list("--kind", "keel.saga.run"); len(byKind) != 1 || byKind[0].ID != all[0].ID {
+		t.Errorf("jobs list --kind keel.saga.run: %+v", byKind)
+	}
+
+	code, out, _ := keel(t, env, "jobs", "list", "--all")
+	if code != exitOK || strings.Contains(out, "1048576") || !strings.Contains(flatten(out), "available saga keel.saga.run 0/- ") ||
+		!strings.Contains(flatten(out), "available default mail 0/25 ") {
+		t.Errorf("jobs list --all: exit %d\n%s", code, out)
+	}
+	code, out, _ = keel(t, env, "jobs", "show", strconv.FormatInt(all[0].ID, 10))
+	if code != exitOK || strings.Contains(out, "1048576") || !strings.Contains(flatten(out), "attempt 0 (no limit)") {
+		t.Errorf("jobs show of keel's own job: exit %d\n%s", code, out)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -59,37 +60,35 @@ func deref(s *string) string {
 	return *s
 }
 
-func (c *cli) outbox(ctx context.Context, args []string) error {
-	var state *string
-	var limit *int
-	sub, fs, err := c.subcommand("outbox", args, []verb{{"list", nil}, {"show", []string{"message id"}}, {"requeue", []string{"message id"}}}, func(fs *flag.FlagSet) {
-		state = fs.String("state", "", "only messages in this state: dead, pending or delivered")
-		limit = fs.Int("limit", 50, "at most this many messages")
-	})
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "list":
-		p := db.OutboxListParams{MaxRows: int32(*limit)}
+func outboxList(fs *flag.FlagSet) action {
+	state := fs.String("state", "", "only messages in this `state`: dead, pending or delivered (default: every state)")
+	limit := fs.Int("limit", 50, "show at most `n` messages")
+	return func(c *cli, ctx context.Context, _ []string) error {
+		p := db.OutboxListParams{MaxRows: int32(min(*limit, math.MaxInt32))}
 		if *state != "" {
 			s := db.KeelOutboxState(*state)
 			if !s.Valid() {
-				return usageError{fmt.Sprintf("outbox list: --state must be dead, pending or delivered, not %q", *state)}
+				return usageError{fmt.Sprintf("--state must be dead, pending or delivered, not %q", *state)}
 			}
 			p.State = &s
 		}
 		if *limit < 1 {
-			return usageError{"outbox list: --limit must be at least 1"}
+			return usageError{"--limit must be at least 1"}
 		}
 		return c.withDB(ctx, func(pool *pgxpool.Pool) error { return c.outboxList(ctx, db.New(pool), p) })
-	default:
-		id, err := uuid.Parse(fs.Arg(0))
+	}
+}
+
+// outboxShow is keel outbox show or requeue: each prints the message, after
+// putting it back in line.
+func outboxShow(requeue bool) action {
+	return func(c *cli, ctx context.Context, args []string) error {
+		id, err := uuid.Parse(args[0])
 		if err != nil {
-			return usageError{fmt.Sprintf("outbox %s: %q is not a message id (a UUID)", sub, fs.Arg(0))}
+			return usageError{fmt.Sprintf("%q is not a message id (a UUID)", args[0])}
 		}
 		return c.withDB(ctx, func(pool *pgxpool.Pool) error {
-			if sub == "requeue" {
+			if requeue {
 				if err := outbox.Requeue(ctx, pool, id); err != nil {
 					return err
 				}
@@ -110,7 +109,7 @@ func (c *cli) outboxList(ctx context.Context, q *db.Queries, p db.OutboxListPara
 	}
 	return c.emit(msgs, []string{"ID", "STATE", "TOPIC", "KEY", "TYPE", "ATTEMPTS", "ENQUEUED", "LAST ERROR"}, func(row func(...string)) {
 		for _, m := range msgs {
-			row(m.ID.String(), m.State, m.Topic, m.Key, m.Type, strconv.Itoa(int(m.Attempts)), ago(m.CreatedAt), m.LastError)
+			row(m.ID.String(), m.State, m.Topic, m.Key, m.Type, strconv.Itoa(int(m.Attempts)), c.ago(m.CreatedAt), m.LastError)
 		}
 	})
 }

@@ -19,7 +19,10 @@ func seedOutbox(t *testing.T, url string) (delivered, pending, dead uuid.UUID) {
 	t.Helper()
 	ctx := context.Background()
 	pool := testdb.Open(t, url)
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer box.Close()
 	delivered, dead = uuid.New(), uuid.New()
 	if _, err := box.Enqueue(ctx, pool,
@@ -37,7 +40,7 @@ func seedOutbox(t *testing.T, url string) (delivered, pending, dead uuid.UUID) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := relay.RunOnce(ctx, nil); err != nil {
+	if _, err := relay.RunOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
 	pending = uuid.New()
@@ -102,13 +105,13 @@ func TestOutboxCommandsFailCleanly(t *testing.T) {
 		wantErr  string
 	}{
 		{[]string{"outbox", "show", "not-a-uuid"}, exitUsage, `"not-a-uuid" is not a message id`},
-		{[]string{"outbox", "show"}, exitUsage, "outbox show needs one message id"},
+		{[]string{"outbox", "show"}, exitUsage, "keel: outbox show: needs a message id"},
 		{[]string{"outbox", "show", uuid.Nil.String()}, exitError, "no such message"},
 		{[]string{"outbox", "requeue", uuid.Nil.String()}, exitError, "no such message"},
 		{[]string{"outbox", "requeue", delivered.String()}, exitError, "message is not dead"},
 		{[]string{"outbox", "list", "--state", "lost"}, exitUsage, "--state must be dead, pending or delivered"},
 		{[]string{"outbox", "list", "--limit", "0"}, exitUsage, "--limit must be at least 1"},
-		{[]string{"outbox", "purge"}, exitUsage, `unknown outbox subcommand "purge"`},
+		{[]string{"outbox", "purge"}, exitUsage, `keel: outbox: unknown subcommand "purge"`},
 		{[]string{"--database-url", "postgres://keel@127.0.0.1:1/keel", "outbox", "list"}, exitError, "cannot connect"},
 	}
 	for _, tc := range tests {

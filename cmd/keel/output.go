@@ -9,15 +9,22 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/internal/db"
 )
 
-// withDB connects, runs fn, and disconnects.
+// withDB connects, reads the database's clock, runs fn, and disconnects.
 func (c *cli) withDB(ctx context.Context, fn func(pool *pgxpool.Pool) error) error {
 	pool, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
+	now, err := db.New(pool).DatabaseNow(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the database's clock: %w", err)
+	}
+	c.now = now.Time
 	return fn(pool)
 }
 
@@ -40,7 +47,8 @@ func (c *cli) emit(v any, header []string, table func(row func(...string))) erro
 	return w.Flush()
 }
 
-// ago says how long ago t was, to the second.
-func ago(t time.Time) string {
-	return time.Since(t).Round(time.Second).String() + " ago"
+// ago says how long before the database's clock read now t was, to the
+// second: t is on that clock, and the machine the CLI runs on may be off.
+func (c *cli) ago(t time.Time) string {
+	return c.now.Sub(t).Round(time.Second).String() + " ago"
 }

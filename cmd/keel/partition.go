@@ -11,36 +11,41 @@ import (
 	"github.com/keelpg/keel/migrations"
 )
 
-func (c *cli) partition(ctx context.Context, args []string) error {
-	var rows *int64
-	sub, _, err := c.subcommand("partition", args, []verb{{"jobs", nil}, {"outbox", nil}, {"list", nil}}, func(fs *flag.FlagSet) {
-		rows = fs.Int64("rows", migrations.DefaultPartitionRows, "keys each partition covers (jobs, outbox)")
-	})
+// partitionFlags is the setup of keel partition jobs or outbox.
+func partitionFlags(table migrations.PartitionTable) func(fs *flag.FlagSet) action {
+	return func(fs *flag.FlagSet) action {
+		rows := fs.Int64("rows", migrations.DefaultPartitionRows, "each partition covers `n` keys (ids), at least 1000")
+		return func(c *cli, ctx context.Context, _ []string) error {
+			if *rows < 1000 {
+				return usageError{"--rows must be at least 1000"}
+			}
+			return c.withDB(ctx, func(pool *pgxpool.Pool) error {
+				if err := migrations.Partition(ctx, pool, table, migrations.PartitionConfig{Rows: *rows}); err != nil {
+					return err
+				}
+				return c.listPartitions(ctx, pool)
+			})
+		}
+	}
+}
+
+func (c *cli) partitionList(ctx context.Context, _ []string) error {
+	return c.withDB(ctx, func(pool *pgxpool.Pool) error { return c.listPartitions(ctx, pool) })
+}
+
+func (c *cli) listPartitions(ctx context.Context, pool *pgxpool.Pool) error {
+	parts, err := migrations.Partitions(ctx, pool)
 	if err != nil {
 		return err
 	}
-	if sub != "list" && *rows < 1000 {
-		return usageError{fmt.Sprintf("partition %s: --rows must be at least 1000", sub)}
-	}
-	return c.withDB(ctx, func(pool *pgxpool.Pool) error {
-		if sub != "list" {
-			if err := migrations.Partition(ctx, pool, migrations.PartitionTable(sub), migrations.PartitionConfig{Rows: *rows}); err != nil {
-				return err
+	return c.emit(parts, []string{"TABLE", "PARTITION", "KEYS", "ROWS (EST.)", "SIZE"}, func(row func(...string)) {
+		for _, p := range parts {
+			est := "-"
+			if p.EstimatedRows >= 0 {
+				est = strconv.FormatInt(p.EstimatedRows, 10)
 			}
+			row(string(p.Table), p.Name, p.Bound, est, bytesString(p.TotalBytes))
 		}
-		parts, err := migrations.Partitions(ctx, pool)
-		if err != nil {
-			return err
-		}
-		return c.emit(parts, []string{"TABLE", "PARTITION", "KEYS", "ROWS (EST.)", "SIZE"}, func(row func(...string)) {
-			for _, p := range parts {
-				est := "-"
-				if p.EstimatedRows >= 0 {
-					est = strconv.FormatInt(p.EstimatedRows, 10)
-				}
-				row(string(p.Table), p.Name, p.Bound, est, bytesString(p.TotalBytes))
-			}
-		})
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/saga"
 )
@@ -30,6 +31,7 @@ type runView struct {
 	Error      string          `json:"error,omitempty"`
 	LastError  string          `json:"last_error,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
+	StartedAt  *time.Time      `json:"started_at,omitempty"`
 	FinishedAt *time.Time      `json:"finished_at,omitempty"`
 	Steps      []stepView      `json:"steps,omitempty"`
 }
@@ -58,7 +60,7 @@ func toRunView(r *saga.Run) runView {
 	v := runView{
 		ID: r.ID, Workflow: r.Workflow, Version: r.Version, Status: string(r.Status), Queue: r.Queue,
 		ParentID: r.ParentID, Resumes: r.Resumes, WaitReason: r.WaitReason, WakeAt: optTime(r.WakeAt),
-		Input: r.Input, Output: r.Output, LastError: r.LastError, CreatedAt: r.CreatedAt, FinishedAt: optTime(r.FinishedAt),
+		Input: r.Input, Output: r.Output, LastError: r.LastError, CreatedAt: r.CreatedAt, StartedAt: optTime(r.StartedAt), FinishedAt: optTime(r.FinishedAt),
 	}
 	if err := r.Err(); err != nil {
 		v.Error = err.Error()
@@ -78,27 +80,16 @@ func (c *cli) withEngine(ctx context.Context, fn func(pool *pgxpool.Pool, e *sag
 	})
 }
 
-func (c *cli) sagas(ctx context.Context, args []string) error {
-	var status, workflow, value, key *string
-	var limit *int
-	run := []string{"run id"}
-	sub, fs, err := c.subcommand("sagas", args, []verb{{"list", nil}, {"show", run}, {"cancel", run}, {"signal", []string{"run id", "signal name"}}}, func(fs *flag.FlagSet) {
-		status = fs.String("status", "", "only runs in this status")
-		workflow = fs.String("workflow", "", "only runs of this workflow")
-		limit = fs.Int("limit", 50, "at most this many runs")
-		value = fs.String("value", "null", "with signal: the signal's value, as JSON")
-		key = fs.String("key", "", "with signal: an idempotency key (a repeat with the same key is ignored)")
-	})
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "list":
+func sagasList(fs *flag.FlagSet) action {
+	status := fs.String("status", "", "only runs in this `status`: "+orList(runStatuses())+" (default: every status)")
+	workflow := fs.String("workflow", "", "only runs of this `workflow` (default: every workflow)")
+	limit := fs.Int("limit", 50, "show at most `n` runs, the newest")
+	return func(c *cli, ctx context.Context, _ []string) error {
 		if *limit < 1 {
-			return usageError{"sagas list: --limit must be at least 1"}
+			return usageError{"--limit must be at least 1"}
 		}
 		return c.withEngine(ctx, func(_ *pgxpool.Pool, e *saga.Engine) error {
-			runs, err := e.List(ctx, &saga.ListOpts{Status: saga.Status(*status), Workflow: *workflow, Limit: *limit})
+			runs, err := e.List(ctx, &saga.ListParams{Status: saga.Status(*status), Workflow: *workflow, Limit: *limit})
 			if err != nil {
 				return err
 			}
@@ -112,29 +103,51 @@ func (c *cli) sagas(ctx context.Context, args []string) error {
 					if errText == "" {
 						errText = v.LastError
 					}
-					row(v.ID, fmt.Sprintf("%s v%d", v.Workflow, v.Version), v.Status, v.WaitReason, ago(v.CreatedAt), errText)
+					row(v.ID, fmt.Sprintf("%s v%d", v.Workflow, v.Version), v.Status, v.WaitReason, c.ago(v.CreatedAt), errText)
 				}
 			})
 		})
-	case "signal":
-		if err := validate.JSON("--value", []byte(*value)); err != nil {
-			return usageError{"sagas signal: " + err.Error()}
-		}
 	}
-	runID := fs.Arg(0)
-	return c.withEngine(ctx, func(pool *pgxpool.Pool, e *saga.Engine) error {
-		switch sub {
-		case "cancel":
-			if err := e.Cancel(ctx, pool, runID); err != nil {
-				return err
+}
+
+func runStatuses() []string {
+	all := db.AllKeelSagaRunStatusValues()
+	out := make([]string, len(all))
+	for i, s := range all {
+		out[i] = string(s)
+	}
+	return out
+}
+
+// sagaAction is keel sagas show or cancel: each prints the run with its
+// steps, after cancelling it.
+func sagaAction(verb string) action {
+	return func(c *cli, ctx context.Context, args []string) error {
+		return c.withEngine(ctx, func(pool *pgxpool.Pool, e *saga.Engine) error {
+			if verb == "cancel" {
+				if err := e.Cancel(ctx, pool, args[0]); err != nil {
+					return err
+				}
 			}
-		case "signal":
-			if err := e.Signal(ctx, pool, runID, fs.Arg(1), json.RawMessage(*value), *key); err != nil {
-				return err
-			}
+			return c.showRun(ctx, pool, e, args[0])
+		})
+	}
+}
+
+func sagasSignal(fs *flag.FlagSet) action {
+	value := fs.String("value", "null", "the signal's `value`, as JSON")
+	key := fs.String("key", "", "an idempotency `key`: a second signal with the same key is ignored (default: none)")
+	return func(c *cli, ctx context.Context, args []string) error {
+		if err := validate.JSON("--value", []byte(*value)); err != nil {
+			return usageError{err.Error()}
 		}
-		return c.showRun(ctx, pool, e, runID)
-	})
+		return c.withEngine(ctx, func(pool *pgxpool.Pool, e *saga.Engine) error {
+			if err := e.Signal(ctx, pool, args[0], args[1], json.RawMessage(*value), &saga.SignalOpts{IdempotencyKey: *key}); err != nil {
+				return err
+			}
+			return c.showRun(ctx, pool, e, args[0])
+		})
+	}
 }
 
 func (c *cli) showRun(ctx context.Context, pool *pgxpool.Pool, e *saga.Engine, runID string) error {

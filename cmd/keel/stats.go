@@ -71,7 +71,22 @@ type subscriptionStats struct {
 	Position  int64   `json:"position"`
 	Behind    int64   `json:"behind"`
 	LagS      float64 `json:"lag_seconds"`
+	Owner     string  `json:"owner,omitempty"`
 	LastError string  `json:"last_error,omitempty"`
+}
+
+// readSubscriptions reads keel.subscription_lag, which counts a
+// subscription to one category behind by that category's events only.
+func readSubscriptions(ctx context.Context, q *db.Queries) ([]subscriptionStats, error) {
+	rows, err := q.SubscriptionLag(ctx)
+	if err != nil {
+		return nil, err
+	}
+	subs := make([]subscriptionStats, len(rows))
+	for i, r := range rows {
+		subs[i] = subscriptionStats{r.Name, deref(r.Category), r.Status, r.Position, r.Behind, seconds(r.Lag), deref(r.Owner), deref(r.LastError)}
+	}
+	return subs, nil
 }
 
 // seconds turns a Postgres interval into seconds (a month counts 30 days).
@@ -90,14 +105,7 @@ func age(s float64) string {
 	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
 }
 
-func (c *cli) stats(ctx context.Context, args []string) error {
-	fs := c.flags("stats")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("stats: unexpected argument %q", fs.Arg(0))}
-	}
+func (c *cli) stats(ctx context.Context, _ []string) error {
 	return c.withDB(ctx, func(pool *pgxpool.Pool) error {
 		v, err := readStats(ctx, db.New(pool))
 		if err != nil {
@@ -135,12 +143,8 @@ func readStats(ctx context.Context, q *db.Queries) (statsView, error) {
 		return v, err
 	}
 	v.Outbox = outboxStats{ob.Pending, ob.Dead, ob.Delivered, seconds(ob.OldestPendingAge)}
-	subs, err := q.SubscriptionLag(ctx)
-	if err != nil {
+	if v.Subscriptions, err = readSubscriptions(ctx, q); err != nil {
 		return v, err
-	}
-	for _, r := range subs {
-		v.Subscriptions = append(v.Subscriptions, subscriptionStats{r.Name, deref(r.Category), r.Status, r.Position, r.Behind, seconds(r.Lag), deref(r.LastError)})
 	}
 	sagas, err := q.SagaStats(ctx)
 	if err != nil {
@@ -168,10 +172,13 @@ func (c *cli) printStats(v statsView) error {
 		fmt.Fprintln(w, "(no jobs)")
 	}
 	fmt.Fprintf(w, "dead jobs (discarded): %d; stuck jobs (no heartbeat for over a minute): %d\n", v.DeadJobs, len(v.StuckJobs))
-	for _, s := range v.StuckJobs {
-		fmt.Fprintf(w, "  stuck: job %d %s in %s, owner %s, silent for %s\n", s.ID, s.Kind, s.Queue, s.Owner, age(s.SilentS))
+	if len(v.StuckJobs) > 0 {
+		fmt.Fprintln(w, "\nSTUCK JOBS\nID\tKIND\tQUEUE\tOWNER\tSILENT FOR")
 	}
-	fmt.Fprintf(w, "\nOUTBOX\npending: %d\toldest undelivered: %s\tdead: %d\tdelivered (kept): %d\n",
+	for _, s := range v.StuckJobs {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", s.ID, s.Kind, s.Queue, s.Owner, age(s.SilentS))
+	}
+	fmt.Fprintf(w, "\nOUTBOX\nPENDING\tOLDEST PENDING\tDEAD\tDELIVERED (KEPT)\n%d\t%s\t%d\t%d\n",
 		v.Outbox.Pending, age(v.Outbox.OldestPendingS), v.Outbox.Dead, v.Outbox.Delivered)
 	fmt.Fprintln(w, "\nSAGAS\nWORKFLOW\tPENDING\tRUNNING\tWAITING\tCOMPENSATING\tSUCCEEDED\tFAILED\tCANCELLED\tBLOCKED")
 	for _, s := range v.Sagas {

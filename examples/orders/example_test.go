@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/examples/orders"
 	"github.com/keelpg/keel/jobs"
@@ -21,9 +22,7 @@ import (
 // (as here, the second time) roll back together.
 func Example_oneTransaction() {
 	ctx := context.Background()
-	cfg, _ := pgxpool.ParseConfig(os.Getenv("DATABASE_URL"))
-	cfg.MaxConns = 20
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 	if err != nil {
 		panic(err)
 	}
@@ -32,18 +31,16 @@ func Example_oneTransaction() {
 		panic(err)
 	}
 
-	store, _ := events.NewStore(pool, events.Config{})
-	defer store.Close()
-	box := outbox.New(pool, outbox.Config{})
-	defer box.Close()
 	reg := saga.NewRegistry()
 	saga.Register(reg, "example-fulfil", 1, func(ctx saga.Context, id int64) (string, error) {
 		return saga.Step(ctx, "ship", func(context.Context) (string, error) { return fmt.Sprint("parcel-", id), nil }, nil)
 	})
 	workers := jobs.NewWorkers() // the app's own job kinds, worked with the workflows
 	jobs.AddWorker(workers, func(context.Context, *jobs.Job[orders.ConfirmationEmail]) error { return nil }, nil)
-	engine, _ := saga.NewEngine(pool, reg, saga.Config{Jobs: jobs.Config{Workers: workers}})
-	client := engine.Jobs()
+	k, err := keel.New(pool, keel.Config{Jobs: jobs.Config{Workers: workers}, Workflows: reg})
+	if err != nil {
+		panic(err)
+	}
 
 	place := func(customer string) (int64, error) {
 		var id int64
@@ -55,16 +52,16 @@ func Example_oneTransaction() {
 			}
 			stream := fmt.Sprint("exampleorder-", id)
 			placed, _ := events.NewEvent("OrderPlaced", map[string]any{"id": id})
-			if _, err := store.Append(ctx, tx, stream, events.NoStream, placed); err != nil {
+			if _, err := k.Events().Append(ctx, tx, stream, events.NoStream, placed); err != nil {
 				return err
 			}
-			if _, err := box.Enqueue(ctx, tx, outbox.Message{Topic: "orders", Key: stream, Type: "OrderPlaced", Payload: []byte(fmt.Sprintf(`{"id":%d}`, id))}); err != nil {
+			if _, err := k.Outbox().Enqueue(ctx, tx, outbox.Message{Topic: "orders", Key: stream, Type: "OrderPlaced", Payload: []byte(fmt.Sprintf(`{"id":%d}`, id))}); err != nil {
 				return err
 			}
-			if _, err := client.Insert(ctx, tx, orders.ConfirmationEmail{OrderID: id, Email: customer + "@example.com"}, nil); err != nil {
+			if _, err := k.Jobs().Insert(ctx, tx, orders.ConfirmationEmail{OrderID: id, Email: customer + "@example.com"}, nil); err != nil {
 				return err
 			}
-			if _, err := engine.StartRun(ctx, tx, "example-fulfil", id, &saga.StartOpts{RunID: stream}); err != nil {
+			if _, err := k.Saga().StartRun(ctx, tx, "example-fulfil", id, &saga.StartOpts{RunID: stream}); err != nil {
 				return err
 			}
 			if customer == "mallory" {
@@ -87,15 +84,15 @@ func Example_oneTransaction() {
 	}
 
 	// Committed, the workflow runs.
-	if err := engine.Start(ctx); err != nil {
+	if err := k.Start(ctx); err != nil {
 		panic(err)
 	}
-	defer func() { _ = engine.Stop(ctx) }()
+	defer func() { _ = k.Stop(ctx) }()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	runs, _ := engine.List(ctx, &saga.ListOpts{Workflow: "example-fulfil"})
+	runs, _ := k.Saga().List(ctx, &saga.ListParams{Workflow: "example-fulfil"})
 	for _, r := range runs {
-		done, err := engine.Await(ctx, r.ID)
+		done, err := k.Saga().Await(ctx, r.ID)
 		if err != nil {
 			panic(err)
 		}

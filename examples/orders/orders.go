@@ -31,11 +31,11 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
+	"github.com/keelpg/keel"
 	"github.com/keelpg/keel/events"
 	"github.com/keelpg/keel/examples/orders/ordersdb"
 	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/keeltype"
-	"github.com/keelpg/keel/listener"
 	"github.com/keelpg/keel/outbox"
 	"github.com/keelpg/keel/saga"
 )
@@ -148,13 +148,9 @@ type Config struct {
 // Service is the order service: keel's outbox, events, jobs and saga engine
 // on one pool.
 type Service struct {
-	pool   *pgxpool.Pool
-	cfg    Config
-	box    *outbox.Outbox
-	store  *events.Store
-	engine *saga.Engine
-	relay  *outbox.Relay
-	sub    *events.Subscription
+	pool *pgxpool.Pool
+	cfg  Config
+	keel *keel.Client
 }
 
 // Migrate applies keel's migrations' companion — the example's own goose
@@ -178,20 +174,11 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
-// MinPoolSize is the fewest connections New accepts: the relay, the
-// subscription, the job and saga workers and their maintenance need
-// connections of their own to make progress, and the process's one LISTEN
-// connection (shared by all of them through a listener.Listener) is taken out of
-// the pool. pgxpool's default (the number of CPUs, at least 4) is too small
-// and would stall.
-const MinPoolSize = 8
-
 // New builds the service on pool, where keel's and the example's migrations
-// are applied. Nothing runs until Run.
+// are applied: one keel.Client runs the confirmation job's worker and the
+// fulfilment saga on one jobs client, the outbox relay and the read-model
+// subscription. Nothing runs until Run.
 func New(pool *pgxpool.Pool, cfg Config) (*Service, error) {
-	if n := pool.Config().MaxConns; n < MinPoolSize {
-		return nil, fmt.Errorf("orders: the pool allows %d connections; give it at least %d (pool_max_conns=%d in the connection string)", n, MinPoolSize, MinPoolSize)
-	}
 	if cfg.PaymentTimeout == 0 {
 		cfg.PaymentTimeout = 10 * time.Minute
 	}
@@ -202,66 +189,49 @@ func New(pool *pgxpool.Pool, cfg Config) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{pool: pool, cfg: cfg}
-	// One LISTEN connection for the relay, the subscription, the job and saga
-	// workers and Await.
-	listener := listener.New(pool, cfg.Logger)
-	s.box = outbox.New(pool, outbox.Config{})
-	var err error
-	if s.store, err = events.NewStore(pool, events.Config{Listener: listener}); err != nil {
-		return nil, err
-	}
-
 	workers := jobs.NewWorkers()
 	jobs.AddWorker(workers, s.sendConfirmation, nil)
 	reg := saga.NewRegistry()
 	saga.Register(reg, Workflow, 1, s.fulfil)
-	fast := saga.RetryPolicy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: time.Second}
-	// The engine works its own queue "saga"; name "default" too, for the
-	// confirmation job.
-	jcfg := jobs.Config{Workers: workers, Logger: cfg.Logger, Listener: listener, Queues: map[string]jobs.QueueConfig{"default": {MaxWorkers: 10}}}
+	jcfg := jobs.Config{Workers: workers, Queues: map[string]jobs.QueueConfig{jobs.DefaultQueue: {MaxWorkers: 10}}}
 	if cfg.PollInterval > 0 {
 		jcfg.FetchPollInterval = cfg.PollInterval
 		jcfg.MaintenanceInterval = cfg.PollInterval
 	}
-	if s.engine, err = saga.NewEngine(pool, reg, saga.Config{Jobs: jcfg, StepRetry: fast, Logger: cfg.Logger}); err != nil {
-		return nil, err
-	}
-	if s.relay, err = outbox.NewRelay(pool, outbox.PublisherFunc(s.publish),
-		outbox.RelayConfig{Logger: cfg.Logger, PollInterval: cfg.PollInterval, Listener: listener}); err != nil {
-		return nil, err
-	}
-	if s.sub, err = s.store.Subscription(events.SubscriptionConfig{
-		Name: Subscription, Category: StreamCategory, Handler: s.project, PollInterval: cfg.PollInterval,
-	}); err != nil {
+	var err error
+	s.keel, err = keel.New(pool, keel.Config{
+		Logger:    cfg.Logger,
+		Jobs:      jcfg,
+		Workflows: reg,
+		Saga: saga.Config{
+			StepMaxAttempts: 3,
+			StepRetryPolicy: keeltype.ExponentialBackoff{Initial: 10 * time.Millisecond, Max: time.Second},
+		},
+		Publisher: outbox.PublisherFunc(s.publish),
+		Relay:     outbox.RelayConfig{PollInterval: cfg.PollInterval},
+		Subscriptions: []events.SubscriptionConfig{{
+			Name: Subscription, Category: StreamCategory, Handler: s.project, PollInterval: cfg.PollInterval,
+		}},
+	})
+	if err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
 // Engine is the saga engine (and, through Engine().Jobs(), the jobs client).
-func (s *Service) Engine() *saga.Engine { return s.engine }
+func (s *Service) Engine() *saga.Engine { return s.keel.Saga() }
 
-// Run starts the job and saga workers, the outbox relay and the read-model
-// subscription, and blocks until ctx ends; then it stops them.
+// Run starts the service's keel components and blocks until ctx ends; then
+// it stops them, giving work in hand up to 10s to finish.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.engine.Start(ctx); err != nil {
+	if err := s.keel.Start(ctx); err != nil {
 		return err
 	}
-	errs := make(chan error, 2)
-	go func() { errs <- s.relay.Run(ctx) }()
-	go func() { errs <- s.sub.Run(ctx) }()
 	<-ctx.Done()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err := s.engine.Stop(stopCtx)
-	for range 2 {
-		if e := <-errs; e != nil && !errors.Is(e, context.Canceled) {
-			err = errors.Join(err, e)
-		}
-	}
-	s.box.Close()
-	s.store.Close()
-	return err
+	return s.keel.Stop(stopCtx)
 }
 
 // StreamID is the event stream of an order.
@@ -294,22 +264,22 @@ func (s *Service) Place(ctx context.Context, tx keeltype.DBTX, o NewOrder) (Plac
 	if err != nil {
 		return Placed{}, err
 	}
-	if _, err := s.store.Append(ctx, tx, StreamID(p.ID), events.NoStream, ev); err != nil {
+	if _, err := s.keel.Events().Append(ctx, tx, StreamID(p.ID), events.NoStream, ev); err != nil {
 		return Placed{}, fmt.Errorf("appending %s: %w", EventPlaced, err)
 	}
 	payload, err := json.Marshal(p)
 	if err != nil {
 		return Placed{}, err
 	}
-	if _, err := s.box.Enqueue(ctx, tx, outbox.Message{
+	if _, err := s.keel.Outbox().Enqueue(ctx, tx, outbox.Message{
 		Topic: Topic, Key: StreamID(p.ID), Type: EventPlaced, Payload: payload,
 	}); err != nil {
 		return Placed{}, fmt.Errorf("enqueueing the message: %w", err)
 	}
-	if _, err := s.engine.Jobs().Insert(ctx, tx, ConfirmationEmail{OrderID: p.ID, Email: p.Email}, nil); err != nil {
+	if _, err := s.keel.Jobs().Insert(ctx, tx, ConfirmationEmail{OrderID: p.ID, Email: p.Email}, nil); err != nil {
 		return Placed{}, fmt.Errorf("inserting the confirmation job: %w", err)
 	}
-	if _, err := s.engine.StartRun(ctx, tx, Workflow, p, &saga.StartOpts{RunID: RunID(p.ID)}); err != nil {
+	if _, err := s.keel.Saga().StartRun(ctx, tx, Workflow, p, &saga.StartOpts{RunID: RunID(p.ID)}); err != nil {
 		return Placed{}, fmt.Errorf("starting %s: %w", Workflow, err)
 	}
 	return p, nil
@@ -327,7 +297,7 @@ func (s *Service) Pay(ctx context.Context, tx keeltype.DBTX, id int64, confirmed
 	if !ok {
 		return fmt.Errorf("%w: %d", ErrNoOrder, id)
 	}
-	return s.engine.Signal(ctx, tx, RunID(id), PaymentSignal, confirmed, "")
+	return s.keel.Saga().Signal(ctx, tx, RunID(id), PaymentSignal, confirmed, nil)
 }
 
 func (s *Service) observe(what string, id int64, detail string) {

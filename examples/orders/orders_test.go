@@ -60,13 +60,8 @@ func (r *recorder) of(id int64) []orders.Happening {
 
 func setup(t *testing.T, timeout time.Duration) (*pgxpool.Pool, *orders.Service, *recorder) {
 	t.Helper()
-	url := testdb.NewURL(t)
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	// The least pool New accepts, so the tests show it is enough.
-	pool := testdb.Open(t, fmt.Sprintf("%s%spool_max_conns=%d", url, sep, orders.MinPoolSize))
+	// pgxpool's default config, so the tests show it is enough.
+	pool := testdb.New(t)
 	if err := orders.Migrate(t.Context(), pool); err != nil {
 		t.Fatal(err)
 	}

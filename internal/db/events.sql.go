@@ -891,12 +891,14 @@ func (q *Queries) ResetSubscription(ctx context.Context, arg ResetSubscriptionPa
 
 const resumeSubscription = `-- name: ResumeSubscription :one
 UPDATE keel.subscriptions
-SET status = 'active', attempts = 0, retry_at = NULL, updated_at = now()
+SET status = 'active', attempts = 0, last_error = NULL, failed_position = NULL, retry_at = NULL, updated_at = now()
 WHERE name = $1::text
 RETURNING name
 `
 
-// Un-parks a subscription so it retries the event it failed on.
+// Un-parks a subscription so it retries the event it failed on. Its failure
+// is cleared as a reset clears it: the last error would otherwise read as
+// current while the retry runs; a retry that fails records its own.
 func (q *Queries) ResumeSubscription(ctx context.Context, name string) (string, error) {
 	row := q.db.QueryRow(ctx, resumeSubscription, name)
 	var name_2 string

@@ -288,7 +288,7 @@ func AllKeelSagaRunStatusValues() []KeelSagaRunStatus {
 	}
 }
 
-// The recorded outcome of a step. completed: output holds its result; failed: error holds why, after its last attempt; waiting: a signal wait whose deadline is recorded in output and whose signal has not come yet.
+// The recorded outcome of a step. completed: output holds its result; failed: error holds why, after its last attempt; waiting: a durable timer or a signal wait that has not ended, whose wake time or deadline is recorded in output.
 type KeelSagaStepStatus string
 
 const (
@@ -713,7 +713,7 @@ type KeelSagaStep struct {
 	Attempts int32 `json:"attempts"`
 	// When the step's first attempt started.
 	StartedAt pgtype.Timestamptz `json:"started_at"`
-	// When its outcome was checkpointed.
+	// When its outcome was checkpointed; NULL while the step waits.
 	FinishedAt pgtype.Timestamptz `json:"finished_at"`
 }
 
@@ -783,7 +783,7 @@ type KeelSubscription struct {
 	Status string `json:"status"`
 	// Failed attempts in a row at the event at failed_position.
 	Attempts int32 `json:"attempts"`
-	// The handler's last error, kept until an event is handled.
+	// The handler's last error, kept until an event is handled or a person resumes or resets the subscription.
 	LastError *string `json:"last_error"`
 	// Feed position of the event the handler failed on.
 	FailedPosition *int64 `json:"failed_position"`

@@ -17,14 +17,16 @@ WITH run AS (
     SELECT r.id, r.cancel_requested_at, r.status FROM keel.saga_runs r
     WHERE r.id = $1 AND r.epoch = $2
 ), ins AS (
-    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at)
-    SELECT run.id, $3, $4, $5, $6, $7::jsonb, $8, $9, $10
+    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
+    SELECT run.id, $3, $4, $5, $6, $7::jsonb, $8, $9,
+        COALESCE($10::timestamptz, clock_timestamp()),
+        CASE WHEN $6::keel.saga_step_status = 'waiting' THEN NULL ELSE clock_timestamp() END
     FROM run
     ON CONFLICT (run_id, seq) DO UPDATE SET
         status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
-        attempts = EXCLUDED.attempts, finished_at = now()
+        attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
     WHERE s.status = 'waiting'
-    RETURNING s.run_id, s.seq, s.output
+    RETURNING s.run_id, s.seq, s.output, s.started_at
 ), val AS (
     INSERT INTO keel.saga_values (run_id, name, value, seq)
     SELECT ins.run_id, $4, ins.output, ins.seq FROM ins WHERE $11::boolean
@@ -32,7 +34,7 @@ WITH run AS (
 ), started AS (
     UPDATE keel.saga_runs r SET
         status = 'running', owner = $12, resumes = r.resumes + 1,
-        started_at = COALESCE(r.started_at, now()), updated_at = now()
+        started_at = COALESCE(r.started_at, ins.started_at), updated_at = now()
     FROM ins, run
     WHERE r.id = ins.run_id AND run.status = 'pending'
 )
@@ -57,10 +59,14 @@ type CheckpointParams struct {
 
 // Records a step's outcome in one statement that also fences: it writes
 // only while the run's epoch is the executor's, and never over a recorded
-// outcome (only a waiting signal step may be completed). With publish it also
-// sets the run's published value of that name, and it marks a run taken
-// by ReadPendingRun running. It returns whether a cancel was requested; no
-// row means the executor was fenced out.
+// outcome (only a waiting step, a timer or a signal wait, may be ended).
+// With publish it also sets the run's published value of that name, and it
+// marks a run taken by ReadPendingRun running, started when its first step
+// started. It returns whether a cancel was requested; no row means the
+// executor was fenced out. Both times are the database's: started_at is the
+// executor's reading of that clock when the step began (the statement's
+// when not given), and finished_at is set when the step ends; a waiting
+// step has none.
 func (q *Queries) Checkpoint(ctx context.Context, arg CheckpointParams) (bool, error) {
 	row := q.db.QueryRow(ctx, checkpoint,
 		arg.RunID,
@@ -101,7 +107,8 @@ SELECT claimed.id, claimed.workflow, claimed.version, claimed.queue, claimed.inp
     (SELECT COALESCE(jsonb_agg(jsonb_build_object(
             'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
             'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
-     FROM keel.saga_steps s WHERE s.run_id = claimed.id)::jsonb AS history
+     FROM keel.saga_steps s WHERE s.run_id = claimed.id)::jsonb AS history,
+    clock_timestamp()::timestamptz AS db_now
 FROM claimed
 `
 
@@ -122,12 +129,15 @@ type ClaimRunRow struct {
 	Deadline          pgtype.Timestamptz `json:"deadline"`
 	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
 	History           json.RawMessage    `json:"history"`
+	DbNow             pgtype.Timestamptz `json:"db_now"`
 }
 
 // An executor takes a run for the job of its current generation, and reads
 // its history in the same round trip: the epoch is bumped, which fences out
 // any older executor's checkpoints. A job of an older generation (the run
-// parked or woke since) or a final run gets no row.
+// parked or woke since) or a final run gets no row. db_now is the
+// database's clock, which the executor keeps (advanced by its monotonic
+// clock) for every time it stores or compares.
 func (q *Queries) ClaimRun(ctx context.Context, arg ClaimRunParams) (ClaimRunRow, error) {
 	row := q.db.QueryRow(ctx, claimRun, arg.Owner, arg.ID, arg.Generation)
 	var i ClaimRunRow
@@ -142,6 +152,7 @@ func (q *Queries) ClaimRun(ctx context.Context, arg ClaimRunParams) (ClaimRunRow
 		&i.Deadline,
 		&i.CancelRequestedAt,
 		&i.History,
+		&i.DbNow,
 	)
 	return i, err
 }
@@ -276,28 +287,30 @@ func (q *Queries) FinishedRuns(ctx context.Context, ids []string) ([]string, err
 
 const forkRun = `-- name: ForkRun :one
 INSERT INTO keel.saga_runs (id, workflow, version, queue, input, forked_from, forked_at_seq, deadline)
-SELECT $1, s.workflow, $2, s.queue, s.input, s.id, $3, $4
+SELECT $1, s.workflow, $2, s.queue, s.input, s.id, $3,
+    now() + $4::bigint * interval '1 microsecond'
 FROM keel.saga_runs s WHERE s.id = $5
 ON CONFLICT (id) DO NOTHING
 RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
 `
 
 type ForkRunParams struct {
-	NewID    string             `json:"new_id"`
-	Version  int32              `json:"version"`
-	AtSeq    *int32             `json:"at_seq"`
-	Deadline pgtype.Timestamptz `json:"deadline"`
-	SrcID    string             `json:"src_id"`
+	NewID     string `json:"new_id"`
+	Version   int32  `json:"version"`
+	AtSeq     *int32 `json:"at_seq"`
+	TimeoutUs *int64 `json:"timeout_us"`
+	SrcID     string `json:"src_id"`
 }
 
 // Starts a new run of the same workflow and input as src, at version. No
-// row: src is missing or the new id is taken (nothing is inserted).
+// row: src is missing or the new id is taken (nothing is inserted). The
+// deadline is as in InsertRun.
 func (q *Queries) ForkRun(ctx context.Context, arg ForkRunParams) (KeelSagaRun, error) {
 	row := q.db.QueryRow(ctx, forkRun,
 		arg.NewID,
 		arg.Version,
 		arg.AtSeq,
-		arg.Deadline,
+		arg.TimeoutUs,
 		arg.SrcID,
 	)
 	var i KeelSagaRun
@@ -403,23 +416,26 @@ func (q *Queries) HoldsRun(ctx context.Context, arg HoldsRunParams) (bool, error
 
 const insertRun = `-- name: InsertRun :one
 INSERT INTO keel.saga_runs (id, workflow, version, queue, input, parent_id, parent_seq, deadline)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+    now() + $8::bigint * interval '1 microsecond')
 ON CONFLICT (id) DO NOTHING
 RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
 `
 
 type InsertRunParams struct {
-	ID        string             `json:"id"`
-	Workflow  string             `json:"workflow"`
-	Version   int32              `json:"version"`
-	Queue     string             `json:"queue"`
-	Input     json.RawMessage    `json:"input"`
-	ParentID  *string            `json:"parent_id"`
-	ParentSeq *int32             `json:"parent_seq"`
-	Deadline  pgtype.Timestamptz `json:"deadline"`
+	ID        string          `json:"id"`
+	Workflow  string          `json:"workflow"`
+	Version   int32           `json:"version"`
+	Queue     string          `json:"queue"`
+	Input     json.RawMessage `json:"input"`
+	ParentID  *string         `json:"parent_id"`
+	ParentSeq *int32          `json:"parent_seq"`
+	TimeoutUs *int64          `json:"timeout_us"`
 }
 
 // Starts a run; a run id already taken inserts nothing and returns no row.
+// The deadline is the database's now() plus the timeout (none when NULL), so
+// it is on the clock of every other time keel stores.
 func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (KeelSagaRun, error) {
 	row := q.db.QueryRow(ctx, insertRun,
 		arg.ID,
@@ -429,7 +445,7 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (KeelSagaR
 		arg.Input,
 		arg.ParentID,
 		arg.ParentSeq,
-		arg.Deadline,
+		arg.TimeoutUs,
 	)
 	var i KeelSagaRun
 	err := row.Scan(
@@ -661,7 +677,8 @@ SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
     (SELECT COALESCE(jsonb_agg(jsonb_build_object(
             'seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
             'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
-     FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history
+     FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history,
+    clock_timestamp()::timestamptz AS db_now
 FROM keel.saga_runs r
 WHERE r.id = $1 AND r.generation = $2 AND (r.status = 'pending') IS TRUE
 `
@@ -682,6 +699,7 @@ type ReadPendingRunRow struct {
 	Deadline          pgtype.Timestamptz `json:"deadline"`
 	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
 	History           json.RawMessage    `json:"history"`
+	DbNow             pgtype.Timestamptz `json:"db_now"`
 }
 
 // The first attempt of a pending run's job takes the run without a write:
@@ -691,7 +709,7 @@ type ReadPendingRunRow struct {
 // The status test is written as (… = 'pending') IS TRUE, which no index
 // can search, so the run is found by id: as a plain status = 'pending', a
 // planner that believed few runs were pending searched the status index and
-// read every pending run.
+// read every pending run. db_now is as in ClaimRun.
 func (q *Queries) ReadPendingRun(ctx context.Context, arg ReadPendingRunParams) (ReadPendingRunRow, error) {
 	row := q.db.QueryRow(ctx, readPendingRun, arg.ID, arg.Generation)
 	var i ReadPendingRunRow
@@ -706,6 +724,7 @@ func (q *Queries) ReadPendingRun(ctx context.Context, arg ReadPendingRunParams) 
 		&i.Deadline,
 		&i.CancelRequestedAt,
 		&i.History,
+		&i.DbNow,
 	)
 	return i, err
 }

@@ -87,6 +87,14 @@ type Tracker struct {
 	lastFailure time.Time
 }
 
+// Report is a tracker's report function that hands each Event to hook as
+// a keeltype.MeasureOutage measurement.
+func Report(hook keeltype.Hook) func(Event) {
+	return func(ev Event) {
+		hook.Measure(context.Background(), keeltype.Measurement{Kind: keeltype.MeasureOutage, Name: ev.Component, Outage: &ev})
+	}
+}
+
 // NewTracker returns a tracker for component that logs to logger and hands
 // each outage's start and end to report (either may be nil).
 func NewTracker(component string, logger *slog.Logger, report func(Event)) *Tracker {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/outage"
+	"github.com/keelpg/keel/internal/service"
 )
 
 // Duty is one periodic job of work.
@@ -85,7 +86,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, d Duty, logger *slog.Logger, t
 	}
 	var backoff outage.Backoff
 	for {
-		_, more, err := RunOnce(ctx, pool, d)
+		passCtx, cancel := service.Statement(ctx)
+		_, more, err := RunOnce(passCtx, pool, d)
+		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}

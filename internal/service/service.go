@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // Runner runs one component's loop in the background. The zero value is
@@ -90,4 +91,21 @@ func (r *Runner) stop(ctx context.Context, cancelWork bool) error {
 		r.done, r.err = nil, nil
 	}
 	return err
+}
+
+// stopGrace is how long a statement in flight may outlive its loop's stop.
+const stopGrace = 2 * time.Second
+
+// Statement returns the context for one statement (or one short
+// transaction) of a background loop: it ends stopGrace after ctx does. A
+// stop so lets the statement in flight finish — a statement cut off by a
+// cancel costs its connection, which pgx then closes in the background,
+// still counted as acquired — but does not wait on one that hangs.
+func Statement(ctx context.Context) (context.Context, context.CancelFunc) {
+	stmt, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace, cancel) })
+	return stmt, func() {
+		stop()
+		cancel()
+	}
 }

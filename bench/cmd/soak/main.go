@@ -127,7 +127,10 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	box := outbox.New(pool, outbox.Config{})
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		return err
+	}
 	defer box.Close()
 	relay, err := outbox.NewRelay(pool, &c.pub, outbox.RelayConfig{Retention: cfg.retention})
 	if err != nil {
