@@ -1,0 +1,137 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/jobs"
+)
+
+type ChargeCardArgs struct {
+	Account string `json:"account"`
+}
+
+func (ChargeCardArgs) Kind() string { return "example_cancel_charge_card" }
+
+// A handler that finds its job pointless cancels it for good: the job is
+// not retried, and its error is kept in the row.
+func ExampleJobCancel() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+
+	workers := jobs.NewWorkers()
+	jobs.AddWorker(workers, func(ctx context.Context, job *jobs.Job[ChargeCardArgs]) error {
+		return jobs.JobCancel(fmt.Errorf("account %s is closed", job.Args.Account))
+	}, nil)
+	client, err := jobs.NewClient(pool, jobs.Config{
+		Workers:           workers,
+		Queues:            map[string]jobs.QueueConfig{"example-cancel": {}},
+		FetchPollInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := client.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = client.Stop(ctx) }()
+
+	job, err := client.Insert(ctx, pool, ChargeCardArgs{Account: "acme"}, &jobs.InsertOpts{Queue: "example-cancel"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !job.State.Final() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		if job, err = client.JobGet(ctx, job.ID); err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Println(job.State, "after", job.Attempt, "attempt:", job.Errors[0].Error)
+	// Output: cancelled after 1 attempt: keel jobs: cancelled by its handler: account acme is closed
+}
+
+type ExportReportArgs struct {
+	Report string `json:"report"`
+}
+
+func (ExportReportArgs) Kind() string { return "example_cancel_export_report" }
+
+// Client.JobCancel cancels a queued job at once, and a running one through
+// its context, in whichever process runs it.
+func ExampleClient_JobCancel() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+
+	started := make(chan struct{})
+	cause := make(chan error, 1)
+	workers := jobs.NewWorkers()
+	jobs.AddWorker(workers, func(ctx context.Context, job *jobs.Job[ExportReportArgs]) error {
+		close(started)
+		<-ctx.Done() // a long export, until it is cancelled
+		cause <- context.Cause(ctx)
+		return ctx.Err()
+	}, nil)
+	client, err := jobs.NewClient(pool, jobs.Config{
+		Workers:           workers,
+		Queues:            map[string]jobs.QueueConfig{"example-job-cancel": {}},
+		FetchPollInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// A job scheduled for later is cancelled before it ever runs.
+	later, err := client.Insert(ctx, pool, ExportReportArgs{Report: "yearly"},
+		&jobs.InsertOpts{Queue: "example-job-cancel", Delay: time.Hour})
+	if err != nil {
+		log.Fatal(err)
+	}
+	later, err = client.JobCancel(ctx, later.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("yearly export:", later.State)
+
+	if err := client.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = client.Stop(ctx) }()
+	running, err := client.Insert(ctx, pool, ExportReportArgs{Report: "daily"}, &jobs.InsertOpts{Queue: "example-job-cancel"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		log.Fatal("the daily export did not start")
+	}
+	if _, err := client.JobCancel(ctx, running.ID); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("handler's context ended by cancel request:", errors.Is(<-cause, jobs.ErrCancelRequested))
+	for deadline := time.Now().Add(30 * time.Second); !running.State.Final() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		if running, err = client.JobGet(ctx, running.ID); err != nil {
+			log.Fatal(err)
+		}
+	}
+	fmt.Println("daily export:", running.State)
+	// Output:
+	// yearly export: cancelled
+	// handler's context ended by cancel request: true
+	// daily export: cancelled
+}
