@@ -119,8 +119,10 @@ const (
 	// per relay poll interval (Age; 0 when there is none).
 	MeasureOutboxLag MeasurementKind = "outbox.lag"
 	// MeasureSubscriptionLag is how far a subscription is behind after a
-	// batch (Name: the subscription; Value: events of its feed past its
-	// checkpoint; Age: since its newest handled event was recorded).
+	// batch (Name: the subscription; Value: feed positions past its
+	// checkpoint — for a category subscription, other categories' events
+	// included, as counting only its own would cost a query per batch; Age:
+	// since its newest handled event was recorded).
 	MeasureSubscriptionLag MeasurementKind = "events.subscription_lag"
 	// MeasureOutage is a component losing the database or having it back
 	// (Outage; Name: the component).
