@@ -32,8 +32,11 @@ type execution struct {
 	cancelReq bool
 	comps     []compensation
 	children  []string
-	// async counts step goroutines still running.
+	// async counts step goroutines and background checkpoints still
+	// running; bgErr is the first error of a background checkpoint, which
+	// stops the execution once they are waited for.
 	async sync.WaitGroup
+	bgErr error
 	// outcome is how the execution ended, for the hook.
 	outcome keeltype.Outcome
 }
@@ -90,7 +93,7 @@ func (c *workflowContext) execution() *execution { return c.ex }
 // claim's return trip), so a step never seems to start after it finished.
 type dbClock struct {
 	at    time.Time // the database's clock_timestamp() in the claim
-	since time.Time // when the claim's row arrived, for its monotonic reading
+	since time.Time // when, on this process's monotonic clock, the database read at
 }
 
 func (c dbClock) now() time.Time { return c.at.Add(time.Since(c.since)) }
@@ -99,10 +102,10 @@ func (c dbClock) now() time.Time { return c.at.Add(time.Since(c.since)) }
 // what a Go context deadline needs.
 func (c dbClock) localTime(t time.Time) time.Time { return time.Now().Add(t.Sub(c.now())) }
 
-func newExecution(e *Engine, wf *workflow, run db.ClaimRunRow, steps []db.KeelSagaStep, ctx context.Context) *execution {
+func newExecution(e *Engine, wf *workflow, run db.ClaimRunRow, steps []db.KeelSagaStep, ctx context.Context, clockAt time.Time) *execution {
 	ex := &execution{
 		e: e, wf: wf, run: run, ctx: ctx,
-		clock:     dbClock{at: run.DbNow.Time, since: time.Now()},
+		clock:     dbClock{at: run.DbNow.Time, since: clockAt},
 		history:   make(map[int32]db.KeelSagaStep, len(steps)),
 		cancelReq: run.CancelRequestedAt.Valid,
 	}
@@ -197,6 +200,31 @@ func (ex *execution) checkpoint(ctx context.Context, tx keeltype.DBTX, p db.Chec
 
 // mustCheckpoint is checkpoint for the workflow goroutine: a failure stops
 // the workflow.
+// checkpointInBackground records p while the workflow goes on, for an
+// outcome nothing that follows depends on; waits and the end of the
+// execution wait for it, and its error stops the execution there.
+func (ex *execution) checkpointInBackground(p db.CheckpointParams) {
+	ex.async.Add(1)
+	go func() {
+		defer ex.async.Done()
+		if err := ex.checkpoint(ex.ctx, ex.e.pool, p); err != nil {
+			ex.mu.Lock()
+			if ex.bgErr == nil {
+				ex.bgErr = err
+			}
+			ex.mu.Unlock()
+		}
+	}()
+}
+
+// backgroundErr is the first error of a background checkpoint; call it
+// after async.Wait.
+func (ex *execution) backgroundErr() error {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	return ex.bgErr
+}
+
 func (ex *execution) mustCheckpoint(tx keeltype.DBTX, p db.CheckpointParams) {
 	if err := ex.checkpoint(ex.ctx, tx, p); err != nil {
 		panic(abort{err})
@@ -236,6 +264,9 @@ func (ex *execution) compensations() []compensation {
 // still running here.
 func (ex *execution) wait(reason string, wakeAt time.Time, decide func(tx pgx.Tx) (bool, error)) {
 	ex.async.Wait()
+	if err := ex.backgroundErr(); err != nil {
+		panic(abort{err})
+	}
 	done, err := ex.waitTx(reason, wakeAt, decide)
 	if err != nil {
 		panic(abort{err})
@@ -292,8 +323,12 @@ func (ex *execution) waitTx(reason string, wakeAt time.Time, decide func(tx pgx.
 		return false, fmt.Errorf("keel saga: parking run %s: %w", ex.run.ID, err)
 	}
 	var wakeJob int64
+	jobAt := wakeAt
+	if decide == nil { // a timer: due timerLead early, the rest slept in hold
+		jobAt = wakeAt.Add(-timerLead)
+	}
 	if !wakeAt.IsZero() {
-		if wakeJob, err = ex.e.enqueueJob(ex.ctx, tx, ex.run.ID, row.Generation, row.Queue, wakeAt); err != nil {
+		if wakeJob, err = ex.e.enqueueJob(ex.ctx, tx, ex.run.ID, row.Generation, row.Queue, jobAt); err != nil {
 			return false, err
 		}
 	}
@@ -301,7 +336,7 @@ func (ex *execution) waitTx(reason string, wakeAt time.Time, decide func(tx pgx.
 		return false, fmt.Errorf("keel saga: parking run %s: %w", ex.run.ID, err)
 	}
 	if wakeJob != 0 {
-		ex.e.timers.add(wakeJob, wakeAt.Sub(ex.clock.now()))
+		ex.e.timers.add(wakeJob, jobAt.Sub(ex.clock.now()))
 	}
 	return false, nil
 }

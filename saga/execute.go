@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -22,7 +23,11 @@ import (
 // the run.
 func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	q := db.New(e.pool)
+	sent := time.Now()
 	run, err := e.takeRun(ctx, job)
+	// The claim read the database's clock somewhere in its round trip; its
+	// middle is the best guess of when, for the execution's clock.
+	clockAt := sent.Add(time.Since(sent) / 2)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // a stale job: the run parked, woke or ended since it was queued
 	}
@@ -44,7 +49,7 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 		return fmt.Errorf("keel saga: decoding the history of run %s: %w", run.ID, err)
 	}
 	ctx, end := e.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpSagaRun, Name: run.Workflow, ID: run.ID, Attempt: job.Attempt})
-	ex := newExecution(e, wf, run, steps, ctx)
+	ex := newExecution(e, wf, run, steps, ctx, clockAt)
 	err = ex.execute()
 	if ex.outcome.State == "" {
 		ex.outcome.Err = err
@@ -73,6 +78,9 @@ func (e *Engine) takeRun(ctx context.Context, job *jobs.Job[runJob]) (db.ClaimRu
 func (ex *execution) execute() error {
 	out, werr, stopped := ex.call()
 	ex.async.Wait()
+	if err := ex.backgroundErr(); err != nil && stopped == nil {
+		stopped = err
+	}
 	if stopped != nil {
 		var nd *NondeterminismError
 		var f failure

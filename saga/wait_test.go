@@ -196,3 +196,57 @@ func TestPublishedValues(t *testing.T) {
 		t.Fatalf("missing value: %v", err)
 	}
 }
+
+// A sleep of a few tens of milliseconds is slept in the process, with no
+// park; a longer one parks, and its wake-up job is due a little before the
+// wake time, so the run is claimed and replayed by then and resumes on
+// time. Neither resumes before its time.
+func TestTimers(t *testing.T) {
+	t.Parallel()
+	pool := openPool(t, testdb.NewURL(t), 8)
+	reg := saga.NewRegistry()
+	saga.Register(reg, "sleeper", 1, func(ctx saga.Context, ms int) (time.Time, error) {
+		saga.Sleep(ctx, time.Duration(ms)*time.Millisecond)
+		return saga.Step(ctx, "after", func(context.Context) (time.Time, error) { return time.Now(), nil }, nil)
+	})
+	e := newEngine(t, pool, reg, true)
+	tests := []struct {
+		name        string
+		sleep       time.Duration
+		wantResumes int
+	}{
+		{"held", 15 * time.Millisecond, 1},
+		{"parked", 400 * time.Millisecond, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			started := time.Now()
+			run := start(t, e, pool, "sleeper", int(tc.sleep/time.Millisecond), nil)
+			done := await(t, e, run.ID)
+			woke, err := saga.Result[time.Time](done)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if woke.Before(started.Add(tc.sleep)) {
+				t.Errorf("woke %s after the start, before the %s sleep ended", woke.Sub(started), tc.sleep)
+			}
+			if done.Resumes != tc.wantResumes {
+				t.Errorf("%d executions, want %d", done.Resumes, tc.wantResumes)
+			}
+			if tc.wantResumes == 1 {
+				return
+			}
+			var early time.Duration
+			err = pool.QueryRow(context.Background(), `SELECT (s.output #>> '{}')::timestamptz - j.run_at
+				FROM keel.jobs j, keel.saga_steps s
+				WHERE j.args->>'run_id' = $1 AND s.run_id = $1 AND s.kind = 'sleep'
+				ORDER BY j.id DESC LIMIT 1`, run.ID).Scan(&early)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if early <= 0 || early > 100*time.Millisecond {
+				t.Errorf("the wake-up job was due %s before the wake time, want a few tens of milliseconds", early)
+			}
+		})
+	}
+}
