@@ -73,15 +73,16 @@ SELECT * FROM keel.saga_steps WHERE run_id = @run_id ORDER BY seq;
 -- started. It returns whether a cancel was requested; no row means the
 -- executor was fenced out. Both times are the database's: started_at is the
 -- executor's reading of that clock when the step began (the statement's
--- when not given), and finished_at is set when the step ends; a waiting
--- step has none.
+-- when not given; never later than the statement's, as the reading is an
+-- estimate), and finished_at is set when the step ends; a waiting step has
+-- none.
 WITH run AS (
     SELECT r.id, r.cancel_requested_at, r.status FROM keel.saga_runs r
     WHERE r.id = @run_id AND r.epoch = @epoch
 ), ins AS (
     INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
     SELECT run.id, @seq, @name, @kind, @status, sqlc.narg('output')::jsonb, sqlc.narg('error'), @attempts,
-        COALESCE(sqlc.narg('started_at')::timestamptz, clock_timestamp()),
+        LEAST(COALESCE(sqlc.narg('started_at')::timestamptz, clock_timestamp()), clock_timestamp()),
         CASE WHEN @status::keel.saga_step_status = 'waiting' THEN NULL ELSE clock_timestamp() END
     FROM run
     ON CONFLICT (run_id, seq) DO UPDATE SET

@@ -19,7 +19,7 @@ WITH run AS (
 ), ins AS (
     INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
     SELECT run.id, $3, $4, $5, $6, $7::jsonb, $8, $9,
-        COALESCE($10::timestamptz, clock_timestamp()),
+        LEAST(COALESCE($10::timestamptz, clock_timestamp()), clock_timestamp()),
         CASE WHEN $6::keel.saga_step_status = 'waiting' THEN NULL ELSE clock_timestamp() END
     FROM run
     ON CONFLICT (run_id, seq) DO UPDATE SET
@@ -65,8 +65,9 @@ type CheckpointParams struct {
 // started. It returns whether a cancel was requested; no row means the
 // executor was fenced out. Both times are the database's: started_at is the
 // executor's reading of that clock when the step began (the statement's
-// when not given), and finished_at is set when the step ends; a waiting
-// step has none.
+// when not given; never later than the statement's, as the reading is an
+// estimate), and finished_at is set when the step ends; a waiting step has
+// none.
 func (q *Queries) Checkpoint(ctx context.Context, arg CheckpointParams) (bool, error) {
 	row := q.db.QueryRow(ctx, checkpoint,
 		arg.RunID,
