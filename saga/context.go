@@ -39,6 +39,11 @@ type execution struct {
 	bgErr error
 	// outcome is how the execution ended, for the hook.
 	outcome keeltype.Outcome
+	// stepsCtx is the context the steps' contexts derive from: a cancel
+	// request notified while the run executes here ends it (cancelSteps),
+	// so a running step stops; compensations run on ctx.
+	stepsCtx    context.Context
+	cancelSteps context.CancelFunc
 }
 
 // compensation is the undo of a completed step.
@@ -112,7 +117,27 @@ func newExecution(e *Engine, wf *workflow, run db.ClaimRunRow, steps []db.KeelSa
 	for _, s := range steps {
 		ex.history[s.Seq] = s
 	}
+	stepsCtx, cancel := context.WithCancelCause(ctx)
+	ex.stepsCtx = stepsCtx
+	ex.cancelSteps = func() {
+		ex.mu.Lock()
+		ex.cancelReq = true
+		ex.mu.Unlock()
+		cancel(ErrCancelled)
+	}
 	return ex
+}
+
+// stepStop is why the steps stopped, if they did: the execution's stop, or
+// ErrCancelled when a cancel request reached the running step.
+func (ex *execution) stepStop() error {
+	if ex.ctx.Err() != nil {
+		return context.Cause(ex.ctx)
+	}
+	if ex.stepsCtx.Err() != nil {
+		return ErrCancelled
+	}
+	return nil
 }
 
 // nextStep hands out the next history position to a step called name of
@@ -157,9 +182,9 @@ func (ex *execution) checkStop() {
 // stepContext is the context a step function runs with: the process's,
 // bounded by the workflow timeout.
 func (ex *execution) stepContext(name string) (context.Context, context.CancelFunc, func(keeltype.Outcome)) {
-	ctx, cancel := context.WithCancel(ex.ctx)
+	ctx, cancel := context.WithCancel(ex.stepsCtx)
 	if ex.run.Deadline.Valid {
-		ctx, cancel = context.WithDeadlineCause(ex.ctx, ex.clock.localTime(ex.run.Deadline.Time), ErrTimeout)
+		ctx, cancel = context.WithDeadlineCause(ex.stepsCtx, ex.clock.localTime(ex.run.Deadline.Time), ErrTimeout)
 	}
 	ctx, end := ex.e.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpSagaStep, Name: name, ID: ex.run.ID})
 	return ctx, cancel, end

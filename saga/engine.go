@@ -28,8 +28,9 @@ type Engine struct {
 	awaiter  *awaiter
 	// done debounces the run-finished notifications: a notifying commit
 	// takes a database-wide lock, so one per run would serialise finishes.
-	done   *notify.Debouncer
-	timers *timers
+	done    *notify.Debouncer
+	timers  *timers
+	cancels *cancels
 	// closed is set by Stop: the engine writes nothing more.
 	closed atomic.Bool
 }
@@ -67,6 +68,7 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	e.awaiter = newAwaiter(pool, cfg.Jobs.Listener, cfg.Logger)
 	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
 	e.timers = newTimers(e.jobs, cfg.Logger)
+	e.cancels = newCancels(e.awaiter.listener)
 	return e, nil
 }
 
@@ -82,7 +84,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	if e.closed.Load() {
 		return ErrClosed
 	}
-	return e.jobs.Start(ctx)
+	if err := e.jobs.Start(ctx); err != nil {
+		return err
+	}
+	e.cancels.start()
+	return nil
 }
 
 // Stop stops taking runs and waits for the executions in hand to park,
@@ -105,6 +111,7 @@ func (e *Engine) stop(ctx context.Context, cancel bool) error {
 	} else {
 		err = e.jobs.Stop(ctx)
 	}
+	e.cancels.stopListening()
 	e.closed.Store(true)
 	e.awaiter.close()
 	e.done.Close()
@@ -284,7 +291,9 @@ func (e *Engine) wake(ctx context.Context, tx keeltype.DBTX, runID string) error
 }
 
 // Cancel requests the cancel of a run and of its children, through tx. A
-// waiting run is woken; a running one stops at its next step. Each then runs
+// waiting run is woken; a running one has the context of its running step
+// cancelled (once tx commits; at its next step when the notification is
+// lost, as behind PgBouncer in transaction mode). Each then runs
 // the compensations of its completed steps in reverse order and ends
 // cancelled. Cancelling a finished run fails with ErrRunFinished.
 func (e *Engine) Cancel(ctx context.Context, tx keeltype.DBTX, runID string) error {
@@ -308,11 +317,17 @@ func (e *Engine) cancel(ctx context.Context, tx keeltype.DBTX, runID string) err
 		}
 		return fmt.Errorf("%w: %s", ErrRunFinished, runID)
 	}
+	q := db.New(tx)
 	for _, r := range rows {
 		if r.Woken {
 			if err := e.enqueue(ctx, tx, r.ID, r.Generation, r.Queue, time.Time{}); err != nil {
 				return err
 			}
+			continue
+		}
+		// A running run: its executor cancels the step it runs.
+		if err := q.Notify(ctx, db.NotifyParams{Channel: channelCancel, Payload: r.ID}); err != nil {
+			return fmt.Errorf("keel saga: cancel %s: %w", r.ID, err)
 		}
 	}
 	return nil

@@ -50,6 +50,7 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	}
 	ctx, end := e.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpSagaRun, Name: run.Workflow, ID: run.ID, Attempt: job.Attempt})
 	ex := newExecution(e, wf, run, steps, ctx, clockAt)
+	defer e.cancels.track(ex)()
 	err = ex.execute()
 	if ex.outcome.State == "" {
 		ex.outcome.Err = err

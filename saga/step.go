@@ -93,8 +93,8 @@ func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.C
 		return nil
 	})
 	end(keeltype.Outcome{Err: err})
-	if ex.ctx.Err() != nil {
-		return out, nil, context.Cause(ex.ctx)
+	if stop := ex.stepStop(); stop != nil {
+		return out, nil, stop
 	}
 	p := db.CheckpointParams{Seq: seq, Name: name, Kind: "step", Status: db.KeelSagaStepStatusCompleted, Output: encoded, Attempts: int32(attempts), StartedAt: started}
 	if err != nil {
@@ -205,8 +205,8 @@ func TxStep[T any](wc Context, name string, fn func(ctx context.Context, tx pgx.
 	switch {
 	case stop != nil:
 		panic(abort{stop})
-	case ex.ctx.Err() != nil:
-		panic(abort{context.Cause(ex.ctx)})
+	case ex.stepStop() != nil:
+		panic(abort{ex.stepStop()})
 	case err == nil:
 		return out, nil
 	}

@@ -91,13 +91,13 @@ func (ex *execution) sleepLeft(at time.Time) {
 }
 
 // hold sleeps in the process until at, on the database's clock, or until
-// the execution's context ends.
+// the execution stops or a cancel request reaches it.
 func (ex *execution) hold(at time.Time) {
 	t := time.NewTimer(at.Sub(ex.clock.now()))
 	defer t.Stop()
 	select {
 	case <-t.C:
-	case <-ex.ctx.Done():
+	case <-ex.stepsCtx.Done(): // a stop or a cancel request
 	}
 }
 
