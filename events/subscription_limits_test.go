@@ -72,7 +72,9 @@ func TestClosedStoreEndsSubscriptions(t *testing.T) {
 	store := newStore(t, pool, events.Config{})
 	started := make(chan struct{})
 	var once sync.Once
-	sub, err := store.NewSubscription(events.SubscriptionConfig{Name: "closing", PollInterval: time.Hour,
+	// Polling, not only notified: the append may commit before the
+	// subscription's LISTEN is in place.
+	sub, err := store.NewSubscription(events.SubscriptionConfig{Name: "closing", PollInterval: 20 * time.Millisecond,
 		Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error {
 			once.Do(func() { close(started) })
 			return nil
