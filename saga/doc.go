@@ -92,11 +92,13 @@
 // # Waiting: timers, signals, children
 //
 // [Sleep] and [SleepUntil] park the run: the execution ends, the run is
-// marked waiting and a job is scheduled for the wake time, so no goroutine or
-// worker is held and the wake-up survives restarts. The process that parked
-// the run also keeps a timer that makes the job available at its time; if
-// that process is gone, jobs' promotion (every Jobs.MaintenanceInterval)
-// does. [AwaitSignal] consumes a
+// marked waiting and a job is scheduled 20ms before the wake time, so no
+// goroutine or worker is held and the wake-up survives restarts. The process
+// that parked the run also keeps a timer that makes the job available at its
+// time; if that process is gone, jobs' promotion (every
+// Jobs.MaintenanceInterval) does. The execution that takes the job sleeps
+// the rest in its process, so the run goes on at the wake time; a sleep of
+// 40ms or less is slept that way without parking. [AwaitSignal] consumes a
 // signal sent with [Engine.Signal] (in the sender's transaction, with an
 // optional idempotency key); a signal sent before the wait is kept until a
 // wait consumes it, oldest first; the wait parks the run until a signal or
@@ -118,8 +120,10 @@
 // # Control and inspection
 //
 // [Engine.Cancel] requests a cancel: a waiting run is woken, a running one
-// stops before its next step (a running step is not interrupted), and each
-// compensates and ends cancelled. [StartOpts.Timeout] bounds a run the same
+// has its running step's context cancelled (cause ErrCancelled; the step is
+// not recorded) by the process executing it, and each compensates and ends
+// cancelled. A cancel whose notification is lost (PgBouncer in transaction
+// mode) reaches a running run at its next step. [StartOpts.Timeout] bounds a run the same
 // way, ending it failed with ErrTimeout, and bounds its steps' contexts.
 // [Engine.Resume] re-runs a failed or cancelled run from the step that
 // failed (completed steps replay; its compensation records are dropped).

@@ -18,9 +18,12 @@ func Sleep(wc Context, d time.Duration) {
 }
 
 // SleepUntil parks the run until t: its execution ends, holding no goroutine
-// or worker, and a job scheduled at t resumes it — in any process, across
-// restarts. The wake time is checkpointed, so a replay sleeps only what is
-// left. A cancel or the workflow timeout ends the sleep early.
+// or worker, and a job scheduled just before t resumes it — in any process,
+// across restarts — and sleeps the last few milliseconds in its process, so
+// it goes on at t rather than a claim's latency later. A sleep of 40ms or
+// less is slept in the process without parking. The wake time is
+// checkpointed, so a replay sleeps only what is left. A cancel or the
+// workflow timeout ends the sleep early.
 func SleepUntil(wc Context, t time.Time) {
 	sleepUntil(wc, func(*execution) time.Time { return t })
 }
