@@ -60,8 +60,9 @@ func NewStore(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 // Stop the store's subscriptions first: once the store is closed, its
 // running subscriptions and sequencer stop, and every write through it
 // (Append, Tombstone, TruncateBefore, SaveSnapshot, Aggregate.Execute,
-// Sequence, Subscription and its Run, ResumeSubscription,
-// ResetSubscription) returns ErrClosed before sending anything. An Append already past that
+// Sequence, NewSubscription and a subscription's Start and Run,
+// SubscriptionResume, SubscriptionReset, the sequencer's Start and Run)
+// returns ErrClosed before sending anything. An Append already past that
 // check when Close is called completes without its wake-up notification;
 // subscriptions find its events when they poll. Reads keep working. The
 // pool stays open.
