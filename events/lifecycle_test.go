@@ -74,18 +74,22 @@ func TestSubscriptionClosedPool(t *testing.T) {
 	url := testdb.NewURL(t)
 	pool := testdb.OpenSized(t, url, 4)
 	store := newStore(t, pool, events.Config{Listener: listener.New(testdb.OpenSized(t, url, 1), nil)})
+	var handled atomic.Int64
 	newSub := func(name string) *events.Subscription {
 		sub, err := store.NewSubscription(events.SubscriptionConfig{Name: name, PollInterval: 10 * time.Millisecond,
-			Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error { return nil }})
+			Handler: func(context.Context, pgx.Tx, events.RecordedEvent) error { handled.Add(1); return nil }})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return sub
 	}
 	blocking, background := newSub("blocking"), newSub("background")
+	// The pool closes under a subscription seen running: it handled an
+	// event.
+	appendTx(ctx, t, store, pool, "c-1", events.Any, ev("E", 1))
 	done := make(chan error, 1)
 	go func() { done <- blocking.Run(ctx) }()
-	time.Sleep(50 * time.Millisecond)
+	eventually(t, 30*time.Second, "the event handled", func() (bool, error) { return handled.Load() == 1, nil })
 	pool.Close()
 	select {
 	case err := <-done:

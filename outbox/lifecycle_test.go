@@ -48,11 +48,14 @@ func TestRelayClosedPool(t *testing.T) {
 	ctx := context.Background()
 	url := testdb.NewURL(t)
 
+	// The pool closes under a relay seen running: it published a message.
 	blocking := testdb.OpenSized(t, url, 4)
-	r := newRelay(t, blocking, &recorder{}, outbox.RelayConfig{PollInterval: 10 * time.Millisecond})
+	rec := &recorder{}
+	enqueue(t, blocking, newOutbox(t, blocking), outbox.Message{Topic: "t", Payload: []byte("1")})
+	r := newRelay(t, blocking, rec, outbox.RelayConfig{PollInterval: 10 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, 30*time.Second, func() bool { return len(rec.published()) == 1 })
 	blocking.Close()
 	select {
 	case err := <-done:

@@ -261,10 +261,14 @@ WHERE sqlc.narg('state')::keel.job_state IS NULL OR state = sqlc.narg('state')::
 
 -- name: ListJobs :many
 -- Jobs for people, newest first, optionally of one state, queue and kind.
+-- With hide_internal, keel's own jobs (kinds starting with "keel.", such as
+-- the saga engine's keel.saga.run) are left out, as the CLI does unless
+-- asked.
 SELECT * FROM keel.jobs
 WHERE (sqlc.narg('state')::keel.job_state IS NULL OR state = sqlc.narg('state')::keel.job_state)
   AND (sqlc.narg('queue')::text IS NULL OR queue = sqlc.narg('queue')::text)
   AND (sqlc.narg('kind')::text IS NULL OR kind = sqlc.narg('kind')::text)
+  AND (sqlc.narg('hide_internal')::boolean IS NOT TRUE OR NOT starts_with(kind, 'keel.'))
 ORDER BY id DESC
 LIMIT sqlc.arg('max_rows')::integer;
 

@@ -115,7 +115,8 @@ func jobsList(fs *flag.FlagSet) action {
 			return usageError{"--limit must be at least 1"}
 		}
 		// A kind of keel's own is asked for by name: list it without --all.
-		p := db.ListJobsForPeopleParams{AllKinds: *all || strings.HasPrefix(*kind, internalKindPrefix), MaxRows: int32(min(*limit, math.MaxInt32))}
+		hide := !*all && !strings.HasPrefix(*kind, internalKindPrefix)
+		p := db.ListJobsParams{HideInternal: &hide, MaxRows: int32(min(*limit, math.MaxInt32))}
 		if *state != "" {
 			s := db.KeelJobState(*state)
 			if !s.Valid() {
@@ -133,8 +134,8 @@ func jobsList(fs *flag.FlagSet) action {
 	}
 }
 
-func (c *cli) listJobs(ctx context.Context, q *db.Queries, p db.ListJobsForPeopleParams) error {
-	rows, err := q.ListJobsForPeople(ctx, p)
+func (c *cli) listJobs(ctx context.Context, q *db.Queries, p db.ListJobsParams) error {
+	rows, err := q.ListJobs(ctx, p)
 	if err != nil {
 		return err
 	}

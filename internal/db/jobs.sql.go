@@ -547,23 +547,29 @@ SELECT id, kind, queue, state, priority, args, metadata, tags, attempt, max_atte
 WHERE ($1::keel.job_state IS NULL OR state = $1::keel.job_state)
   AND ($2::text IS NULL OR queue = $2::text)
   AND ($3::text IS NULL OR kind = $3::text)
+  AND ($4::boolean IS NOT TRUE OR NOT starts_with(kind, 'keel.'))
 ORDER BY id DESC
-LIMIT $4::integer
+LIMIT $5::integer
 `
 
 type ListJobsParams struct {
-	State   *KeelJobState `json:"state"`
-	Queue   *string       `json:"queue"`
-	Kind    *string       `json:"kind"`
-	MaxRows int32         `json:"max_rows"`
+	State        *KeelJobState `json:"state"`
+	Queue        *string       `json:"queue"`
+	Kind         *string       `json:"kind"`
+	HideInternal *bool         `json:"hide_internal"`
+	MaxRows      int32         `json:"max_rows"`
 }
 
 // Jobs for people, newest first, optionally of one state, queue and kind.
+// With hide_internal, keel's own jobs (kinds starting with "keel.", such as
+// the saga engine's keel.saga.run) are left out, as the CLI does unless
+// asked.
 func (q *Queries) ListJobs(ctx context.Context, arg ListJobsParams) ([]KeelJob, error) {
 	rows, err := q.db.Query(ctx, listJobs,
 		arg.State,
 		arg.Queue,
 		arg.Kind,
+		arg.HideInternal,
 		arg.MaxRows,
 	)
 	if err != nil {
