@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/keeltype"
@@ -50,7 +51,13 @@ func (s *Store) Append(ctx context.Context, tx keeltype.DBTX, streamID string, e
 	if err != nil {
 		return AppendResult{}, err
 	}
-	ctx, end := s.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpEventsAppend, Name: streamID, Count: len(evs)})
+	op := keeltype.Operation{Kind: keeltype.OpEventsAppend, Name: streamID, Count: len(evs), Carrier: map[string]string{}}
+	ctx, end := s.cfg.Hook.Start(ctx, op)
+	if entries := carrier.Clean(op.Carrier); entries != nil {
+		for i, meta := range params.Metadatas {
+			params.Metadatas[i] = string(entries.Metadata(json.RawMessage(meta)))
+		}
+	}
 	res, err := s.appendEvents(ctx, tx, streamID, expected, evs, params, ids, callerIDs)
 	end(keeltype.Outcome{Err: err})
 	return res, err

@@ -149,7 +149,10 @@
 // Config.Hook, a keeltype.Hook: each append (a conflict is its error), each
 // event a subscription handles (the handler runs with the hook's context)
 // and subscription lag (events behind the feed's head, age of the newest
-// handled event). Subscriptions and the sequencer retry through a database
+// handled event). The trace context the hook gives an append
+// (Operation.Carrier) is stored in each event's metadata under
+// keeltype.CarrierKey and handed back to the hook when a subscription
+// handles the event. Subscriptions and the sequencer retry through a database
 // outage with a capped exponential backoff (a batch cut off by it rolls back
 // whole and is handled again), log one line when they lose the database and
 // one when they have it back, and report both to the hook.

@@ -23,7 +23,9 @@ type EventData struct {
 	// Data is the event's payload: any JSON value. Required.
 	Data json.RawMessage
 	// Metadata is the writer's information about the event: a JSON object,
-	// or nil for {}.
+	// or nil for {}. The key keeltype.CarrierKey is where keel keeps the
+	// trace context of the append; a value the caller gives under it is
+	// stored instead.
 	Metadata json.RawMessage
 	// CausationID is the id of the message or event that caused this one.
 	CausationID string

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/outage"
@@ -313,7 +314,10 @@ func (sub *Subscription) batch(ctx context.Context, limit int) (int, error) {
 		return 0, err
 	}
 	for _, ev := range evs {
-		hctx, end := s.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpEventsHandle, Name: cfg.Name, ID: ev.ID.String()})
+		hctx, end := s.cfg.Hook.Start(ctx, keeltype.Operation{
+			Kind: keeltype.OpEventsHandle, Name: cfg.Name, ID: ev.ID.String(),
+			Scheduled: ev.RecordedAt, Carrier: carrier.FromMetadata(ev.Metadata),
+		})
 		err := safeHandle(hctx, cfg.Handler, tx, ev)
 		end(keeltype.Outcome{Err: err})
 		if err != nil {

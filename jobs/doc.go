@@ -169,6 +169,10 @@
 //
 // Logs go to Config.Logger (log/slog); Config.Hook, a keeltype.Hook, sees
 // every insert and attempt (the handler runs with the context it returned,
-// so a tracer's span is the handler's parent), claims and outages. keel.jobs and its
-// columns carry comments, so \d+ keel.jobs in psql explains them.
+// so a tracer's span is the handler's parent), claims and outages. The trace
+// context the hook gives an insert (Operation.Carrier) is stored in each
+// job's metadata under keeltype.CarrierKey and handed back to the hook with
+// every attempt, so a job's trace goes on in the process that runs it.
+// keel.jobs and its columns carry comments, so \d+ keel.jobs in psql
+// explains them.
 package jobs

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/keeltype"
@@ -44,7 +45,7 @@ func (c *Client) execute(r *run, dbRow *db.KeelJob) {
 	}
 	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{
 		Kind: keeltype.OpJobRun, Name: row.Kind, ID: strconv.FormatInt(row.ID, 10),
-		Queue: row.Queue, Attempt: row.Attempt, Scheduled: row.RunAt,
+		Queue: row.Queue, Attempt: row.Attempt, Scheduled: row.RunAt, Carrier: carrier.FromMetadata(row.Metadata),
 	})
 	w := c.workers.kinds[row.Kind]
 	if w == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/keeltype"
@@ -32,7 +33,9 @@ type InsertOpts struct {
 	Timeout time.Duration
 	// Tags label the job for people and queries.
 	Tags []string
-	// Metadata is stored as a JSON object beside the args.
+	// Metadata is stored as a JSON object beside the args. The key
+	// keeltype.CarrierKey is where keel keeps the trace context of the
+	// insert; a value the caller gives under it is stored instead.
 	Metadata map[string]any
 	// UniqueKey: while a non-final job holds the key, another insert with it
 	// fails with a *DuplicateError (ErrDuplicate) and writes nothing.
@@ -86,7 +89,9 @@ func (c *Client) Insert(ctx context.Context, tx keeltype.DBTX, args JobArgs, opt
 	if err != nil {
 		return nil, err
 	}
-	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpJobInsert, Name: j.kind, Queue: j.queue, Count: 1})
+	op := keeltype.Operation{Kind: keeltype.OpJobInsert, Name: j.kind, Queue: j.queue, Count: 1, Carrier: map[string]string{}}
+	ctx, end := c.cfg.Hook.Start(ctx, op)
+	j.meta = carrier.Clean(op.Carrier).Metadata(j.meta)
 	row, err := c.insert(ctx, tx, j)
 	end(keeltype.Outcome{Err: err})
 	return row, err
@@ -152,7 +157,13 @@ func (c *Client) InsertMany(ctx context.Context, tx keeltype.DBTX, params []Inse
 			RunAt: ts(j.runAt), DependsOn: j.dependsOn, RunWhen: db.KeelJobRunWhen(j.runWhen),
 		}
 	}
-	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpJobInsert, Count: len(rows)})
+	op := keeltype.Operation{Kind: keeltype.OpJobInsert, Count: len(rows), Carrier: map[string]string{}}
+	ctx, end := c.cfg.Hook.Start(ctx, op)
+	if entries := carrier.Clean(op.Carrier); entries != nil {
+		for i := range rows {
+			rows[i].Metadata = entries.Metadata(rows[i].Metadata)
+		}
+	}
 	n, err := c.insertMany(ctx, tx, rows, deps, queues)
 	end(keeltype.Outcome{Err: err})
 	return n, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/keeltype"
@@ -75,7 +76,13 @@ func (c *Client) InsertWorkflow(ctx context.Context, tx keeltype.DBTX, w *Workfl
 		external = append(external, j.dependsOn...)
 		prepared[i] = j
 	}
-	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpJobInsert, Count: len(prepared)})
+	op := keeltype.Operation{Kind: keeltype.OpJobInsert, Count: len(prepared), Carrier: map[string]string{}}
+	ctx, end := c.cfg.Hook.Start(ctx, op)
+	if entries := carrier.Clean(op.Carrier); entries != nil {
+		for _, j := range prepared {
+			j.meta = entries.Metadata(j.meta)
+		}
+	}
 	byName, err := c.insertWorkflow(ctx, tx, w, order, prepared, external)
 	end(keeltype.Outcome{Err: err})
 	return byName, err

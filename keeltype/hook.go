@@ -65,6 +65,10 @@ const (
 	// OpEventsHandle is a subscription's handling of one event (Name: the
 	// subscription; ID: the event's id).
 	OpEventsHandle OperationKind = "events.handle"
+	// OpSagaStart is one StartRun (Name: the workflow; ID: the run's id;
+	// Queue). Like the other writes it stores its Carrier, with the job
+	// that executes the run first, so the run joins the trace of its start.
+	OpSagaStart OperationKind = "saga.start"
 	// OpSagaRun is one execution of a saga run, from its claim until it
 	// finishes, parks or stops (Name: the workflow; ID: the run's id;
 	// Attempt: the execution's). Outcome.State is the run's status when it
@@ -72,8 +76,10 @@ const (
 	// "parked"; empty when the execution stopped (Err: why, when it is an
 	// error).
 	OpSagaRun OperationKind = "saga.run"
-	// OpSagaStep is one step of a run, all its attempts (Name: the step;
-	// ID: the run's id). A step replayed from the history is not reported.
+	// OpSagaStep is one step of a run, all its attempts in one execution
+	// (Name: the step; ID: the run's id); a step whose retry parks the run
+	// ends with Outcome.State "parked", and its later attempts are another
+	// operation. A step replayed from the history is not reported.
 	OpSagaStep OperationKind = "saga.step"
 )
 
@@ -93,10 +99,41 @@ type Operation struct {
 	// Count is how many items one operation carries (appended events,
 	// enqueued messages); 0 where it means nothing.
 	Count int
-	// Scheduled is when the item was due to run; zero where it means
-	// nothing. A job's Start minus Scheduled is its queue latency.
+	// Scheduled is when the item became due: a job's run-at time
+	// (OpJobRun), a message's enqueue time (OpOutboxPublish), an event's
+	// recording time (OpEventsHandle); zero elsewhere. From Scheduled to
+	// Start is a job's queue latency; to a delivered publish's end, a
+	// message's publish latency. It is the database's clock, so skew
+	// between the database and this process shows in such differences.
 	Scheduled time.Time
+	// Carrier carries trace context through the database, so that one trace
+	// runs from the request that wrote an item to whichever process acts on
+	// it; see the package doc. On a write (OpJobInsert, OpOutboxEnqueue,
+	// OpEventsAppend, OpSagaStart) it is an empty map Start may fill; keel
+	// stores the entries with every row the operation writes, once Start
+	// returns. On
+	// the work on a stored item (OpJobRun, OpOutboxPublish, OpEventsHandle)
+	// it holds what was stored with the item, for Start to read; nil when
+	// nothing was. Elsewhere it is nil.
+	Carrier map[string]string
 }
+
+// CarrierKey is the key under which a job's and an event's metadata hold
+// the Carrier of the write that stored them: a JSON object of strings, as
+// in {"keel_trace": {"traceparent": "00-…-01"}}.
+const CarrierKey = "keel_trace"
+
+// Limits of the Carrier entries keel stores. An entry beyond them is
+// dropped, and the write goes on without it.
+const (
+	// MaxCarrierEntries is how many entries are stored, the first in name
+	// order.
+	MaxCarrierEntries = 8
+	// MaxCarrierName bounds an entry's name, in bytes.
+	MaxCarrierName = 64
+	// MaxCarrierValue bounds an entry's value, in bytes: W3C baggage fits.
+	MaxCarrierValue = 8192
+)
 
 // Outcome is how an operation ended.
 type Outcome struct {

@@ -11,6 +11,41 @@
 //     database and when it has it back.
 //
 // It imports nothing of keel, so any package may use it.
+//
+// # Trace context through the database
+//
+// A job, an outbox message or an event is written by one process and acted
+// on by another, perhaps much later. So that one trace runs from the
+// request that wrote it to the worker, relay or subscription that acts on
+// it, keel stores trace context with the row, through [Operation].Carrier,
+// and imports no tracing library to do it:
+//
+//   - a write's Hook.Start fills Carrier: a tracer injects the context of
+//     the span it started ("traceparent" and "tracestate" with W3C Trace
+//     Context);
+//   - keel stores the entries with each row the write makes — a job's
+//     metadata and an event's metadata hold them as a JSON object under
+//     [CarrierKey], an outbox message holds them as headers, so its
+//     Publisher sends them on to the broker as well. InsertMany,
+//     InsertWorkflow, an Enqueue of several messages and an Append of
+//     several events store the one Carrier in every row;
+//   - the work on a stored item (OpJobRun, OpOutboxPublish, OpEventsHandle)
+//     hands the stored entries to Hook.Start in Carrier — for a message,
+//     all its headers — and a tracer extracts its remote parent from them.
+//
+// A job's entries stay with it through its retries, and a saga run's
+// executions are jobs, each inserted in the context that caused it (the
+// Signal, the execution that parked it). A StartRun is a write of its own
+// (OpSagaStart), whose entries its run's first job stores — also when
+// StartRuns made at once on the engine's pool are inserted together — so
+// a run joins the trace of its start.
+//
+// The caller's data wins and bad entries never cost a write: metadata that
+// holds CarrierKey already, or a header a message sets already, is stored as
+// the caller gave it; an entry keel cannot store — a name empty or over
+// [MaxCarrierName] bytes, a value over [MaxCarrierValue] bytes, either with
+// a NUL byte or invalid UTF-8, an entry past the first [MaxCarrierEntries]
+// in name order — is dropped, and the write goes on without it.
 package keeltype
 
 import (

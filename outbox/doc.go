@@ -97,6 +97,10 @@
 // Relays log through log/slog and report to RelayConfig.Hook, a
 // keeltype.Hook: each message's publishing and how it ended (delivered,
 // failed, released at a stop), the age of the oldest undelivered message and
-// outages; Config.Hook sees each Enqueue. keel.outbox and keel.inbox
-// explain themselves in psql (\d+ keel.outbox).
+// outages; Config.Hook sees each Enqueue. The trace context the hook gives
+// an Enqueue (Operation.Carrier) is stored as headers of each message — a
+// header the message sets already is kept — so it reaches the Publisher
+// and the broker, and the relay hands a message's headers back to the hook
+// when it publishes it. keel.outbox and keel.inbox explain themselves in
+// psql (\d+ keel.outbox).
 package outbox

@@ -30,6 +30,8 @@ type Message struct {
 	// nil).
 	Payload []byte
 	// Headers travel with the message. Optional. Names must not be empty.
+	// keel adds the trace context of the Enqueue (see keeltype.Operation's
+	// Carrier) to the stored headers; a header set here is kept as it is.
 	Headers map[string]string
 	// NotBefore holds the message back until then. Zero means now.
 	NotBefore time.Time

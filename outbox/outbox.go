@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/keeltype"
@@ -118,10 +119,31 @@ func (o *Outbox) Enqueue(ctx context.Context, tx keeltype.DBTX, msgs ...Message)
 			p.NotBefore[i].Time = time.Unix(0, 0)
 		}
 	}
-	ctx, end := o.hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpOutboxEnqueue, Name: msgs[0].Topic, Count: len(msgs)})
+	op := keeltype.Operation{Kind: keeltype.OpOutboxEnqueue, Name: msgs[0].Topic, Count: len(msgs), Carrier: map[string]string{}}
+	ctx, end := o.hook.Start(ctx, op)
+	if entries := carrier.Clean(op.Carrier); entries != nil {
+		for i := range msgs {
+			p.Headers[i] = headersWith(entries, msgs[i].Headers, p.Headers[i])
+		}
+	}
 	n, err := o.enqueue(ctx, tx, p)
 	end(keeltype.Outcome{Err: err})
 	return n, err
+}
+
+// headersWith returns a message's headers, encoded, with the carrier's
+// entries it lacks; encoded, its headers as they are, when it lacks none or
+// they would not encode.
+func headersWith(entries *carrier.Entries, h map[string]string, encoded string) string {
+	merged, added := entries.Headers(h)
+	if !added {
+		return encoded
+	}
+	out, err := encodeHeaders(merged)
+	if err != nil {
+		return encoded
+	}
+	return out
 }
 
 func (o *Outbox) enqueue(ctx context.Context, tx keeltype.DBTX, p db.OutboxEnqueueParams) (int, error) {

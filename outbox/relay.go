@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -342,6 +343,7 @@ func (r *Relay) claimAndPublish(ctx context.Context, now *time.Time) (outcome, e
 	for i, d := range o.batch {
 		_, ends[i] = r.cfg.Hook.Start(ctx, keeltype.Operation{
 			Kind: keeltype.OpOutboxPublish, Name: d.Topic, ID: d.ID.String(), Attempt: d.Attempt,
+			Scheduled: d.EnqueuedAt, Carrier: maps.Clone(d.Headers),
 		})
 	}
 	o.errs = r.pub.Publish(ctx, o.batch)

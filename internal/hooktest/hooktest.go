@@ -4,6 +4,7 @@ package hooktest
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sync"
 
@@ -19,6 +20,11 @@ type Ended struct {
 // Recorder is a keeltype.Hook that keeps every operation that ended and
 // every measurement. It is safe for concurrent use.
 type Recorder struct {
+	// Inject are the entries Start puts in the Carrier of every write, as a
+	// tracer puts its trace context there. Set it before the Recorder is
+	// used.
+	Inject map[string]string
+
 	mu       sync.Mutex
 	started  []keeltype.Operation
 	ended    []Ended
@@ -27,9 +33,15 @@ type Recorder struct {
 
 type carriedKey struct{}
 
-// Start implements keeltype.Hook. The context it returns carries a mark
-// that Carried reports on.
+// Start implements keeltype.Hook. It fills a write's Carrier with Inject,
+// and keeps a copy of the Carrier with the operation. The context it
+// returns carries a mark that Carried reports on.
 func (r *Recorder) Start(ctx context.Context, op keeltype.Operation) (context.Context, func(keeltype.Outcome)) {
+	switch op.Kind {
+	case keeltype.OpJobInsert, keeltype.OpOutboxEnqueue, keeltype.OpEventsAppend:
+		maps.Copy(op.Carrier, r.Inject)
+	}
+	op.Carrier = maps.Clone(op.Carrier)
 	r.mu.Lock()
 	r.started = append(r.started, op)
 	r.mu.Unlock()
