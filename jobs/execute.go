@@ -43,6 +43,7 @@ func (c *Client) execute(r *run, dbRow *db.KeelJob) {
 		c.cfg.Logger.Error("keel jobs: cannot read claimed job", "id", dbRow.ID, "error", err)
 		return // it stays running and is rescued
 	}
+	row.completed = &completedTx{}
 	ctx, end := c.cfg.Hook.Start(ctx, keeltype.Operation{
 		Kind: keeltype.OpJobRun, Name: row.Kind, ID: strconv.FormatInt(row.ID, 10),
 		Queue: row.Queue, Attempt: row.Attempt, Scheduled: row.RunAt, Carrier: carrier.FromMetadata(row.Metadata),
@@ -93,8 +94,13 @@ func runHandler(ctx context.Context, w *worker, row *JobRow) (err error) {
 }
 
 // finish records the end of an attempt: completions go to the batching
-// completer, everything else is written at once. end tells the hook.
+// completer (unless the handler completed the job with JobCompleteTx),
+// everything else is written at once. end tells the hook.
 func (c *Client) finish(r *run, row *JobRow, err error, end func(keeltype.Outcome)) {
+	if err == nil && row.completed.done.Load() {
+		end(keeltype.Outcome{State: string(StateCompleted)})
+		return
+	}
 	if err == nil {
 		r.completer.add(completion{id: row.ID, attempt: int32(row.Attempt)})
 		end(keeltype.Outcome{State: string(StateCompleted)})

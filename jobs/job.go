@@ -102,6 +102,9 @@ type JobRow struct {
 	Task        string
 	// CancelRequested is true once a cancel was requested for the job.
 	CancelRequested bool
+
+	// completed is set on a row its client runs: JobCompleteTx marks it.
+	completed *completedTx
 }
 
 // Job is what a handler receives: the row and its decoded arguments.

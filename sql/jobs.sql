@@ -66,9 +66,10 @@ FROM picked
 WHERE j.id = picked.id
 RETURNING j.*;
 
--- name: CompleteJobs :execrows
--- Marks a batch of running jobs completed. Each (id, attempt) pair guards
--- against completing an attempt that was rescued and run again elsewhere.
+-- name: CompleteJobs :many
+-- Marks a batch of running jobs completed and returns the ids it completed.
+-- Each (id, attempt) pair guards against completing an attempt that was
+-- rescued and run again elsewhere.
 -- No partial index has a predicate that state = 'running' implies, so each
 -- pair reaches its row by primary key (an index of running jobs let a
 -- planner that believed few jobs run scan all of them once per pair).
@@ -79,7 +80,8 @@ UPDATE keel.jobs j SET
     owner = NULL,
     heartbeat_at = NULL
 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@attempts::int[]) AS attempt) AS c
-WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'running';
+WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'running'
+RETURNING j.id;
 
 -- name: FinishAttempt :execrows
 -- Ends a running attempt that did not complete: retryable, scheduled (a

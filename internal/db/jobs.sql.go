@@ -178,7 +178,7 @@ func (q *Queries) ClaimScheduleTick(ctx context.Context, arg ClaimScheduleTickPa
 	return name, err
 }
 
-const completeJobs = `-- name: CompleteJobs :execrows
+const completeJobs = `-- name: CompleteJobs :many
 UPDATE keel.jobs j SET
     state = 'completed',
     finalized_at = COALESCE($1::timestamptz, now()),
@@ -187,6 +187,7 @@ UPDATE keel.jobs j SET
     heartbeat_at = NULL
 FROM (SELECT unnest($2::bigint[]) AS id, unnest($3::int[]) AS attempt) AS c
 WHERE j.id = c.id AND j.attempt = c.attempt AND j.state = 'running'
+RETURNING j.id
 `
 
 type CompleteJobsParams struct {
@@ -195,17 +196,30 @@ type CompleteJobsParams struct {
 	Attempts []int32            `json:"attempts"`
 }
 
-// Marks a batch of running jobs completed. Each (id, attempt) pair guards
-// against completing an attempt that was rescued and run again elsewhere.
+// Marks a batch of running jobs completed and returns the ids it completed.
+// Each (id, attempt) pair guards against completing an attempt that was
+// rescued and run again elsewhere.
 // No partial index has a predicate that state = 'running' implies, so each
 // pair reaches its row by primary key (an index of running jobs let a
 // planner that believed few jobs run scan all of them once per pair).
-func (q *Queries) CompleteJobs(ctx context.Context, arg CompleteJobsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, completeJobs, arg.Now, arg.Ids, arg.Attempts)
+func (q *Queries) CompleteJobs(ctx context.Context, arg CompleteJobsParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, completeJobs, arg.Now, arg.Ids, arg.Attempts)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return result.RowsAffected(), nil
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const countJobs = `-- name: CountJobs :one
