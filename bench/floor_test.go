@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -120,54 +122,204 @@ func benchOutboxFloor(b *testing.B) {
 
 func benchSagaFloor(b *testing.B) {
 	pool := freshDB(b, true, benchMaxConn)
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := &sagaFloor{pool: pool, starts: make(chan *floorRun, sagaCallers), started: make(chan struct{}, 1), waiting: map[string]*floorRun{}}
+	go f.start(ctx)
+	go f.execute(ctx)
 	var n atomic.Int64
-	b.ReportMetric(throughput(b, sagaWorkflows, func() error { return sagaFloor(ctx, pool, n.Add(1)) }), "workflows/s")
+	b.ReportMetric(throughput(b, sagaWorkflows, func() error { return f.run(ctx, n.Add(1)) }), "workflows/s")
 }
 
-// sagaFloor is the statements one no-op three-step run costs keel, driven
-// directly by each caller: the start (run and job in one transaction), the
-// first executor's read, three checkpoints, the finish and the job's
-// completion. The job claim, which keel batches across runs, and the
-// notifications are left out, so the floor is a little above what the same
-// statements could do inside keel.
-func sagaFloor(ctx context.Context, pool *pgxpool.Pool, n int64) error {
-	id := "floor-" + strconv.FormatInt(n, 10)
-	q := db.New(pool)
-	var jobID int64
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		qt := db.New(tx)
-		if _, err := qt.InsertRun(ctx, db.InsertRunParams{ID: id, Workflow: "steps", Version: 1, Queue: jobs.DefaultQueue, Input: []byte("3")}); err != nil {
+// sagaFloor is the statements a no-op three-step run costs keel, batched as
+// keel's group commit batches them, with no client, handler, hook or
+// notification around them. Callers hand their runs to a start loop, which
+// inserts every run handed to it since its last round in one transaction
+// (InsertRuns and the jobs' COPY, as concurrent StartRuns on the engine's
+// pool are written). An execute loop claims the available jobs
+// (ClaimJobs), reads their runs (ReadPendingRuns), checkpoints each of the
+// three steps of all of them (CheckpointMany) and ends them with their jobs
+// (FinishRuns and CompleteJobs in one transaction); then their callers
+// return.
+type sagaFloor struct {
+	pool    *pgxpool.Pool
+	starts  chan *floorRun
+	started chan struct{}
+
+	mu      sync.Mutex
+	waiting map[string]*floorRun
+}
+
+type floorRun struct {
+	id    string
+	ended chan error
+}
+
+func (f *sagaFloor) run(ctx context.Context, n int64) error {
+	r := &floorRun{id: "floor-" + strconv.FormatInt(n, 10), ended: make(chan error, 1)}
+	f.starts <- r
+	return <-r.ended
+}
+
+// start inserts the runs handed to it, a round at a time.
+func (f *sagaFloor) start(ctx context.Context) {
+	for {
+		round := drain(ctx, f.starts)
+		if round == nil {
+			return
+		}
+		type item = map[string]any
+		runs := make([]item, len(round))
+		jobRows := make([]db.InsertJobsCopyParams, len(round))
+		f.mu.Lock()
+		for i, r := range round {
+			f.waiting[r.id] = r
+			runs[i] = item{"id": r.id, "workflow": "steps", "version": 1, "queue": jobs.DefaultQueue, "input": 3}
+			jobRows[i] = db.InsertJobsCopyParams{
+				Kind: "keel.saga.run", Queue: jobs.DefaultQueue, State: db.KeelJobStateAvailable, Priority: 1,
+				Args: []byte(`{"run_id":"` + r.id + `","generation":1}`), Metadata: []byte("{}"), Tags: []string{},
+				MaxAttempts: 1 << 20, DependsOn: []int64{}, RunWhen: db.KeelJobRunWhenSuccess,
+				RunAt: pgtype.Timestamptz{Time: time.Now(), Valid: true},
+			}
+		}
+		f.mu.Unlock()
+		err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+			q := db.New(tx)
+			if _, err := q.InsertRuns(ctx, mustJSON(runs)); err != nil {
+				return err
+			}
+			_, err := q.InsertJobsCopy(ctx, jobRows)
+			return err
+		})
+		if err != nil {
+			f.end(round, err)
+			continue
+		}
+		select {
+		case f.started <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// execute runs the claimed runs, a round at a time.
+func (f *sagaFloor) execute(ctx context.Context) {
+	q := db.New(f.pool)
+	owner := "floor"
+	for ctx.Err() == nil {
+		claimed, err := q.ClaimJobs(ctx, db.ClaimJobsParams{Owner: &owner, Queue: jobs.DefaultQueue, Max: floorBatch})
+		if err == nil && len(claimed) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-f.started:
+			}
+			continue
+		}
+		f.mu.Lock()
+		round := make([]*floorRun, len(claimed))
+		for i, j := range claimed {
+			var args struct {
+				RunID string `json:"run_id"`
+			}
+			_ = json.Unmarshal(j.Args, &args)
+			round[i] = f.waiting[args.RunID]
+			delete(f.waiting, args.RunID)
+		}
+		f.mu.Unlock()
+		if err == nil {
+			err = f.round(ctx, claimed)
+		}
+		f.end(round, err)
+	}
+}
+
+func (f *sagaFloor) end(round []*floorRun, err error) {
+	for _, r := range round {
+		r.ended <- err
+	}
+}
+
+func (f *sagaFloor) round(ctx context.Context, claimed []db.KeelJob) error {
+	q := db.New(f.pool)
+	type item = map[string]any
+	reads := make([]item, len(claimed))
+	for i, j := range claimed {
+		var args struct {
+			RunID      string `json:"run_id"`
+			Generation int64  `json:"generation"`
+		}
+		if err := json.Unmarshal(j.Args, &args); err != nil {
 			return err
 		}
-		job, err := qt.InsertJob(ctx, db.InsertJobParams{
-			Kind: "keel.saga.run", Queue: jobs.DefaultQueue, State: db.KeelJobStateRunning, Priority: 1,
-			Args: []byte(`{"run_id":"` + id + `","generation":1}`), Metadata: []byte("{}"), Tags: []string{},
-			MaxAttempts: 1 << 20, DependsOn: []int64{}, RunWhen: db.KeelJobRunWhenSuccess,
-			RunAt: pgtype.Timestamptz{Time: time.Now(), Valid: true},
-		})
-		jobID = job.ID
+		reads[i] = item{"id": args.RunID, "generation": args.Generation}
+	}
+	runs, err := q.ReadPendingRuns(ctx, mustJSON(reads))
+	if err != nil {
+		return err
+	}
+	if len(runs) != len(claimed) {
+		return fmt.Errorf("read %d of %d runs", len(runs), len(claimed))
+	}
+	for seq := 1; seq <= 3; seq++ {
+		steps := make([]item, len(runs))
+		for i, r := range runs {
+			steps[i] = item{
+				"i": i, "run_id": r.ID, "epoch": r.Epoch, "seq": seq, "name": "s" + strconv.Itoa(seq-1), "kind": "step",
+				"status": "completed", "output": 1, "attempts": 1, "started_at": time.Now(),
+			}
+		}
+		rows, err := q.CheckpointMany(ctx, db.CheckpointManyParams{Steps: mustJSON(steps), Owner: ptr("floor")})
+		if err != nil {
+			return err
+		}
+		if len(rows) != len(runs) {
+			return fmt.Errorf("checkpointed %d of %d steps", len(rows), len(runs))
+		}
+	}
+	ends := make([]item, len(runs))
+	p := db.CompleteJobsParams{Ids: make([]int64, len(claimed)), Attempts: make([]int32, len(claimed))}
+	for i, r := range runs {
+		ends[i] = item{"id": r.ID, "epoch": r.Epoch, "status": "succeeded", "output": 3}
+	}
+	for i, j := range claimed {
+		p.Ids[i], p.Attempts[i] = j.ID, j.Attempt
+	}
+	return pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+		qt := db.New(tx)
+		if _, err := qt.FinishRuns(ctx, mustJSON(ends)); err != nil {
+			return err
+		}
+		_, err := qt.CompleteJobs(ctx, p)
 		return err
 	})
-	if err != nil {
-		return err
+}
+
+// drain waits for one value of c and takes what else is queued; nil when
+// ctx ends.
+func drain[T any](ctx context.Context, c chan T) []T {
+	var out []T
+	select {
+	case <-ctx.Done():
+		return nil
+	case v := <-c:
+		out = append(out, v)
 	}
-	run, err := q.ReadPendingRun(ctx, db.ReadPendingRunParams{ID: id, Generation: 1})
-	if err != nil {
-		return err
-	}
-	owner := "floor"
-	for seq := int32(1); seq <= 3; seq++ {
-		if _, err := q.Checkpoint(ctx, db.CheckpointParams{
-			RunID: id, Epoch: run.Epoch, Seq: seq, Name: "step", Kind: "step", Status: db.KeelSagaStepStatusCompleted,
-			Output: []byte(strconv.Itoa(int(seq))), Attempts: 1, StartedAt: pgtype.Timestamptz{Time: time.Now(), Valid: true}, Owner: &owner,
-		}); err != nil {
-			return err
+	for {
+		select {
+		case v := <-c:
+			out = append(out, v)
+		default:
+			return out
 		}
 	}
-	if _, err := q.FinishRun(ctx, db.FinishRunParams{Status: db.KeelSagaRunStatusSucceeded, Output: []byte("3"), ID: id, Epoch: run.Epoch}); err != nil {
-		return err
-	}
-	_, err = q.CompleteJobs(ctx, db.CompleteJobsParams{Ids: []int64{jobID}, Attempts: []int32{0}})
-	return err
 }
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func ptr[T any](v T) *T { return &v }

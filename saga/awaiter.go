@@ -12,8 +12,8 @@ import (
 	"github.com/keelpg/keel/listener"
 )
 
-// channelDone is notified, debounced and without a payload, when runs
-// finish.
+// channelDone is notified, debounced, when runs finish; the payload is a
+// token of the engine that ended them.
 const channelDone = "keel_saga_done"
 
 // awaiter routes run-finished notifications to the Await calls of this
@@ -24,6 +24,9 @@ type awaiter struct {
 	pool     *pgxpool.Pool
 	listener *listener.Listener
 	logger   *slog.Logger
+	// self is the payload of the engine's own notifications, which it
+	// skips: their runs were delivered as they ended.
+	self string
 	// outage follows the database for the awaiter and every Await.
 	outage *outage.Tracker
 
@@ -32,26 +35,27 @@ type awaiter struct {
 	closed   bool
 	stop     context.CancelFunc
 	done     chan struct{}
-	watchers map[string]map[chan struct{}]struct{}
+	watchers map[string]map[chan *Run]struct{}
 }
 
-func newAwaiter(pool *pgxpool.Pool, l *listener.Listener, logger *slog.Logger) *awaiter {
+func newAwaiter(pool *pgxpool.Pool, l *listener.Listener, logger *slog.Logger, self string) *awaiter {
 	if l == nil {
 		l = listener.New(pool, logger)
 	}
 	return &awaiter{
-		pool: pool, listener: l, logger: logger, outage: outage.NewTracker("saga await", logger, nil),
-		watchers: map[string]map[chan struct{}]struct{}{},
+		pool: pool, listener: l, logger: logger, self: self, outage: outage.NewTracker("saga await", logger, nil),
+		watchers: map[string]map[chan *Run]struct{}{},
 	}
 }
 
-// watch returns a channel that receives when runID may have finished.
-func (a *awaiter) watch(runID string) chan struct{} {
-	c := make(chan struct{}, 1)
+// watch returns a channel that receives the run once it finished, or nil
+// when it may have (the run is to be read again).
+func (a *awaiter) watch(runID string) chan *Run {
+	c := make(chan *Run, 1)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.watchers[runID] == nil {
-		a.watchers[runID] = map[chan struct{}]struct{}{}
+		a.watchers[runID] = map[chan *Run]struct{}{}
 	}
 	a.watchers[runID][c] = struct{}{}
 	if !a.started && !a.closed {
@@ -75,7 +79,7 @@ func (a *awaiter) watch(runID string) chan struct{} {
 	return c
 }
 
-func (a *awaiter) unwatch(runID string, c chan struct{}) {
+func (a *awaiter) unwatch(runID string, c chan *Run) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.watchers[runID], c)
@@ -97,7 +101,7 @@ func (a *awaiter) route(ctx context.Context, sub *listener.Subscription) {
 				ids = append(ids, id)
 			}
 			a.mu.Unlock()
-			if len(ids) == 0 {
+			if len(ids) == 0 || payload == a.self {
 				continue
 			}
 			if payload == listener.Reconnected {
@@ -112,16 +116,31 @@ func (a *awaiter) route(ctx context.Context, sub *listener.Subscription) {
 				continue
 			}
 			a.outage.Succeeded()
-			a.signal(finished)
+			runs := make([]*Run, len(finished))
+			for i := range finished {
+				runs[i] = runFromDB(&finished[i])
+			}
+			a.deliver(runs)
 		}
 	}
 }
 
+// signal tells the awaits of ids to read their runs again.
 func (a *awaiter) signal(ids []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, id := range ids {
-		signalAll(a.watchers[id])
+		sendAll(a.watchers[id], nil)
+	}
+}
+
+// deliver hands finished runs to their awaits: from a notification's read,
+// or at once from the group commit that ended them in this process.
+func (a *awaiter) deliver(runs []*Run) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range runs {
+		sendAll(a.watchers[r.ID], r)
 	}
 }
 
@@ -137,11 +156,23 @@ func (a *awaiter) close() {
 	}
 }
 
-func signalAll(cs map[chan struct{}]struct{}) {
+// sendAll sends r to each channel, replacing what it holds unread: a
+// finished run over a request to read again.
+func sendAll(cs map[chan *Run]struct{}, r *Run) {
 	for c := range cs {
 		select {
-		case c <- struct{}{}:
+		case c <- r:
 		default:
+			if r != nil {
+				select {
+				case <-c:
+				default:
+				}
+				select {
+				case c <- r:
+				default:
+				}
+			}
 		}
 	}
 }

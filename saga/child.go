@@ -80,7 +80,7 @@ func StartChild[Out any](wc Context, workflow string, input any, opts *ChildOpts
 	if err != nil {
 		c.err = err
 		p.Status, p.Error = db.KeelSagaStepStatusFailed, ptr(err.Error())
-		ex.mustCheckpoint(ex.e.pool, p)
+		ex.mustRecord(p)
 		return c
 	}
 	p.Output, _ = json.Marshal(o.RunID) // a string always encodes
@@ -88,16 +88,18 @@ func StartChild[Out any](wc Context, workflow string, input any, opts *ChildOpts
 		if err := ex.checkpoint(ex.ctx, tx, p); err != nil {
 			return err
 		}
-		_, err := ex.e.insertRun(ex.ctx, tx, db.InsertRunParams{
+		// The child's first job carries the execution's trace context, as
+		// every job the execution inserts does.
+		_, err := ex.e.insertRun(ex.ctx, tx, startReq{p: db.InsertRunParams{
 			ID: o.RunID, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue, Input: encoded,
 			ParentID: &ex.run.ID, ParentSeq: ptr(seq),
-		})
+		}})
 		return err
 	})
 	if errors.Is(err, ErrRunIDInUse) {
 		c.err = err
 		p.Status, p.Output, p.Error = db.KeelSagaStepStatusFailed, nil, ptr(err.Error())
-		ex.mustCheckpoint(ex.e.pool, p)
+		ex.mustRecord(p)
 		return c
 	}
 	if err != nil {

@@ -39,9 +39,18 @@ type Config struct {
 	StepMaxAttempts int
 	// StepRetryPolicy is the retry policy of steps and compensations that
 	// set none. Default: keeltype.ExponentialBackoff{Initial: 100ms, Max:
-	// 10s}. The waits are spent in the executing process; a crash restarts
-	// the step's attempts.
+	// 10s}.
 	StepRetryPolicy keeltype.RetryPolicy
+	// StepParkAfter is the longest wait between a step's attempts spent in
+	// the executing process. A longer one parks the run, as Sleep does: the
+	// step is checkpointed waiting, with its attempts so far, and the run
+	// resumes its attempts at the retry time, in any process, holding no
+	// worker meanwhile and keeping its attempt count across crashes and
+	// restarts. A wait of 40ms or less is never parked. It does not apply
+	// to steps started with StepAsync nor to compensations, whose waits
+	// are spent in the process (a crash restarts their attempts). Default
+	// 1s.
+	StepParkAfter time.Duration
 	// AwaitPollInterval is how often Await reads a run it was not notified
 	// about (notifications are lost behind PgBouncer in transaction mode).
 	// Default 1s.
@@ -83,6 +92,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.StepRetryPolicy == nil {
 		c.StepRetryPolicy = defaultRetryPolicy
+	}
+	if c.StepParkAfter < 0 {
+		return c, fmt.Errorf("%w: negative StepParkAfter", ErrInvalidOptions)
+	}
+	if c.StepParkAfter == 0 {
+		c.StepParkAfter = time.Second
 	}
 	if c.AwaitPollInterval == 0 {
 		c.AwaitPollInterval = time.Second
@@ -136,19 +151,27 @@ var defaultRetryPolicy = keeltype.ExponentialBackoff{Initial: 100 * time.Millise
 type retrying struct {
 	maxAttempts int
 	policy      keeltype.RetryPolicy
+	// parkAfter is the longest wait for the next attempt spent in the
+	// process; a longer one parks the run. 0: every wait is spent in the
+	// process.
+	parkAfter time.Duration
 }
 
 // StepOpts configures one step. nil or zero fields take the engine's
 // defaults.
 type StepOpts struct {
-	// MaxAttempts is how many attempts the step gets, counting the first;
-	// 1 means no retry. Default Config.StepMaxAttempts.
+	// MaxAttempts is how many attempts the step gets, counting the first
+	// and those before a park, a crash or a restart; 1 means no retry.
+	// Default Config.StepMaxAttempts.
 	MaxAttempts int
-	// RetryPolicy is the step's retry policy. Default
-	// Config.StepRetryPolicy.
+	// RetryPolicy is the step's retry policy: the wait before each next
+	// attempt. A wait longer than Config.StepParkAfter parks the run until
+	// the attempt is due, unless the step was started with StepAsync.
+	// Default Config.StepRetryPolicy.
 	RetryPolicy keeltype.RetryPolicy
 	// CompensationMaxAttempts and CompensationRetryPolicy are the same for
-	// the step's compensation. Defaults: the Config's.
+	// the step's compensation, whose waits are always spent in the
+	// process. Defaults: the Config's.
 	CompensationMaxAttempts int
 	CompensationRetryPolicy keeltype.RetryPolicy
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/validate"
+	"github.com/keelpg/keel/jobs"
 	"github.com/keelpg/keel/keeltype"
 )
 
@@ -21,6 +22,7 @@ import (
 type execution struct {
 	e       *Engine
 	wf      *workflow
+	job     *jobs.Job[runJob]
 	run     db.ClaimRunRow
 	history map[int32]db.KeelSagaStep
 	// ctx is the job's context: it ends when the process stops.
@@ -107,9 +109,9 @@ func (c dbClock) now() time.Time { return c.at.Add(time.Since(c.since)) }
 // what a Go context deadline needs.
 func (c dbClock) localTime(t time.Time) time.Time { return time.Now().Add(t.Sub(c.now())) }
 
-func newExecution(e *Engine, wf *workflow, run db.ClaimRunRow, steps []db.KeelSagaStep, ctx context.Context, clockAt time.Time) *execution {
+func newExecution(e *Engine, wf *workflow, job *jobs.Job[runJob], run db.ClaimRunRow, steps []db.KeelSagaStep, ctx context.Context, clockAt time.Time) *execution {
 	ex := &execution{
-		e: e, wf: wf, run: run, ctx: ctx,
+		e: e, wf: wf, job: job, run: run, ctx: ctx,
 		clock:     dbClock{at: run.DbNow.Time, since: clockAt},
 		history:   make(map[int32]db.KeelSagaStep, len(steps)),
 		cancelReq: run.CancelRequestedAt.Valid,
@@ -190,10 +192,36 @@ func (ex *execution) stepContext(name string) (context.Context, context.CancelFu
 	return ctx, cancel, end
 }
 
-// checkpoint records a step's outcome through tx (the pool, or a
-// transactional step's transaction) and learns whether a cancel was
-// requested. A refused checkpoint means another executor holds the run.
-func (ex *execution) checkpoint(ctx context.Context, tx keeltype.DBTX, p db.CheckpointParams) error {
+// record checkpoints a step's outcome through the engine's group commit:
+// in one statement with the checkpoints other runs executing here make at
+// the same time. It returns once the checkpoint is durable, and learns
+// whether a cancel was requested. A refused checkpoint means another
+// executor holds the run.
+func (ex *execution) record(p db.CheckpointParams) error {
+	ex.fill(&p)
+	res, err := ex.e.commits.do(ex.ctx, commitReq{step: &p})
+	if err != nil {
+		return fmt.Errorf("keel saga: checkpointing step %d (%s) of run %s: %w", p.Seq, p.Name, ex.run.ID, err)
+	}
+	return ex.recorded(ex.ctx, res.written, res.cancelRequested)
+}
+
+// checkpoint is record through tx, a transaction of the execution's own (a
+// transactional step's, a wait's).
+func (ex *execution) checkpoint(ctx context.Context, tx pgx.Tx, p db.CheckpointParams) error {
+	ex.fill(&p)
+	cancel, err := db.New(tx).Checkpoint(ctx, p)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ex.recorded(ctx, false, false)
+	}
+	if err != nil {
+		return fmt.Errorf("keel saga: checkpointing step %d (%s) of run %s: %w", p.Seq, p.Name, ex.run.ID, err)
+	}
+	return ex.recorded(ctx, true, cancel)
+}
+
+// fill completes a checkpoint with what the execution knows.
+func (ex *execution) fill(p *db.CheckpointParams) {
 	p.RunID, p.Epoch, p.Owner = ex.run.ID, ex.run.Epoch, ptr(ex.e.jobs.ID())
 	if p.Attempts == 0 {
 		p.Attempts = 1
@@ -201,8 +229,12 @@ func (ex *execution) checkpoint(ctx context.Context, tx keeltype.DBTX, p db.Chec
 	if p.Error != nil {
 		p.Error = ptr(validate.ErrorText(*p.Error))
 	}
-	cancel, err := db.New(tx).Checkpoint(ctx, p)
-	if errors.Is(err, pgx.ErrNoRows) {
+}
+
+// recorded takes in what a checkpoint learnt: whether it was written and
+// whether a cancel was requested.
+func (ex *execution) recorded(ctx context.Context, written, cancel bool) error {
+	if !written {
 		holds, err := db.New(ex.e.pool).HoldsRun(ctx, db.HoldsRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch})
 		if err != nil {
 			return fmt.Errorf("keel saga: run %s: %w", ex.run.ID, err)
@@ -212,9 +244,6 @@ func (ex *execution) checkpoint(ctx context.Context, tx keeltype.DBTX, p db.Chec
 		}
 		return errFenced
 	}
-	if err != nil {
-		return fmt.Errorf("keel saga: checkpointing step %d (%s) of run %s: %w", p.Seq, p.Name, ex.run.ID, err)
-	}
 	if cancel {
 		ex.mu.Lock()
 		ex.cancelReq = true
@@ -223,16 +252,14 @@ func (ex *execution) checkpoint(ctx context.Context, tx keeltype.DBTX, p db.Chec
 	return nil
 }
 
-// mustCheckpoint is checkpoint for the workflow goroutine: a failure stops
-// the workflow.
-// checkpointInBackground records p while the workflow goes on, for an
-// outcome nothing that follows depends on; waits and the end of the
-// execution wait for it, and its error stops the execution there.
-func (ex *execution) checkpointInBackground(p db.CheckpointParams) {
+// recordInBackground records p while the workflow goes on, for an outcome
+// nothing that follows depends on; waits and the end of the execution wait
+// for it, and its error stops the execution there.
+func (ex *execution) recordInBackground(p db.CheckpointParams) {
 	ex.async.Add(1)
 	go func() {
 		defer ex.async.Done()
-		if err := ex.checkpoint(ex.ctx, ex.e.pool, p); err != nil {
+		if err := ex.record(p); err != nil {
 			ex.mu.Lock()
 			if ex.bgErr == nil {
 				ex.bgErr = err
@@ -250,8 +277,10 @@ func (ex *execution) backgroundErr() error {
 	return ex.bgErr
 }
 
-func (ex *execution) mustCheckpoint(tx keeltype.DBTX, p db.CheckpointParams) {
-	if err := ex.checkpoint(ex.ctx, tx, p); err != nil {
+// mustRecord is record for the workflow goroutine: a failure stops the
+// workflow.
+func (ex *execution) mustRecord(p db.CheckpointParams) {
+	if err := ex.record(p); err != nil {
 		panic(abort{err})
 	}
 }

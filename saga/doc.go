@@ -44,13 +44,30 @@
 // Each execution takes the run and loads its history once, in one round
 // trip, and calls the workflow function from the top. An execution that may
 // have a live predecessor (a rescued job, a run woken from a wait) bumps the
-// run's epoch, a fencing token; the first execution of a new run only reads,
-// so a run costs one commit to start, one per step and one to finish. A step already in the history returns its recorded output (or error)
+// run's epoch, a fencing token; the first execution of a new run only reads.
+// A step already in the history returns its recorded output (or error)
 // without running; the first step that is not runs, and its outcome is
-// checkpointed by one INSERT that writes only while the run's epoch is still
-// the executor's — one round trip and one commit per step, no lock on the
-// run. An executor that lost the run (it was thought dead and the run was
-// taken elsewhere) finds its checkpoint refused and stops.
+// checkpointed by an INSERT that writes only while the run's epoch is still
+// the executor's — no lock on the run. An executor that lost the run (it was
+// thought dead and the run was taken elsewhere) finds its checkpoint refused
+// and stops.
+//
+// # Group commit
+//
+// The runs executing in one engine write together. A checkpoint, a run's
+// end, or the read that takes a new run, made while no write of its kind is
+// in flight, is written at once and alone, so a lone run waits for nothing;
+// those made while one is in flight queue up and go in the next write, for
+// all of them: the checkpoints of many runs in one statement
+// (CheckpointMany), the ends of many runs in one transaction that also
+// completes their jobs ([jobs.JobCompleteTx]) and notifies awaiters once,
+// the reads of newly claimed runs in one statement. Each run still goes on
+// only once its own checkpoint is durable; fencing is per run, inside the
+// statement; and a batch the database refuses for one request in it is
+// written again request by request, so only that one fails. A run that
+// ends here is handed to this engine's [Engine.Await] callers as it
+// commits, without waiting for the notification. Under load a run costs a
+// share of a commit per step rather than one.
 //
 // A step whose process dies before its checkpoint runs again: steps run at
 // least once. [TxStep] gives a step a pgx.Tx; its writes and its checkpoint
@@ -75,11 +92,23 @@
 //
 // # Retries and compensation
 //
-// A step is retried in its process: Config.StepMaxAttempts attempts
-// (default 3) spaced by Config.StepRetryPolicy (a keeltype.RetryPolicy;
-// default 100ms doubling to 10s), or what its [StepOpts] say; the error of its last attempt is checkpointed and
-// returned as a [*StepError] (replayed, only its message is kept). What the
-// workflow does with it is up to its code: return it and the run fails.
+// A failed step is retried: Config.StepMaxAttempts attempts (default 3)
+// spaced by Config.StepRetryPolicy (a keeltype.RetryPolicy; default 100ms
+// doubling to 10s), or what its [StepOpts] say; the error of its last
+// attempt is checkpointed and returned as a [*StepError] (replayed, only its
+// message is kept). What the workflow does with it is up to its code: return
+// it and the run fails. A wait between attempts of up to
+// Config.StepParkAfter (default 1s) is spent in the process; a longer one
+// parks the run as a sleep does: the step is recorded waiting, with its
+// attempts so far, the last error and the retry time ({"retry_at": …} in
+// keel.saga_steps.output), the run waits with the reason "retry <step>"
+// holding no worker, and the execution that resumes it — in any process,
+// after a restart too — goes on with the next attempt at the retry time, so
+// MaxAttempts counts every attempt however often the run parked or its
+// process died. A cancel or the workflow timeout ends a parked step's
+// retries as it ends a sleep. Steps started with [StepAsync] and
+// compensations always wait in the process, and start their attempts again
+// after a crash.
 //
 // A step registered with [StepWithCompensation] carries its undo. When the
 // run fails (its function returns an error or panics), times out or is

@@ -2,6 +2,8 @@ package saga
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/jobs"
@@ -31,6 +34,13 @@ type Engine struct {
 	done    *notify.Debouncer
 	timers  *timers
 	cancels *cancels
+	// commits and reads are the group commit of the executions here: see
+	// group.
+	commits group[commitReq, commitRes]
+	reads   group[readReq, db.ClaimRunRow]
+	starts  group[startReq, *Run]
+	// runReads are Await's reads.
+	runReads group[string, *Run]
 	// closed is set by Stop: the engine writes nothing more.
 	closed atomic.Bool
 }
@@ -65,10 +75,14 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	if e.jobs, err = jobs.NewClient(pool, cfg.Jobs); err != nil {
 		return nil, fmt.Errorf("%w: jobs client: %w", ErrInvalidOptions, err)
 	}
-	e.awaiter = newAwaiter(pool, cfg.Jobs.Listener, cfg.Logger)
+	e.awaiter = newAwaiter(pool, cfg.Jobs.Listener, cfg.Logger, randomToken())
 	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
 	e.timers = newTimers(e.jobs, cfg.Logger)
 	e.cancels = newCancels(e.awaiter.listener)
+	e.commits.write = e.writeCommits
+	e.reads.write = e.readPending
+	e.starts.write = e.writeStarts
+	e.runReads.write = e.readRuns
 	return e, nil
 }
 
@@ -119,9 +133,11 @@ func (e *Engine) stop(ctx context.Context, cancel bool) error {
 }
 
 // notifyDone tells awaiters in every process that runs finished; they ask
-// which (channelDone has no payload, so notifications can be debounced).
+// which. The payload is a random token of the engine's, the same for all
+// its notifications, so they can be debounced: the engine's own awaiter
+// skips them, having been handed its runs as they ended.
 func (e *Engine) notifyDone(ctx context.Context, tx keeltype.DBTX) error {
-	if err := e.done.Notify(ctx, tx, channelDone, ""); err != nil {
+	if err := e.done.Notify(ctx, tx, channelDone, e.awaiter.self); err != nil {
 		return fmt.Errorf("keel saga: notifying awaiters: %w", err)
 	}
 	return nil
@@ -134,6 +150,10 @@ func (e *Engine) notifyDone(ctx context.Context, tx keeltype.DBTX) error {
 // workflow (ErrUnknownWorkflow), an input that cannot be stored (ErrEncode)
 // or an option out of its limits (ErrInvalidOptions) fails before anything
 // is sent, and tx stays usable.
+//
+// Given the engine's own pool as tx, StartRun commits the run before it
+// returns, and the StartRuns made at the same time commit together, in one
+// transaction (see Group commit in the package doc).
 func (e *Engine) StartRun(ctx context.Context, tx keeltype.DBTX, name string, input any, opts *StartOpts) (*Run, error) {
 	if err := e.checkWrite(tx); err != nil {
 		return nil, err
@@ -150,14 +170,25 @@ func (e *Engine) StartRun(ctx context.Context, tx keeltype.DBTX, name string, in
 	if err != nil {
 		return nil, err
 	}
-	var run *Run
-	err = atomically(ctx, tx, func(tx keeltype.DBTX) error {
-		run, err = e.insertRun(ctx, tx, db.InsertRunParams{
+	op := keeltype.Operation{Kind: keeltype.OpSagaStart, Name: wf.name, ID: o.RunID, Queue: o.Queue, Carrier: map[string]string{}}
+	ctx, end := e.cfg.Hook.Start(ctx, op)
+	req := startReq{
+		p: db.InsertRunParams{
 			ID: o.RunID, Workflow: wf.name, Version: int32(wf.version), Queue: o.Queue,
 			Input: encoded, TimeoutUs: timeoutMicros(o.Timeout),
+		},
+		trace: carrier.Clean(op.Carrier),
+	}
+	var run *Run
+	if p, ok := tx.(*pgxpool.Pool); ok && p == e.pool {
+		run, err = e.starts.do(ctx, req)
+	} else {
+		err = atomically(ctx, tx, func(tx keeltype.DBTX) error {
+			run, err = e.insertRun(ctx, tx, req)
+			return err
 		})
-		return err
-	})
+	}
+	end(keeltype.Outcome{Err: err})
 	return run, err
 }
 
@@ -187,27 +218,52 @@ func timeoutMicros(timeout time.Duration) *int64 {
 	return ptr(max(timeout.Microseconds(), 1))
 }
 
+// startReq is a run to start: its row, and the trace context of the start
+// its first job carries.
+type startReq struct {
+	p     db.InsertRunParams
+	trace *carrier.Entries
+}
+
 // insertRun inserts a run and its first job, or returns the run holding the
 // id.
-func (e *Engine) insertRun(ctx context.Context, tx keeltype.DBTX, p db.InsertRunParams) (*Run, error) {
-	row, err := db.New(tx).InsertRun(ctx, p)
+func (e *Engine) insertRun(ctx context.Context, tx keeltype.DBTX, req startReq) (*Run, error) {
+	row, err := db.New(tx).InsertRun(ctx, req.p)
 	if errors.Is(err, pgx.ErrNoRows) {
-		existing, err := db.New(tx).GetRun(ctx, p.ID)
-		if err != nil {
-			return nil, fmt.Errorf("keel saga: start %s: reading run %s: %w", p.Workflow, p.ID, err)
-		}
-		if existing.Workflow != p.Workflow {
-			return nil, fmt.Errorf("%w: %s is a run of %q", ErrRunIDInUse, p.ID, existing.Workflow)
-		}
-		return runFromDB(&existing), nil
+		run, callErr, err := e.existingRun(ctx, tx, req.p)
+		return run, errors.Join(callErr, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("keel saga: start %s: %w", p.Workflow, err)
+		return nil, fmt.Errorf("keel saga: start %s: %w", req.p.Workflow, err)
 	}
-	if err := e.enqueue(ctx, tx, row.ID, row.Generation, row.Queue, time.Time{}); err != nil {
-		return nil, err
+	if _, err := e.jobs.Insert(ctx, tx, runJob{RunID: row.ID, Generation: row.Generation}, firstJobOpts(row.Queue, req.trace)); err != nil {
+		return nil, fmt.Errorf("keel saga: enqueueing run %s: %w", row.ID, err)
 	}
 	return runFromDB(&row), nil
+}
+
+// existingRun is the run that holds p's id: a start of it again returns it
+// (callErr nil), a start of another workflow fails with ErrRunIDInUse
+// (callErr). err is the read's own failure.
+func (e *Engine) existingRun(ctx context.Context, tx keeltype.DBTX, p db.InsertRunParams) (run *Run, callErr, err error) {
+	existing, err := db.New(tx).GetRun(ctx, p.ID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("keel saga: start %s: reading run %s: %w", p.Workflow, p.ID, err)
+	}
+	if existing.Workflow != p.Workflow {
+		return nil, fmt.Errorf("%w: %s is a run of %q", ErrRunIDInUse, p.ID, existing.Workflow), nil
+	}
+	return runFromDB(&existing), nil, nil
+}
+
+// firstJobOpts are the options of a run's first job: it carries the trace
+// context of the start.
+func firstJobOpts(queue string, trace *carrier.Entries) *jobs.InsertOpts {
+	o := &jobs.InsertOpts{Queue: queue, MaxAttempts: 1 << 20}
+	if m := trace.Map(); m != nil {
+		o.Metadata = map[string]any{keeltype.CarrierKey: m}
+	}
+	return o
 }
 
 // enqueue inserts the job that executes a run's generation, at runAt (zero:
@@ -259,7 +315,7 @@ func (e *Engine) signal(ctx context.Context, tx keeltype.DBTX, runID, name strin
 		key = &idempotencyKey
 	}
 	q := db.New(tx)
-	_, err := q.InsertSignal(ctx, db.InsertSignalParams{RunID: runID, Name: name, Value: encoded, IdempotencyKey: key})
+	row, err := q.SignalRun(ctx, db.SignalRunParams{RunID: runID, Name: name, Value: encoded, IdempotencyKey: key})
 	if errors.Is(err, pgx.ErrNoRows) {
 		run, getErr := q.GetRun(ctx, runID)
 		switch {
@@ -275,7 +331,10 @@ func (e *Engine) signal(ctx context.Context, tx keeltype.DBTX, runID, name strin
 	if err != nil {
 		return fmt.Errorf("keel saga: signal %s: %w", runID, err)
 	}
-	return e.wake(ctx, tx, runID)
+	if row.Generation == 0 {
+		return nil // not waiting: it takes the signal when it waits
+	}
+	return e.enqueue(ctx, tx, runID, row.Generation, row.Queue, time.Time{})
 }
 
 // wake makes a waiting run run: it re-checks what it waits for.
@@ -437,3 +496,10 @@ func (e *Engine) fork(ctx context.Context, tx keeltype.DBTX, runID string, fromS
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// randomToken is 16 random hex digits.
+func randomToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

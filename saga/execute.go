@@ -49,7 +49,7 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 		return fmt.Errorf("keel saga: decoding the history of run %s: %w", run.ID, err)
 	}
 	ctx, end := e.cfg.Hook.Start(ctx, keeltype.Operation{Kind: keeltype.OpSagaRun, Name: run.Workflow, ID: run.ID, Attempt: job.Attempt})
-	ex := newExecution(e, wf, run, steps, ctx, clockAt)
+	ex := newExecution(e, wf, job, run, steps, ctx, clockAt)
 	defer e.cancels.track(ex)()
 	err = ex.execute()
 	if ex.outcome.State == "" {
@@ -65,9 +65,9 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 func (e *Engine) takeRun(ctx context.Context, job *jobs.Job[runJob]) (db.ClaimRunRow, error) {
 	q := db.New(e.pool)
 	if job.Attempt == 1 {
-		run, err := q.ReadPendingRun(ctx, db.ReadPendingRunParams{ID: job.Args.RunID, Generation: job.Args.Generation})
+		run, err := e.reads.do(ctx, readReq{RunID: job.Args.RunID, Generation: job.Args.Generation})
 		if err == nil {
-			return db.ClaimRunRow(run), nil
+			return run, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return db.ClaimRunRow{}, err
@@ -182,7 +182,7 @@ func (ex *execution) compensate(c compensation) (failed string, err error) {
 		failed = validate.ErrorText(runErr.Error())
 		p.Status, p.Error = db.KeelSagaStepStatusFailed, &failed
 	}
-	return failed, ex.checkpoint(ex.ctx, ex.e.pool, p)
+	return failed, ex.record(p)
 }
 
 // finish ends the run, wakes its parent, cancels its children when it did
@@ -204,25 +204,24 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 	cascade := status != StatusSucceeded && len(children) > 0
 	p := db.FinishRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch, Status: db.KeelSagaRunStatus(status), Output: out, Error: stored}
 	if ex.run.ParentID == nil && !cascade {
-		_, err := db.New(ex.e.pool).FinishRun(ex.ctx, p)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
+		// Through the group commit, which also completes the run's job.
+		if _, err := ex.e.commits.do(ex.ctx, commitReq{finish: &finishReq{run: p, job: ex.job}}); err != nil {
 			return fmt.Errorf("keel saga: finishing run %s: %w", ex.run.ID, err)
 		}
-		return ex.e.notifyDone(ex.ctx, ex.e.pool)
+		return nil
 	}
+	var finished db.KeelSagaRun
 	err := pgx.BeginFunc(ex.ctx, ex.e.pool, func(tx pgx.Tx) error {
-		parent, err := db.New(tx).FinishRun(ex.ctx, p)
+		var err error
+		finished, err = db.New(tx).FinishRun(ex.ctx, p)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errFenced
 		}
 		if err != nil {
 			return err
 		}
-		if parent != nil {
-			if err := ex.e.wake(ex.ctx, tx, *parent); err != nil {
+		if finished.ParentID != nil {
+			if err := ex.e.wake(ex.ctx, tx, *finished.ParentID); err != nil {
 				return err
 			}
 		}
@@ -235,8 +234,12 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 		}
 		return ex.e.notifyDone(ex.ctx, tx)
 	})
-	if err != nil && err != errFenced {
+	switch {
+	case err == errFenced:
+		return nil
+	case err != nil:
 		return fmt.Errorf("keel saga: finishing run %s: %w", ex.run.ID, err)
 	}
+	ex.e.awaiter.deliver([]*Run{runFromDB(&finished)})
 	return nil
 }

@@ -206,7 +206,7 @@ type StepInfo struct {
 	Name string
 	// Kind is step, tx, sleep, signal, child, await, value or compensation.
 	Kind       string
-	Status     string // completed, failed or waiting (a timer or a signal wait)
+	Status     string // completed, failed or waiting (a timer, a signal wait, a step between attempts)
 	Output     json.RawMessage
 	Error      string
 	Attempts   int
@@ -257,8 +257,42 @@ func (e *Engine) GetValue(ctx context.Context, runID, name string, v any) error 
 	return nil
 }
 
+// awaitRead reads a run for Await, with the reads of the Awaits made at the
+// same time in one statement.
+func (e *Engine) awaitRead(ctx context.Context, runID string) (*Run, error) {
+	if err := checkRunID("run id", runID); err != nil {
+		return nil, err
+	}
+	return e.runReads.do(ctx, runID)
+}
+
+// readRuns reads a group of runs for Await; a missing one gets
+// ErrRunNotFound.
+func (e *Engine) readRuns(ctx context.Context, batch []*call[string, *Run]) {
+	ids := make([]string, len(batch))
+	for i, c := range batch {
+		ids[i] = c.req
+	}
+	rows, err := db.New(e.pool).GetRuns(ctx, ids)
+	byID := make(map[string]*db.KeelSagaRun, len(rows))
+	for i := range rows {
+		byID[rows[i].ID] = &rows[i]
+	}
+	for _, c := range batch {
+		switch row := byID[c.req]; {
+		case err != nil:
+			c.err = fmt.Errorf("keel saga: get %s: %w", c.req, err)
+		case row == nil:
+			c.err = fmt.Errorf("%w: %s", ErrRunNotFound, c.req)
+		default:
+			c.res = runFromDB(row)
+		}
+	}
+}
+
 // Await waits until the run is final and returns it; use Result or Run.Err
-// for its outcome. It is woken by a notification when the run finishes, and
+// for its outcome. A run that ends in this process is handed over as it
+// commits; one that ends elsewhere wakes Await by a notification, and Await
 // reads the run every Config.AwaitPollInterval besides. Through a database
 // outage it keeps trying, with a capped backoff; it returns ctx's error when
 // ctx ends first, and any other error at once.
@@ -268,7 +302,7 @@ func (e *Engine) Await(ctx context.Context, runID string) (*Run, error) {
 	var backoff outage.Backoff
 	for {
 		wait := e.cfg.AwaitPollInterval
-		run, err := e.Get(ctx, e.pool, runID)
+		run, err := e.awaitRead(ctx, runID)
 		switch {
 		case err == nil:
 			e.awaiter.outage.Succeeded()
@@ -288,7 +322,11 @@ func (e *Engine) Await(ctx context.Context, runID string) (*Run, error) {
 		case <-ctx.Done():
 			t.Stop()
 			return nil, ctx.Err()
-		case <-w:
+		case r := <-w:
+			if r != nil {
+				t.Stop()
+				return r, nil
+			}
 		case <-t.C:
 		}
 		t.Stop()

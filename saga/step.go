@@ -3,9 +3,7 @@ package saga
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"runtime/debug"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,8 +18,10 @@ import (
 // before Step returns; when the run is replayed after a crash, a park or a
 // restart, Step returns the recorded outcome without calling fn. A step whose
 // process died before its checkpoint runs again: fn must tolerate running
-// more than once (make it idempotent, or use TxStep). A failed step returns a
-// *StepError.
+// more than once (make it idempotent, or use TxStep). A failed attempt is
+// retried as the step's StepOpts say; a wait before the next attempt longer
+// than Config.StepParkAfter parks the run, and the replay goes on with the
+// attempts where they were. A failed step returns a *StepError.
 func Step[T any](wc Context, name string, fn func(ctx context.Context) (T, error), opts *StepOpts) (T, error) {
 	return StepWithCompensation(wc, name, fn, nil, opts)
 }
@@ -33,14 +33,19 @@ func Step[T any](wc Context, name string, fn func(ctx context.Context) (T, error
 func StepWithCompensation[T any](wc Context, name string, fn func(ctx context.Context) (T, error), undo func(ctx context.Context, out T) error, opts *StepOpts) (T, error) {
 	ex := wc.execution()
 	seq, rec := ex.nextStep(name, "step")
-	if rec != nil {
+	var from progress
+	switch {
+	case rec == nil:
+	case rec.Status == db.KeelSagaStepStatusWaiting:
+		from = ex.resumeRetry(rec)
+	default:
 		out, err := replayed[T](rec)
 		if err == nil && undo != nil {
 			ex.registerUndo(seq, name, func(ctx context.Context) error { return undo(ctx, out) }, opts)
 		}
 		return out, err
 	}
-	out, err, stop := runStep(ex, seq, name, fn, opts)
+	out, err, stop := runStep(ex, seq, name, fn, ex.stepRetry(opts, true), from)
 	if stop != nil {
 		panic(abort{stop})
 	}
@@ -72,16 +77,16 @@ func replayed[T any](rec *db.KeelSagaStep) (T, error) {
 	return out, nil
 }
 
-// runStep runs a step's attempts and checkpoints the outcome. stop is set
-// when the workflow must not go on (fenced out, process stopping, a write
-// failed).
-func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.Context) (T, error), opts *StepOpts) (out T, err error, stop error) {
-	policy := ex.stepRetry(opts)
-	started := ts(ex.clock.now())
-	ctx, cancel, end := ex.stepContext(name)
-	defer cancel()
+// runStep runs a step's attempts from from and checkpoints the outcome.
+// With a policy that parks, it parks the run (unwinding the workflow) when
+// the wait for the next attempt is long. stop is set when the workflow must
+// not go on (fenced out, process stopping, a write failed).
+func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.Context) (T, error), policy retrying, from progress) (out T, err error, stop error) {
+	// A step resumed after a park keeps its first start: the checkpoint
+	// that ends a waiting step leaves its started_at.
+	p := db.CheckpointParams{Seq: seq, Name: name, Kind: "step", StartedAt: ts(ex.clock.now())}
 	var encoded json.RawMessage
-	attempts, err := retry(ctx, policy, func(ctx context.Context) error {
+	end, stop := ex.runAttempts(p, policy, from, func(ctx context.Context, _ int) error {
 		v, err := fn(ctx)
 		if err != nil {
 			return err
@@ -92,27 +97,33 @@ func runStep[T any](ex *execution, seq int32, name string, fn func(ctx context.C
 		out = v
 		return nil
 	})
-	end(keeltype.Outcome{Err: err})
-	if stop := ex.stepStop(); stop != nil {
+	if stop != nil {
 		return out, nil, stop
 	}
-	p := db.CheckpointParams{Seq: seq, Name: name, Kind: "step", Status: db.KeelSagaStepStatusCompleted, Output: encoded, Attempts: int32(attempts), StartedAt: started}
-	if err != nil {
+	p.Status, p.Output, p.Attempts = db.KeelSagaStepStatusCompleted, encoded, int32(end.attempts)
+	if err = end.err; err != nil {
 		msg := validate.ErrorText(err.Error())
 		p.Status, p.Output, p.Error = db.KeelSagaStepStatusFailed, nil, &msg
-		err = &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: msg, Err: err}
+		err = &StepError{Step: name, Seq: int(seq), Attempts: end.attempts, Message: msg, Err: err}
 	}
-	if cerr := ex.checkpoint(ex.ctx, ex.e.pool, p); cerr != nil {
+	if cerr := ex.record(p); cerr != nil {
 		return out, nil, cerr
 	}
 	return out, err, nil
 }
 
-func (ex *execution) stepRetry(opts *StepOpts) retrying {
-	if opts == nil {
-		return ex.retrying(0, nil)
+// stepRetry is how a step retries; with park, a long wait for its next
+// attempt parks the run. A wait of holdMax or less is never parked: it costs
+// less held than parked.
+func (ex *execution) stepRetry(opts *StepOpts, park bool) retrying {
+	r := ex.retrying(0, nil)
+	if opts != nil {
+		r = ex.retrying(opts.MaxAttempts, opts.RetryPolicy)
 	}
-	return ex.retrying(opts.MaxAttempts, opts.RetryPolicy)
+	if park {
+		r.parkAfter = max(ex.e.cfg.StepParkAfter, holdMax)
+	}
+	return r
 }
 
 // retrying fills what a step's options leave unset from the Config.
@@ -127,59 +138,26 @@ func (ex *execution) retrying(maxAttempts int, policy keeltype.RetryPolicy) retr
 	return r
 }
 
-// permanent marks an error that retrying cannot fix.
-type permanent struct{ err error }
-
-func (p permanent) Error() string { return p.err.Error() }
-func (p permanent) Unwrap() error { return p.err }
-
-// retry calls fn until it succeeds, fails permanently, uses up the policy's
-// attempts or ctx ends, and returns the attempts made and the last error.
-func retry(ctx context.Context, policy retrying, fn func(ctx context.Context) error) (int, error) {
-	for attempt := 1; ; attempt++ {
-		err := callSafely(ctx, fn)
-		if err == nil {
-			return attempt, nil
-		}
-		if _, ok := err.(permanent); ok || attempt >= policy.maxAttempts || ctx.Err() != nil {
-			return attempt, err
-		}
-		t := time.NewTimer(max(policy.policy.NextRetry(attempt, err), 0))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return attempt, err
-		case <-t.C:
-		}
-	}
-}
-
-func callSafely(ctx context.Context, fn func(ctx context.Context) error) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			err = fmt.Errorf("keel saga: step panicked: %v\n%s", v, debug.Stack())
-		}
-	}()
-	return fn(ctx)
-}
-
 // TxStep runs fn as a transactional step: fn's writes through tx and the
 // step's checkpoint commit together, so its effect happens exactly once
 // however often the run is replayed or its process dies. A failed attempt
-// rolls back. fn must not commit or roll back tx.
+// rolls back, and is retried as Step's are (a long wait parks the run). fn
+// must not commit or roll back tx.
 func TxStep[T any](wc Context, name string, fn func(ctx context.Context, tx pgx.Tx) (T, error), opts *StepOpts) (T, error) {
 	ex := wc.execution()
 	seq, rec := ex.nextStep(name, "tx")
-	if rec != nil {
+	var from progress
+	switch {
+	case rec == nil:
+	case rec.Status == db.KeelSagaStepStatusWaiting:
+		from = ex.resumeRetry(rec)
+	default:
 		return replayed[T](rec)
 	}
-	policy := ex.stepRetry(opts)
-	started := ts(ex.clock.now())
-	ctx, cancel, end := ex.stepContext(name)
-	defer cancel()
+	p := db.CheckpointParams{Seq: seq, Name: name, Kind: "tx", StartedAt: ts(ex.clock.now())}
 	var out T
-	var stop error
-	attempts, err := retry(ctx, policy, func(ctx context.Context) error {
+	var cerr error // the checkpoint in an attempt's transaction failed
+	end, stop := ex.runAttempts(p, ex.stepRetry(opts, true), from, func(ctx context.Context, attempt int) error {
 		return pgx.BeginFunc(ctx, ex.e.pool, func(tx pgx.Tx) error {
 			v, err := fn(ctx, tx)
 			if err != nil {
@@ -189,33 +167,28 @@ func TxStep[T any](wc Context, name string, fn func(ctx context.Context, tx pgx.
 			if err != nil {
 				return permanent{err}
 			}
-			err = ex.checkpoint(ctx, tx, db.CheckpointParams{
-				Seq: seq, Name: name, Kind: "tx", Status: db.KeelSagaStepStatusCompleted,
-				Output: encoded, StartedAt: started,
-			})
-			if err != nil {
-				stop = err
+			done := p
+			done.Status, done.Output, done.Attempts = db.KeelSagaStepStatusCompleted, encoded, int32(attempt)
+			if err := ex.checkpoint(ctx, tx, done); err != nil {
+				cerr = err
 				return permanent{err}
 			}
 			out = v
 			return nil
 		})
 	})
-	end(keeltype.Outcome{Err: errors.Join(err, stop)})
 	switch {
+	case cerr != nil:
+		panic(abort{cerr})
 	case stop != nil:
 		panic(abort{stop})
-	case ex.stepStop() != nil:
-		panic(abort{ex.stepStop()})
-	case err == nil:
+	case end.err == nil:
 		return out, nil
 	}
-	msg := validate.ErrorText(err.Error())
-	ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{
-		Seq: seq, Name: name, Kind: "tx", Status: db.KeelSagaStepStatusFailed,
-		Error: &msg, Attempts: int32(attempts), StartedAt: started,
-	})
-	return out, &StepError{Step: name, Seq: int(seq), Attempts: attempts, Message: msg, Err: err}
+	msg := validate.ErrorText(end.err.Error())
+	p.Status, p.Error, p.Attempts = db.KeelSagaStepStatusFailed, &msg, int32(end.attempts)
+	ex.mustRecord(p)
+	return out, &StepError{Step: name, Seq: int(seq), Attempts: end.attempts, Message: msg, Err: end.err}
 }
 
 // Future is the pending result of StepAsync.
@@ -233,11 +206,24 @@ type Future[T any] struct {
 // finished in. Call StepAsync and Get from the workflow function only. A
 // wait that parks the run (Sleep, AwaitSignal, Child.Get) first lets the
 // steps in flight finish and checkpoint.
+//
+// The step's retries wait in its goroutine, however long the wait: a step
+// running beside others cannot park the run, so Config.StepParkAfter does
+// not apply, and a crash restarts its attempts.
 func StepAsync[T any](wc Context, name string, fn func(ctx context.Context) (T, error), opts *StepOpts) *Future[T] {
 	ex := wc.execution()
 	f := &Future[T]{done: make(chan struct{})}
 	seq, rec := ex.nextStep(name, "step")
-	if rec != nil {
+	var from progress
+	switch {
+	case rec == nil:
+	case rec.Status == db.KeelSagaStepStatusWaiting:
+		// Parked as a Step, which the workflow has since made a StepAsync of
+		// (the same kind of step): the rest of the wait is spent here.
+		var at time.Time
+		from, at = ex.parkedRetry(rec)
+		from.wait = max(at.Sub(ex.clock.now()), 0)
+	default:
 		f.out, f.err = replayed[T](rec)
 		close(f.done)
 		return f
@@ -246,7 +232,7 @@ func StepAsync[T any](wc Context, name string, fn func(ctx context.Context) (T, 
 	go func() {
 		defer ex.async.Done()
 		defer close(f.done)
-		f.out, f.err, f.stop = runStep(ex, seq, name, fn, opts)
+		f.out, f.err, f.stop = runStep(ex, seq, name, fn, ex.stepRetry(opts, false), from)
 	}()
 	return f
 }

@@ -44,7 +44,7 @@ func sleepUntil(wc Context, wakeAt func(ex *execution) time.Time) {
 		at = wakeAt(ex)
 	}
 	if rec != nil && rec.Status != db.KeelSagaStepStatusWaiting {
-		ex.sleepLeft(at)
+		ex.sleepLeft("timer", at)
 		return
 	}
 	out, err := encode(fmt.Sprintf("wake time of sleep %d", seq), at)
@@ -53,13 +53,13 @@ func sleepUntil(wc Context, wakeAt func(ex *execution) time.Time) {
 	}
 	p := db.CheckpointParams{Seq: seq, Name: "sleep", Kind: "sleep", Status: db.KeelSagaStepStatusWaiting, Output: out}
 	if rec == nil && ex.clock.now().Before(at) {
-		ex.mustCheckpoint(ex.e.pool, p)
+		ex.mustRecord(p)
 	}
-	ex.sleepLeft(at)
+	ex.sleepLeft("timer", at)
 	// The run goes on at once: what follows does not need the sleep's
 	// completion, and a replay completes a sleep whose time has come.
 	p.Status = db.KeelSagaStepStatusCompleted
-	ex.checkpointInBackground(p)
+	ex.recordInBackground(p)
 }
 
 // timerLead is how early a parked sleep's wake-up job is due: the claim,
@@ -73,10 +73,10 @@ const (
 	holdMax   = 2 * timerLead
 )
 
-// sleepLeft parks the run until at, unless at has come, or sleeps the rest
-// in the process when at (or the workflow deadline, if sooner) is at most
-// holdMax away.
-func (ex *execution) sleepLeft(at time.Time) {
+// sleepLeft parks the run until at, for reason, unless at has come, or
+// sleeps the rest in the process when at (or the workflow deadline, if
+// sooner) is at most holdMax away.
+func (ex *execution) sleepLeft(reason string, at time.Time) {
 	if !ex.clock.now().Before(at) {
 		return
 	}
@@ -86,7 +86,7 @@ func (ex *execution) sleepLeft(at time.Time) {
 		wake = dl.Time
 	}
 	if wake.Sub(ex.clock.now()) > holdMax {
-		ex.wait("timer", at, nil)
+		ex.wait(reason, at, nil)
 		return
 	}
 	ex.hold(wake)
@@ -134,6 +134,9 @@ func AwaitSignal[T any](wc Context, name string, timeout time.Duration) (T, erro
 		}
 		ex.checkStop()
 	}
+	if v, ok := ex.takeSignal(seq, name); ok {
+		return decodeSignal[T](name, v)
+	}
 	var value json.RawMessage
 	timedOut := false
 	ex.wait("signal "+name, state.Deadline, func(tx pgx.Tx) (bool, error) {
@@ -160,11 +163,36 @@ func AwaitSignal[T any](wc Context, name string, timeout time.Duration) (T, erro
 	if timedOut {
 		return zero, fmt.Errorf("%w: %q", ErrSignalTimeout, name)
 	}
+	return decodeSignal[T](name, value)
+}
+
+func decodeSignal[T any](name string, value json.RawMessage) (T, error) {
 	var out T
 	if err := json.Unmarshal(value, &out); err != nil {
-		return zero, fmt.Errorf("%w: signal %q into %T: %w", ErrDecode, name, out, err)
+		return out, fmt.Errorf("%w: signal %q into %T: %w", ErrDecode, name, out, err)
 	}
 	return out, nil
+}
+
+// takeSignal is a signal wait's quick path: when the signal is there, one
+// statement consumes it and records the wait (TakeSignal) — no
+// transaction of its own, as the wait's park decision needs. Steps in
+// flight are checkpointed first, as before any wait.
+func (ex *execution) takeSignal(seq int32, name string) (json.RawMessage, bool) {
+	ex.async.Wait()
+	if err := ex.backgroundErr(); err != nil {
+		panic(abort{err})
+	}
+	v, err := db.New(ex.e.pool).TakeSignal(ex.ctx, db.TakeSignalParams{
+		RunID: ex.run.ID, Epoch: ex.run.Epoch, Name: name, Seq: seq, Owner: ptr(ex.e.jobs.ID()),
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, false
+	case err != nil:
+		panic(abort{fmt.Errorf("keel saga: taking signal %q of run %s: %w", name, ex.run.ID, err)})
+	}
+	return v, true
 }
 
 // SetValue publishes v under name for callers to read with
@@ -180,6 +208,6 @@ func SetValue(wc Context, name string, v any) error {
 	if err != nil {
 		return err
 	}
-	ex.mustCheckpoint(ex.e.pool, db.CheckpointParams{Seq: seq, Name: name, Kind: "value", Status: db.KeelSagaStepStatusCompleted, Output: out, Publish: true})
+	ex.mustRecord(db.CheckpointParams{Seq: seq, Name: name, Kind: "value", Status: db.KeelSagaStepStatusCompleted, Output: out, Publish: true})
 	return nil
 }

@@ -8,8 +8,25 @@ VALUES (@id, @workflow, @version, @queue, @input, sqlc.narg('parent_id'), sqlc.n
 ON CONFLICT (id) DO NOTHING
 RETURNING *;
 
+-- name: InsertRuns :many
+-- InsertRun for many runs at once, in one statement: runs is a JSON array
+-- of {"id", "workflow", "version", "queue", "input", "timeout_us"}. A run
+-- id already taken (or taken earlier in the array) inserts nothing and
+-- returns no row.
+INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
+SELECT e->>'id', e->>'workflow', (e->>'version')::int, e->>'queue', e->'input',
+    now() + (e->>'timeout_us')::bigint * interval '1 microsecond'
+FROM jsonb_array_elements(@runs::jsonb) AS e
+ON CONFLICT (id) DO NOTHING
+RETURNING *;
+
 -- name: GetRun :one
 SELECT * FROM keel.saga_runs WHERE id = @id;
+
+-- name: GetRuns :many
+-- The runs of the ids that exist: the reads of the Awaits made at once go
+-- together.
+SELECT * FROM keel.saga_runs WHERE id = ANY (@ids::text[]);
 
 -- name: ClaimRun :one
 -- An executor takes a run for the job of its current generation, and reads
@@ -41,15 +58,17 @@ SELECT claimed.id, claimed.workflow, claimed.version, claimed.queue, claimed.inp
     clock_timestamp()::timestamptz AS db_now
 FROM claimed;
 
--- name: ReadPendingRun :one
+-- name: ReadPendingRuns :many
 -- The first attempt of a pending run's job takes the run without a write:
 -- no other executor of the run can exist (a pending run has one job, and
 -- only a rescued job — attempt 2 on — can have a live earlier attempt), so
--- the epoch needs no bump. Its first checkpoint marks the run running.
--- The status test is written as (… = 'pending') IS TRUE, which no index
--- can search, so the run is found by id: as a plain status = 'pending', a
--- planner that believed few runs were pending searched the status index and
--- read every pending run. db_now is as in ClaimRun.
+-- the epoch needs no bump. Its first checkpoint marks the run running. The
+-- runs of many such jobs, claimed together, are read by one statement:
+-- runs is a JSON array of {"id", "generation"}. The status test is written
+-- as (… = 'pending') IS TRUE, which no index can search, so each run is
+-- found by id: as a plain status = 'pending', a planner that believed few
+-- runs were pending searched the status index and read every pending run.
+-- db_now is as in ClaimRun.
 SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
     r.epoch, r.deadline, r.cancel_requested_at,
     (SELECT COALESCE(jsonb_agg(jsonb_build_object(
@@ -57,8 +76,9 @@ SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
             'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
      FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history,
     clock_timestamp()::timestamptz AS db_now
-FROM keel.saga_runs r
-WHERE r.id = @id AND r.generation = @generation AND (r.status = 'pending') IS TRUE;
+FROM jsonb_array_elements(@runs::jsonb) AS e
+JOIN keel.saga_runs r ON r.id = e->>'id'
+WHERE r.generation = (e->>'generation')::bigint AND (r.status = 'pending') IS TRUE;
 
 -- name: LoadHistory :many
 -- A run's whole history, read once per resume.
@@ -104,6 +124,56 @@ WITH run AS (
 SELECT (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
 FROM run JOIN ins ON ins.run_id = run.id;
 
+-- name: CheckpointMany :many
+-- Checkpoint for the steps of many runs at once, in one statement, one
+-- transaction and one WAL flush: steps is a JSON array of objects with the
+-- fields of Checkpoint (run_id, epoch, seq, name, kind, status, output,
+-- error, attempts, started_at, publish) and i, the step's index in the
+-- array. Each step is fenced by its own run's epoch. A row comes back, with
+-- whether a cancel was requested, for each step written; a step with none
+-- was refused (its executor was fenced out, or its position is taken).
+-- The pending test is written as (…) IS TRUE so that each run is found by
+-- id, not by the status index (see ReadPendingRuns).
+WITH input AS (
+    SELECT (e->>'i')::int AS i, e->>'run_id' AS run_id, (e->>'epoch')::bigint AS epoch,
+        (e->>'seq')::int AS seq, e->>'name' AS name, e->>'kind' AS kind,
+        (e->>'status')::keel.saga_step_status AS status, e->'output' AS output, e->>'error' AS error,
+        (e->>'attempts')::int AS attempts, (e->>'started_at')::timestamptz AS started_at,
+        COALESCE((e->>'publish')::boolean, false) AS publish
+    FROM jsonb_array_elements(@steps::jsonb) AS e
+), run AS (
+    SELECT input.i, r.cancel_requested_at, r.status
+    FROM input JOIN keel.saga_runs r ON r.id = input.run_id AND r.epoch = input.epoch
+), ins AS (
+    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
+    SELECT input.run_id, input.seq, input.name, input.kind, input.status, input.output, input.error, input.attempts,
+        LEAST(COALESCE(input.started_at, clock_timestamp()), clock_timestamp()),
+        CASE WHEN input.status = 'waiting' THEN NULL ELSE clock_timestamp() END
+    FROM input JOIN run ON run.i = input.i
+    ON CONFLICT (run_id, seq) DO UPDATE SET
+        status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
+        attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
+    WHERE s.status = 'waiting'
+    RETURNING s.run_id, s.seq, s.name, s.output, s.started_at
+), val AS (
+    INSERT INTO keel.saga_values (run_id, name, value, seq)
+    SELECT DISTINCT ON (ins.run_id, ins.name) ins.run_id, ins.name, ins.output, ins.seq
+    FROM ins JOIN input ON input.run_id = ins.run_id AND input.seq = ins.seq
+    WHERE input.publish
+    ORDER BY ins.run_id, ins.name, ins.seq DESC
+    ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value, seq = EXCLUDED.seq, updated_at = now()
+), started AS (
+    UPDATE keel.saga_runs r SET
+        status = 'running', owner = @owner, resumes = r.resumes + 1,
+        started_at = COALESCE(r.started_at, first.started_at), updated_at = now()
+    FROM (SELECT ins.run_id, min(ins.started_at) AS started_at FROM ins GROUP BY ins.run_id) AS first
+    WHERE r.id = first.run_id AND (r.status = 'pending') IS TRUE
+)
+SELECT input.i, (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
+FROM input
+JOIN run ON run.i = input.i
+JOIN ins ON ins.run_id = input.run_id AND ins.seq = input.seq;
+
 -- name: LockRun :one
 -- Locks the run for a wait (park) decision while the executor still holds
 -- its epoch; no row means it was fenced out.
@@ -121,6 +191,46 @@ WHERE id = (
     FOR UPDATE
 )
 RETURNING value;
+
+-- name: TakeSignal :one
+-- A signal wait's quick path, in one statement: when the run's oldest
+-- unconsumed signal of the name is there, records the wait at seq completed
+-- with the signal's value and consumes the signal. The executor must still
+-- hold the run (its epoch) and no cancel may be requested; the run's row is
+-- locked as ConsumeSignal's transaction locks it. The signal is consumed
+-- only when the wait was recorded, so a refused record (the position taken)
+-- loses no signal. Like Checkpoint, it marks a run taken by
+-- ReadPendingRuns running. No row: nothing was taken, and the wait goes the
+-- transactional way (LockRun, ConsumeSignal, Checkpoint), which parks.
+WITH run AS (
+    SELECT r.id FROM keel.saga_runs r
+    WHERE r.id = @run_id AND r.epoch = @epoch AND r.cancel_requested_at IS NULL
+    FOR UPDATE
+), pick AS (
+    SELECT g.id, g.value FROM keel.saga_signals g
+    WHERE g.run_id = (SELECT run.id FROM run) AND g.name = @name AND g.consumed_seq IS NULL
+    ORDER BY g.id LIMIT 1
+    FOR UPDATE
+), ins AS (
+    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, attempts, started_at, finished_at)
+    SELECT @run_id, @seq, @name, 'signal', 'completed', pick.value, 1, clock_timestamp(), clock_timestamp()
+    FROM pick
+    ON CONFLICT (run_id, seq) DO UPDATE SET
+        status = EXCLUDED.status, output = EXCLUDED.output, error = NULL,
+        attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
+    WHERE s.status = 'waiting'
+    RETURNING s.seq
+), started AS (
+    UPDATE keel.saga_runs r SET
+        status = 'running', owner = @owner, resumes = r.resumes + 1,
+        started_at = COALESCE(r.started_at, now()), updated_at = now()
+    FROM ins
+    WHERE r.id = @run_id AND (r.status = 'pending') IS TRUE
+)
+UPDATE keel.saga_signals g SET consumed_seq = ins.seq, consumed_at = now()
+FROM pick, ins
+WHERE g.id = pick.id
+RETURNING g.value;
 
 -- name: ParkRun :one
 -- Parks a run: it holds no worker until a timer, a signal, a child or a
@@ -154,24 +264,43 @@ FROM target
 WHERE r.id = target.id AND target.status = 'waiting'
 RETURNING r.generation, r.queue;
 
--- name: InsertSignal :one
--- Stores a signal for a run that is not final, locking the run row so a
--- concurrent park sees either the signal or the wake-up. No row: the run is
--- missing or final, or the idempotency key was used.
-INSERT INTO keel.saga_signals (run_id, name, value, idempotency_key)
-SELECT r.id, @name, @value, sqlc.narg('idempotency_key')
-FROM keel.saga_runs r
-WHERE r.id = @run_id AND r.status NOT IN ('succeeded', 'failed', 'cancelled')
-FOR UPDATE OF r
-ON CONFLICT (run_id, idempotency_key) DO NOTHING
-RETURNING id;
+-- name: SignalRun :one
+-- Stores a signal for a run that is not final and, in the same statement,
+-- wakes the run when it waits (generation and queue are
+-- then set; the caller inserts the job of the new generation). The run's
+-- row is locked first, as a parking run's decision locks it, so the park
+-- sees either the signal or the wake-up; generation is 0 when the run was
+-- not waiting. No row: the run is missing or final, or the idempotency key
+-- was used.
+WITH target AS (
+    SELECT r.id, r.status FROM keel.saga_runs r
+    WHERE r.id = @run_id AND r.status NOT IN ('succeeded', 'failed', 'cancelled')
+    FOR UPDATE
+), sig AS (
+    INSERT INTO keel.saga_signals (run_id, name, value, idempotency_key)
+    SELECT target.id, @name, @value, sqlc.narg('idempotency_key') FROM target
+    ON CONFLICT (run_id, idempotency_key) DO NOTHING
+    RETURNING id
+), woken AS (
+    UPDATE keel.saga_runs r SET
+        status = 'pending',
+        generation = r.generation + 1,
+        wake_at = NULL,
+        wait_reason = NULL,
+        updated_at = now()
+    FROM target, sig
+    WHERE r.id = target.id AND target.status = 'waiting'
+    RETURNING r.generation, r.queue
+)
+SELECT sig.id, COALESCE(woken.generation, 0)::bigint AS generation, COALESCE(woken.queue, '')::text AS queue
+FROM sig LEFT JOIN woken ON true;
 
 -- name: SetCompensating :execrows
 UPDATE keel.saga_runs SET status = 'compensating', updated_at = now()
 WHERE id = @id AND epoch = @epoch;
 
 -- name: FinishRun :one
--- Ends a run. Returns the parent to wake, if any.
+-- Ends a run, and returns it as stored (with the parent to wake, if any).
 UPDATE keel.saga_runs SET
     status = @status,
     output = sqlc.narg('output')::jsonb,
@@ -183,13 +312,39 @@ UPDATE keel.saga_runs SET
     finished_at = now(),
     updated_at = now()
 WHERE id = @id AND epoch = @epoch
-RETURNING parent_id;
+RETURNING *;
+
+-- name: FinishRuns :many
+-- FinishRun for many runs at once (none of which has a parent to wake or
+-- children to cancel): runs is a JSON array of {"id", "epoch", "status",
+-- "output", "error"}. Returns the runs it ended, as stored; a run the
+-- executor no longer holds is left as it is.
+WITH input AS (
+    SELECT e->>'id' AS id, (e->>'epoch')::bigint AS epoch, (e->>'status')::keel.saga_run_status AS status,
+        e->'output' AS output, e->'error' AS error
+    FROM jsonb_array_elements(@runs::jsonb) AS e
+)
+UPDATE keel.saga_runs r SET
+    status = input.status,
+    output = input.output,
+    error = input.error,
+    owner = NULL,
+    wake_at = NULL,
+    wait_reason = NULL,
+    last_error = NULL,
+    finished_at = now(),
+    updated_at = now()
+FROM input
+WHERE r.id = input.id AND r.epoch = input.epoch
+RETURNING r.*;
 
 -- name: FinishedRuns :many
--- Which of the runs are final: an awaiting process asks once per
--- notification for every run it awaits.
-SELECT id FROM keel.saga_runs
-WHERE id = ANY (@ids::text[]) AND status IN ('succeeded', 'failed', 'cancelled');
+-- Which of the runs are final, as stored: an awaiting process asks once per
+-- notification for every run it awaits. The status test is written as
+-- (…) IS TRUE so that each run is found by id: as a plain status IN (…), a
+-- planner searched the status index and read every finished run.
+SELECT * FROM keel.saga_runs
+WHERE id = ANY (@ids::text[]) AND (status IN ('succeeded', 'failed', 'cancelled')) IS TRUE;
 
 -- name: RecordLastError :execrows
 -- Puts a run back to pending with a reason it cannot run here (e.g. its

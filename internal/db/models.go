@@ -288,7 +288,7 @@ func AllKeelSagaRunStatusValues() []KeelSagaRunStatus {
 	}
 }
 
-// The recorded outcome of a step. completed: output holds its result; failed: error holds why, after its last attempt; waiting: a durable timer or a signal wait that has not ended, whose wake time or deadline is recorded in output.
+// The recorded outcome of a step. completed: output holds its result; failed: error holds why, after its last attempt; waiting: a durable timer, a signal wait or a step between attempts that has not ended, whose wake time, deadline or next attempt's time is recorded in output (a step's attempts so far in attempts, its last error in error).
 type KeelSagaStepStatus string
 
 const (
@@ -373,7 +373,7 @@ type KeelEvent struct {
 	Type string `json:"type"`
 	// The event's payload.
 	Data json.RawMessage `json:"data"`
-	// The writer's metadata about the event (a JSON object).
+	// The writer's metadata about the event (a JSON object); under "keel_trace", the trace context of the append.
 	Metadata json.RawMessage `json:"metadata"`
 	// Id of the message or event that caused this one, when the writer gave it.
 	CausationID *string `json:"causation_id"`
@@ -446,7 +446,7 @@ type KeelJob struct {
 	Priority int16 `json:"priority"`
 	// The job's arguments: its JobArgs value encoded as JSON.
 	Args json.RawMessage `json:"args"`
-	// Free-form JSON object the inserter attached.
+	// Free-form JSON object the inserter attached; under "keel_trace", the trace context of the insert (see keeltype.CarrierKey).
 	Metadata json.RawMessage `json:"metadata"`
 	// Labels for finding jobs; keel does not interpret them.
 	Tags []string `json:"tags"`
@@ -530,7 +530,7 @@ type KeelOutbox struct {
 	Type string `json:"type"`
 	// Message body, as the application gave it.
 	Payload []byte `json:"payload"`
-	// Message headers, a JSON object of strings.
+	// Message headers, a JSON object of strings; they include the trace context of the enqueue (e.g. traceparent).
 	Headers json.RawMessage `json:"headers"`
 	// pending, delivered or dead.
 	State KeelOutboxState `json:"state"`
@@ -644,7 +644,7 @@ type KeelSagaRun struct {
 	Resumes int32 `json:"resumes"`
 	// While waiting: when a timer or a wait timeout wakes the run; NULL when only a signal or a child can.
 	WakeAt pgtype.Timestamptz `json:"wake_at"`
-	// While waiting: what the run waits for, e.g. "timer", "signal approve", "child order-1/3".
+	// While waiting: what the run waits for, e.g. "timer", "signal approve", "child order-1/3", "retry charge".
 	WaitReason *string `json:"wait_reason"`
 	// Set by Cancel; the executor stops at its next step and compensates.
 	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`

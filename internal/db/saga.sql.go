@@ -88,6 +88,87 @@ func (q *Queries) Checkpoint(ctx context.Context, arg CheckpointParams) (bool, e
 	return cancel_requested, err
 }
 
+const checkpointMany = `-- name: CheckpointMany :many
+WITH input AS (
+    SELECT (e->>'i')::int AS i, e->>'run_id' AS run_id, (e->>'epoch')::bigint AS epoch,
+        (e->>'seq')::int AS seq, e->>'name' AS name, e->>'kind' AS kind,
+        (e->>'status')::keel.saga_step_status AS status, e->'output' AS output, e->>'error' AS error,
+        (e->>'attempts')::int AS attempts, (e->>'started_at')::timestamptz AS started_at,
+        COALESCE((e->>'publish')::boolean, false) AS publish
+    FROM jsonb_array_elements($1::jsonb) AS e
+), run AS (
+    SELECT input.i, r.cancel_requested_at, r.status
+    FROM input JOIN keel.saga_runs r ON r.id = input.run_id AND r.epoch = input.epoch
+), ins AS (
+    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
+    SELECT input.run_id, input.seq, input.name, input.kind, input.status, input.output, input.error, input.attempts,
+        LEAST(COALESCE(input.started_at, clock_timestamp()), clock_timestamp()),
+        CASE WHEN input.status = 'waiting' THEN NULL ELSE clock_timestamp() END
+    FROM input JOIN run ON run.i = input.i
+    ON CONFLICT (run_id, seq) DO UPDATE SET
+        status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
+        attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
+    WHERE s.status = 'waiting'
+    RETURNING s.run_id, s.seq, s.name, s.output, s.started_at
+), val AS (
+    INSERT INTO keel.saga_values (run_id, name, value, seq)
+    SELECT DISTINCT ON (ins.run_id, ins.name) ins.run_id, ins.name, ins.output, ins.seq
+    FROM ins JOIN input ON input.run_id = ins.run_id AND input.seq = ins.seq
+    WHERE input.publish
+    ORDER BY ins.run_id, ins.name, ins.seq DESC
+    ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value, seq = EXCLUDED.seq, updated_at = now()
+), started AS (
+    UPDATE keel.saga_runs r SET
+        status = 'running', owner = $2, resumes = r.resumes + 1,
+        started_at = COALESCE(r.started_at, first.started_at), updated_at = now()
+    FROM (SELECT ins.run_id, min(ins.started_at) AS started_at FROM ins GROUP BY ins.run_id) AS first
+    WHERE r.id = first.run_id AND (r.status = 'pending') IS TRUE
+)
+SELECT input.i, (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
+FROM input
+JOIN run ON run.i = input.i
+JOIN ins ON ins.run_id = input.run_id AND ins.seq = input.seq
+`
+
+type CheckpointManyParams struct {
+	Steps json.RawMessage `json:"steps"`
+	Owner *string         `json:"owner"`
+}
+
+type CheckpointManyRow struct {
+	I               int32 `json:"i"`
+	CancelRequested bool  `json:"cancel_requested"`
+}
+
+// Checkpoint for the steps of many runs at once, in one statement, one
+// transaction and one WAL flush: steps is a JSON array of objects with the
+// fields of Checkpoint (run_id, epoch, seq, name, kind, status, output,
+// error, attempts, started_at, publish) and i, the step's index in the
+// array. Each step is fenced by its own run's epoch. A row comes back, with
+// whether a cancel was requested, for each step written; a step with none
+// was refused (its executor was fenced out, or its position is taken).
+// The pending test is written as (…) IS TRUE so that each run is found by
+// id, not by the status index (see ReadPendingRuns).
+func (q *Queries) CheckpointMany(ctx context.Context, arg CheckpointManyParams) ([]CheckpointManyRow, error) {
+	rows, err := q.db.Query(ctx, checkpointMany, arg.Steps, arg.Owner)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CheckpointManyRow
+	for rows.Next() {
+		var i CheckpointManyRow
+		if err := rows.Scan(&i.I, &i.CancelRequested); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const claimRun = `-- name: ClaimRun :one
 WITH claimed AS (
     UPDATE keel.saga_runs SET
@@ -234,7 +315,7 @@ UPDATE keel.saga_runs SET
     finished_at = now(),
     updated_at = now()
 WHERE id = $4 AND epoch = $5
-RETURNING parent_id
+RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
 `
 
 type FinishRunParams struct {
@@ -245,8 +326,8 @@ type FinishRunParams struct {
 	Epoch  int64             `json:"epoch"`
 }
 
-// Ends a run. Returns the parent to wake, if any.
-func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) (*string, error) {
+// Ends a run, and returns it as stored (with the parent to wake, if any).
+func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) (KeelSagaRun, error) {
 	row := q.db.QueryRow(ctx, finishRun,
 		arg.Status,
 		arg.Output,
@@ -254,31 +335,156 @@ func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) (*string, 
 		arg.ID,
 		arg.Epoch,
 	)
-	var parent_id *string
-	err := row.Scan(&parent_id)
-	return parent_id, err
+	var i KeelSagaRun
+	err := row.Scan(
+		&i.ID,
+		&i.Workflow,
+		&i.Version,
+		&i.Status,
+		&i.Queue,
+		&i.Input,
+		&i.Output,
+		&i.Error,
+		&i.LastError,
+		&i.ParentID,
+		&i.ParentSeq,
+		&i.ForkedFrom,
+		&i.ForkedAtSeq,
+		&i.Epoch,
+		&i.Generation,
+		&i.Owner,
+		&i.Resumes,
+		&i.WakeAt,
+		&i.WaitReason,
+		&i.CancelRequestedAt,
+		&i.Deadline,
+		&i.CreatedAt,
+		&i.StartedAt,
+		&i.UpdatedAt,
+		&i.FinishedAt,
+	)
+	return i, err
+}
+
+const finishRuns = `-- name: FinishRuns :many
+WITH input AS (
+    SELECT e->>'id' AS id, (e->>'epoch')::bigint AS epoch, (e->>'status')::keel.saga_run_status AS status,
+        e->'output' AS output, e->'error' AS error
+    FROM jsonb_array_elements($1::jsonb) AS e
+)
+UPDATE keel.saga_runs r SET
+    status = input.status,
+    output = input.output,
+    error = input.error,
+    owner = NULL,
+    wake_at = NULL,
+    wait_reason = NULL,
+    last_error = NULL,
+    finished_at = now(),
+    updated_at = now()
+FROM input
+WHERE r.id = input.id AND r.epoch = input.epoch
+RETURNING r.id, r.workflow, r.version, r.status, r.queue, r.input, r.output, r.error, r.last_error, r.parent_id, r.parent_seq, r.forked_from, r.forked_at_seq, r.epoch, r.generation, r.owner, r.resumes, r.wake_at, r.wait_reason, r.cancel_requested_at, r.deadline, r.created_at, r.started_at, r.updated_at, r.finished_at
+`
+
+// FinishRun for many runs at once (none of which has a parent to wake or
+// children to cancel): runs is a JSON array of {"id", "epoch", "status",
+// "output", "error"}. Returns the runs it ended, as stored; a run the
+// executor no longer holds is left as it is.
+func (q *Queries) FinishRuns(ctx context.Context, runs json.RawMessage) ([]KeelSagaRun, error) {
+	rows, err := q.db.Query(ctx, finishRuns, runs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []KeelSagaRun
+	for rows.Next() {
+		var i KeelSagaRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.Workflow,
+			&i.Version,
+			&i.Status,
+			&i.Queue,
+			&i.Input,
+			&i.Output,
+			&i.Error,
+			&i.LastError,
+			&i.ParentID,
+			&i.ParentSeq,
+			&i.ForkedFrom,
+			&i.ForkedAtSeq,
+			&i.Epoch,
+			&i.Generation,
+			&i.Owner,
+			&i.Resumes,
+			&i.WakeAt,
+			&i.WaitReason,
+			&i.CancelRequestedAt,
+			&i.Deadline,
+			&i.CreatedAt,
+			&i.StartedAt,
+			&i.UpdatedAt,
+			&i.FinishedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const finishedRuns = `-- name: FinishedRuns :many
-SELECT id FROM keel.saga_runs
-WHERE id = ANY ($1::text[]) AND status IN ('succeeded', 'failed', 'cancelled')
+SELECT id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at FROM keel.saga_runs
+WHERE id = ANY ($1::text[]) AND (status IN ('succeeded', 'failed', 'cancelled')) IS TRUE
 `
 
-// Which of the runs are final: an awaiting process asks once per
-// notification for every run it awaits.
-func (q *Queries) FinishedRuns(ctx context.Context, ids []string) ([]string, error) {
+// Which of the runs are final, as stored: an awaiting process asks once per
+// notification for every run it awaits. The status test is written as
+// (…) IS TRUE so that each run is found by id: as a plain status IN (…), a
+// planner searched the status index and read every finished run.
+func (q *Queries) FinishedRuns(ctx context.Context, ids []string) ([]KeelSagaRun, error) {
 	rows, err := q.db.Query(ctx, finishedRuns, ids)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []string
+	var items []KeelSagaRun
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var i KeelSagaRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.Workflow,
+			&i.Version,
+			&i.Status,
+			&i.Queue,
+			&i.Input,
+			&i.Output,
+			&i.Error,
+			&i.LastError,
+			&i.ParentID,
+			&i.ParentSeq,
+			&i.ForkedFrom,
+			&i.ForkedAtSeq,
+			&i.Epoch,
+			&i.Generation,
+			&i.Owner,
+			&i.Resumes,
+			&i.WakeAt,
+			&i.WaitReason,
+			&i.CancelRequestedAt,
+			&i.Deadline,
+			&i.CreatedAt,
+			&i.StartedAt,
+			&i.UpdatedAt,
+			&i.FinishedAt,
+		); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -382,6 +588,58 @@ func (q *Queries) GetRun(ctx context.Context, id string) (KeelSagaRun, error) {
 	return i, err
 }
 
+const getRuns = `-- name: GetRuns :many
+SELECT id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at FROM keel.saga_runs WHERE id = ANY ($1::text[])
+`
+
+// The runs of the ids that exist: the reads of the Awaits made at once go
+// together.
+func (q *Queries) GetRuns(ctx context.Context, ids []string) ([]KeelSagaRun, error) {
+	rows, err := q.db.Query(ctx, getRuns, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []KeelSagaRun
+	for rows.Next() {
+		var i KeelSagaRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.Workflow,
+			&i.Version,
+			&i.Status,
+			&i.Queue,
+			&i.Input,
+			&i.Output,
+			&i.Error,
+			&i.LastError,
+			&i.ParentID,
+			&i.ParentSeq,
+			&i.ForkedFrom,
+			&i.ForkedAtSeq,
+			&i.Epoch,
+			&i.Generation,
+			&i.Owner,
+			&i.Resumes,
+			&i.WakeAt,
+			&i.WaitReason,
+			&i.CancelRequestedAt,
+			&i.Deadline,
+			&i.CreatedAt,
+			&i.StartedAt,
+			&i.UpdatedAt,
+			&i.FinishedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getValue = `-- name: GetValue :one
 SELECT value FROM keel.saga_values WHERE run_id = $1 AND name = $2
 `
@@ -479,36 +737,63 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (KeelSagaR
 	return i, err
 }
 
-const insertSignal = `-- name: InsertSignal :one
-INSERT INTO keel.saga_signals (run_id, name, value, idempotency_key)
-SELECT r.id, $1, $2, $3
-FROM keel.saga_runs r
-WHERE r.id = $4 AND r.status NOT IN ('succeeded', 'failed', 'cancelled')
-FOR UPDATE OF r
-ON CONFLICT (run_id, idempotency_key) DO NOTHING
-RETURNING id
+const insertRuns = `-- name: InsertRuns :many
+INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
+SELECT e->>'id', e->>'workflow', (e->>'version')::int, e->>'queue', e->'input',
+    now() + (e->>'timeout_us')::bigint * interval '1 microsecond'
+FROM jsonb_array_elements($1::jsonb) AS e
+ON CONFLICT (id) DO NOTHING
+RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
 `
 
-type InsertSignalParams struct {
-	Name           string          `json:"name"`
-	Value          json.RawMessage `json:"value"`
-	IdempotencyKey *string         `json:"idempotency_key"`
-	RunID          string          `json:"run_id"`
-}
-
-// Stores a signal for a run that is not final, locking the run row so a
-// concurrent park sees either the signal or the wake-up. No row: the run is
-// missing or final, or the idempotency key was used.
-func (q *Queries) InsertSignal(ctx context.Context, arg InsertSignalParams) (int64, error) {
-	row := q.db.QueryRow(ctx, insertSignal,
-		arg.Name,
-		arg.Value,
-		arg.IdempotencyKey,
-		arg.RunID,
-	)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
+// InsertRun for many runs at once, in one statement: runs is a JSON array
+// of {"id", "workflow", "version", "queue", "input", "timeout_us"}. A run
+// id already taken (or taken earlier in the array) inserts nothing and
+// returns no row.
+func (q *Queries) InsertRuns(ctx context.Context, runs json.RawMessage) ([]KeelSagaRun, error) {
+	rows, err := q.db.Query(ctx, insertRuns, runs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []KeelSagaRun
+	for rows.Next() {
+		var i KeelSagaRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.Workflow,
+			&i.Version,
+			&i.Status,
+			&i.Queue,
+			&i.Input,
+			&i.Output,
+			&i.Error,
+			&i.LastError,
+			&i.ParentID,
+			&i.ParentSeq,
+			&i.ForkedFrom,
+			&i.ForkedAtSeq,
+			&i.Epoch,
+			&i.Generation,
+			&i.Owner,
+			&i.Resumes,
+			&i.WakeAt,
+			&i.WaitReason,
+			&i.CancelRequestedAt,
+			&i.Deadline,
+			&i.CreatedAt,
+			&i.StartedAt,
+			&i.UpdatedAt,
+			&i.FinishedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listRuns = `-- name: ListRuns :many
@@ -672,7 +957,7 @@ func (q *Queries) ParkRun(ctx context.Context, arg ParkRunParams) (ParkRunRow, e
 	return i, err
 }
 
-const readPendingRun = `-- name: ReadPendingRun :one
+const readPendingRuns = `-- name: ReadPendingRuns :many
 SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
     r.epoch, r.deadline, r.cancel_requested_at,
     (SELECT COALESCE(jsonb_agg(jsonb_build_object(
@@ -680,16 +965,12 @@ SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
             'output', s.output, 'error', s.error, 'attempts', s.attempts) ORDER BY s.seq), '[]')
      FROM keel.saga_steps s WHERE s.run_id = r.id)::jsonb AS history,
     clock_timestamp()::timestamptz AS db_now
-FROM keel.saga_runs r
-WHERE r.id = $1 AND r.generation = $2 AND (r.status = 'pending') IS TRUE
+FROM jsonb_array_elements($1::jsonb) AS e
+JOIN keel.saga_runs r ON r.id = e->>'id'
+WHERE r.generation = (e->>'generation')::bigint AND (r.status = 'pending') IS TRUE
 `
 
-type ReadPendingRunParams struct {
-	ID         string `json:"id"`
-	Generation int64  `json:"generation"`
-}
-
-type ReadPendingRunRow struct {
+type ReadPendingRunsRow struct {
 	ID                string             `json:"id"`
 	Workflow          string             `json:"workflow"`
 	Version           int32              `json:"version"`
@@ -706,28 +987,43 @@ type ReadPendingRunRow struct {
 // The first attempt of a pending run's job takes the run without a write:
 // no other executor of the run can exist (a pending run has one job, and
 // only a rescued job — attempt 2 on — can have a live earlier attempt), so
-// the epoch needs no bump. Its first checkpoint marks the run running.
-// The status test is written as (… = 'pending') IS TRUE, which no index
-// can search, so the run is found by id: as a plain status = 'pending', a
-// planner that believed few runs were pending searched the status index and
-// read every pending run. db_now is as in ClaimRun.
-func (q *Queries) ReadPendingRun(ctx context.Context, arg ReadPendingRunParams) (ReadPendingRunRow, error) {
-	row := q.db.QueryRow(ctx, readPendingRun, arg.ID, arg.Generation)
-	var i ReadPendingRunRow
-	err := row.Scan(
-		&i.ID,
-		&i.Workflow,
-		&i.Version,
-		&i.Queue,
-		&i.Input,
-		&i.ParentID,
-		&i.Epoch,
-		&i.Deadline,
-		&i.CancelRequestedAt,
-		&i.History,
-		&i.DbNow,
-	)
-	return i, err
+// the epoch needs no bump. Its first checkpoint marks the run running. The
+// runs of many such jobs, claimed together, are read by one statement:
+// runs is a JSON array of {"id", "generation"}. The status test is written
+// as (… = 'pending') IS TRUE, which no index can search, so each run is
+// found by id: as a plain status = 'pending', a planner that believed few
+// runs were pending searched the status index and read every pending run.
+// db_now is as in ClaimRun.
+func (q *Queries) ReadPendingRuns(ctx context.Context, runs json.RawMessage) ([]ReadPendingRunsRow, error) {
+	rows, err := q.db.Query(ctx, readPendingRuns, runs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ReadPendingRunsRow
+	for rows.Next() {
+		var i ReadPendingRunsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Workflow,
+			&i.Version,
+			&i.Queue,
+			&i.Input,
+			&i.ParentID,
+			&i.Epoch,
+			&i.Deadline,
+			&i.CancelRequestedAt,
+			&i.History,
+			&i.DbNow,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const recordLastError = `-- name: RecordLastError :execrows
@@ -855,6 +1151,125 @@ func (q *Queries) SetCompensating(ctx context.Context, arg SetCompensatingParams
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const signalRun = `-- name: SignalRun :one
+WITH target AS (
+    SELECT r.id, r.status FROM keel.saga_runs r
+    WHERE r.id = $1 AND r.status NOT IN ('succeeded', 'failed', 'cancelled')
+    FOR UPDATE
+), sig AS (
+    INSERT INTO keel.saga_signals (run_id, name, value, idempotency_key)
+    SELECT target.id, $2, $3, $4 FROM target
+    ON CONFLICT (run_id, idempotency_key) DO NOTHING
+    RETURNING id
+), woken AS (
+    UPDATE keel.saga_runs r SET
+        status = 'pending',
+        generation = r.generation + 1,
+        wake_at = NULL,
+        wait_reason = NULL,
+        updated_at = now()
+    FROM target, sig
+    WHERE r.id = target.id AND target.status = 'waiting'
+    RETURNING r.generation, r.queue
+)
+SELECT sig.id, COALESCE(woken.generation, 0)::bigint AS generation, COALESCE(woken.queue, '')::text AS queue
+FROM sig LEFT JOIN woken ON true
+`
+
+type SignalRunParams struct {
+	RunID          string          `json:"run_id"`
+	Name           string          `json:"name"`
+	Value          json.RawMessage `json:"value"`
+	IdempotencyKey *string         `json:"idempotency_key"`
+}
+
+type SignalRunRow struct {
+	ID         int64  `json:"id"`
+	Generation int64  `json:"generation"`
+	Queue      string `json:"queue"`
+}
+
+// Stores a signal for a run that is not final and, in the same statement,
+// wakes the run when it waits (generation and queue are
+// then set; the caller inserts the job of the new generation). The run's
+// row is locked first, as a parking run's decision locks it, so the park
+// sees either the signal or the wake-up; generation is 0 when the run was
+// not waiting. No row: the run is missing or final, or the idempotency key
+// was used.
+func (q *Queries) SignalRun(ctx context.Context, arg SignalRunParams) (SignalRunRow, error) {
+	row := q.db.QueryRow(ctx, signalRun,
+		arg.RunID,
+		arg.Name,
+		arg.Value,
+		arg.IdempotencyKey,
+	)
+	var i SignalRunRow
+	err := row.Scan(&i.ID, &i.Generation, &i.Queue)
+	return i, err
+}
+
+const takeSignal = `-- name: TakeSignal :one
+WITH run AS (
+    SELECT r.id FROM keel.saga_runs r
+    WHERE r.id = $1 AND r.epoch = $2 AND r.cancel_requested_at IS NULL
+    FOR UPDATE
+), pick AS (
+    SELECT g.id, g.value FROM keel.saga_signals g
+    WHERE g.run_id = (SELECT run.id FROM run) AND g.name = $3 AND g.consumed_seq IS NULL
+    ORDER BY g.id LIMIT 1
+    FOR UPDATE
+), ins AS (
+    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, attempts, started_at, finished_at)
+    SELECT $1, $4, $3, 'signal', 'completed', pick.value, 1, clock_timestamp(), clock_timestamp()
+    FROM pick
+    ON CONFLICT (run_id, seq) DO UPDATE SET
+        status = EXCLUDED.status, output = EXCLUDED.output, error = NULL,
+        attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
+    WHERE s.status = 'waiting'
+    RETURNING s.seq
+), started AS (
+    UPDATE keel.saga_runs r SET
+        status = 'running', owner = $5, resumes = r.resumes + 1,
+        started_at = COALESCE(r.started_at, now()), updated_at = now()
+    FROM ins
+    WHERE r.id = $1 AND (r.status = 'pending') IS TRUE
+)
+UPDATE keel.saga_signals g SET consumed_seq = ins.seq, consumed_at = now()
+FROM pick, ins
+WHERE g.id = pick.id
+RETURNING g.value
+`
+
+type TakeSignalParams struct {
+	RunID string  `json:"run_id"`
+	Epoch int64   `json:"epoch"`
+	Name  string  `json:"name"`
+	Seq   int32   `json:"seq"`
+	Owner *string `json:"owner"`
+}
+
+// A signal wait's quick path, in one statement: when the run's oldest
+// unconsumed signal of the name is there, records the wait at seq completed
+// with the signal's value and consumes the signal. The executor must still
+// hold the run (its epoch) and no cancel may be requested; the run's row is
+// locked as ConsumeSignal's transaction locks it. The signal is consumed
+// only when the wait was recorded, so a refused record (the position taken)
+// loses no signal. Like Checkpoint, it marks a run taken by
+// ReadPendingRuns running. No row: nothing was taken, and the wait goes the
+// transactional way (LockRun, ConsumeSignal, Checkpoint), which parks.
+func (q *Queries) TakeSignal(ctx context.Context, arg TakeSignalParams) (json.RawMessage, error) {
+	row := q.db.QueryRow(ctx, takeSignal,
+		arg.RunID,
+		arg.Epoch,
+		arg.Name,
+		arg.Seq,
+		arg.Owner,
+	)
+	var value json.RawMessage
+	err := row.Scan(&value)
+	return value, err
 }
 
 const wakeRun = `-- name: WakeRun :one

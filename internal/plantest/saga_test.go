@@ -37,8 +37,8 @@ func TestSagaPlans(t *testing.T) {
 		{"ClaimRun", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.ClaimRun(ctx, db.ClaimRunParams{Owner: &owner, ID: "live-7", Generation: 1})
 		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps}},
-		{"ReadPendingRun", func(ctx context.Context, q *db.Queries) {
-			_, _ = q.ReadPendingRun(ctx, db.ReadPendingRunParams{ID: "live-7", Generation: 1})
+		{"ReadPendingRuns", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.ReadPendingRuns(ctx, json.RawMessage(`[{"id": "live-7", "generation": 1}, {"id": "live-8", "generation": 1}]`))
 		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps}},
 		// One run's steps, which it may sort.
 		{"LoadHistory", func(ctx context.Context, q *db.Queries) {
@@ -50,6 +50,11 @@ func TestSagaPlans(t *testing.T) {
 				Output: json.RawMessage(`{}`), Attempts: 1, StartedAt: now(), Owner: &owner,
 			})
 		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps}},
+		{"CheckpointMany", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.CheckpointMany(ctx, db.CheckpointManyParams{Owner: &owner, Steps: json.RawMessage(`[
+				{"i": 0, "run_id": "live-7", "epoch": 1, "seq": 2, "name": "step2", "kind": "step", "status": "completed", "output": {}, "attempts": 1},
+				{"i": 1, "run_id": "live-8", "epoch": 1, "seq": 2, "name": "step2", "kind": "step", "status": "completed", "output": {}, "attempts": 1, "publish": true}]`)})
+		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps, "saga_values": {Indexes: []string{"saga_values_pkey"}}}},
 		{"LockRun", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.LockRun(ctx, db.LockRunParams{ID: "live-7", Epoch: 1})
 		}, plantest.Expect{"saga_runs": runs}},
@@ -59,6 +64,24 @@ func TestSagaPlans(t *testing.T) {
 		}, plantest.Expect{"saga_runs": runs}},
 		{"FinishRun", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.FinishRun(ctx, db.FinishRunParams{Status: db.KeelSagaRunStatusSucceeded, Output: json.RawMessage(`{}`), ID: "live-7", Epoch: 1})
+		}, plantest.Expect{"saga_runs": runs}},
+		{"TakeSignal", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.TakeSignal(ctx, db.TakeSignalParams{RunID: "live-7", Epoch: 1, Name: "paid", Seq: 2, Owner: &owner})
+		}, plantest.Expect{
+			"saga_runs": runs, "saga_steps": steps,
+			"saga_signals": {Indexes: []string{"saga_signals_pending_idx", "saga_signals_pkey"}},
+		}},
+		{"SignalRun", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.SignalRun(ctx, db.SignalRunParams{RunID: "live-7", Name: "paid", Value: json.RawMessage(`{}`)})
+		}, plantest.Expect{"saga_runs": runs, "saga_signals": {Indexes: []string{"saga_signals_run_id_idempotency_key_key"}}}},
+		{"GetRuns", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.GetRuns(ctx, []string{"live-7", "done-9", "done-10"})
+		}, plantest.Expect{"saga_runs": runs}},
+		{"FinishRuns", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.FinishRuns(ctx, json.RawMessage(`[{"id": "live-7", "epoch": 1, "status": "succeeded", "output": {}}, {"id": "live-8", "epoch": 1, "status": "failed", "error": {}}]`))
+		}, plantest.Expect{"saga_runs": runs}},
+		{"FinishedRuns", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.FinishedRuns(ctx, []string{"live-7", "done-9", "done-10"})
 		}, plantest.Expect{"saga_runs": runs}},
 		{"ConsumeSignal", func(ctx context.Context, q *db.Queries) {
 			seq := int32(2)

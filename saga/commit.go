@@ -1,0 +1,293 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/jobs"
+)
+
+// commitReq is what an execution writes through the engine's group commit:
+// a step's checkpoint, or the end of a run that has no parent to wake and no
+// children to cancel.
+type commitReq struct {
+	step   *db.CheckpointParams
+	finish *finishReq
+}
+
+// finishReq ends a run and completes the job that executed it, in one
+// transaction.
+type finishReq struct {
+	run db.FinishRunParams
+	job *jobs.Job[runJob]
+}
+
+// commitRes is how a commitReq went: whether it was written (else the
+// executor no longer holds the run) and, for a checkpoint, whether a cancel
+// was requested.
+type commitRes struct {
+	written         bool
+	cancelRequested bool
+}
+
+// stepItem is a checkpoint in CheckpointMany's JSON array.
+type stepItem struct {
+	I         int                   `json:"i"`
+	RunID     string                `json:"run_id"`
+	Epoch     int64                 `json:"epoch"`
+	Seq       int32                 `json:"seq"`
+	Name      string                `json:"name"`
+	Kind      string                `json:"kind"`
+	Status    db.KeelSagaStepStatus `json:"status"`
+	Output    json.RawMessage       `json:"output,omitempty"`
+	Error     *string               `json:"error,omitempty"`
+	Attempts  int32                 `json:"attempts"`
+	StartedAt *time.Time            `json:"started_at,omitempty"`
+	Publish   bool                  `json:"publish,omitempty"`
+}
+
+// finishItem is a run's end in FinishRuns's JSON array.
+type finishItem struct {
+	ID     string               `json:"id"`
+	Epoch  int64                `json:"epoch"`
+	Status db.KeelSagaRunStatus `json:"status"`
+	Output json.RawMessage      `json:"output,omitempty"`
+	Error  json.RawMessage      `json:"error,omitempty"`
+}
+
+// writeCommits writes a group of checkpoints and finishes: the checkpoints
+// by one statement; with finishes, in one transaction that also ends the
+// runs, completes their jobs and notifies awaiters. A batch the database
+// refuses for something in it is written again call by call, so one bad
+// request fails alone.
+func (e *Engine) writeCommits(ctx context.Context, batch []*call[commitReq, commitRes]) {
+	finished, err := e.tryCommits(ctx, batch)
+	switch {
+	case err == nil:
+		e.awaiter.deliver(finished)
+	case len(batch) > 1 && blamesBatch(err):
+		alone(ctx, batch, e.writeCommits)
+	default:
+		for _, c := range batch {
+			c.err = err
+		}
+	}
+}
+
+func (e *Engine) tryCommits(ctx context.Context, batch []*call[commitReq, commitRes]) ([]*Run, error) {
+	var steps []stepItem
+	var ends []finishItem
+	type runEpoch struct {
+		id    string
+		epoch int64
+	}
+	ending := map[runEpoch]*call[commitReq, commitRes]{}
+	for i, c := range batch {
+		c.res = commitRes{}
+		if p := c.req.step; p != nil {
+			item := stepItem{
+				I: i, RunID: p.RunID, Epoch: p.Epoch, Seq: p.Seq, Name: p.Name, Kind: p.Kind, Status: p.Status,
+				Output: p.Output, Error: p.Error, Attempts: p.Attempts, Publish: p.Publish,
+			}
+			if p.StartedAt.Valid {
+				item.StartedAt = &p.StartedAt.Time
+			}
+			steps = append(steps, item)
+			continue
+		}
+		p := c.req.finish.run
+		ends = append(ends, finishItem{ID: p.ID, Epoch: p.Epoch, Status: p.Status, Output: p.Output, Error: p.Error})
+		ending[runEpoch{p.ID, p.Epoch}] = c
+	}
+	checkpoint := func(q *db.Queries) error {
+		switch len(steps) {
+		case 0:
+			return nil
+		case 1: // alone: the plain statement, which costs the server less
+			c := batch[steps[0].I]
+			cancel, err := q.Checkpoint(ctx, *c.req.step)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			c.res = commitRes{written: err == nil, cancelRequested: cancel}
+			return err
+		}
+		encoded, err := json.Marshal(steps)
+		if err != nil {
+			return err
+		}
+		rows, err := q.CheckpointMany(ctx, db.CheckpointManyParams{Steps: encoded, Owner: ptr(e.jobs.ID())})
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			batch[r.I].res = commitRes{written: true, cancelRequested: r.CancelRequested}
+		}
+		return nil
+	}
+	if len(ends) == 0 {
+		return nil, checkpoint(db.New(e.pool))
+	}
+	encoded, err := json.Marshal(ends)
+	if err != nil {
+		return nil, err
+	}
+	var finished []*Run
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		q := db.New(tx)
+		if err := checkpoint(q); err != nil {
+			return err
+		}
+		rows, err := q.FinishRuns(ctx, encoded)
+		if err != nil {
+			return err
+		}
+		done := make([]*jobs.Job[runJob], 0, len(rows))
+		finished = make([]*Run, len(rows))
+		for i := range rows {
+			c := ending[runEpoch{rows[i].ID, rows[i].Epoch}]
+			c.res.written = true
+			done = append(done, c.req.finish.job)
+			finished[i] = runFromDB(&rows[i])
+		}
+		// A job no longer running (rescued elsewhere) is left to its new
+		// attempt, which finds the run final.
+		if err := jobs.JobCompleteTx(ctx, tx, done...); err != nil && !errors.Is(err, jobs.ErrJobNotRunning) {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		return e.notifyDone(ctx, tx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("group commit of %d checkpoint(s) and %d finish(es): %w", len(steps), len(ends), err)
+	}
+	return finished, nil
+}
+
+// readReq asks for a pending run of a job's generation.
+type readReq struct {
+	RunID      string `json:"id"`
+	Generation int64  `json:"generation"`
+}
+
+// readPending reads the pending runs of a group of first attempts, with
+// their histories, in one statement. A run not pending at that generation
+// gets pgx.ErrNoRows.
+func (e *Engine) readPending(ctx context.Context, batch []*call[readReq, db.ClaimRunRow]) {
+	reqs := make([]readReq, len(batch))
+	for i, c := range batch {
+		reqs[i] = c.req
+	}
+	encoded, err := json.Marshal(reqs)
+	var rows []db.ReadPendingRunsRow
+	if err == nil {
+		rows, err = db.New(e.pool).ReadPendingRuns(ctx, encoded)
+	}
+	if err != nil && len(batch) > 1 && blamesBatch(err) {
+		alone(ctx, batch, e.readPending)
+		return
+	}
+	byID := make(map[string]*db.ReadPendingRunsRow, len(rows))
+	for i := range rows {
+		byID[rows[i].ID] = &rows[i]
+	}
+	for _, c := range batch {
+		switch r := byID[c.req.RunID]; {
+		case err != nil:
+			c.err = err
+		case r == nil:
+			c.err = pgx.ErrNoRows
+		default:
+			c.res = db.ClaimRunRow(*r)
+		}
+	}
+}
+
+// runItem is a run to start in InsertRuns's JSON array.
+type runItem struct {
+	ID        string          `json:"id"`
+	Workflow  string          `json:"workflow"`
+	Version   int32           `json:"version"`
+	Queue     string          `json:"queue"`
+	Input     json.RawMessage `json:"input"`
+	TimeoutUs *int64          `json:"timeout_us,omitempty"`
+}
+
+// writeStarts starts a group of runs StartRun was given the engine's pool
+// for: one transaction inserts the runs with one statement and their first
+// jobs with another. One start alone goes the way of a start in a caller's
+// transaction. A batch refused for something in it is written again start
+// by start.
+func (e *Engine) writeStarts(ctx context.Context, batch []*call[startReq, *Run]) {
+	err := e.tryStarts(ctx, batch)
+	switch {
+	case err == nil:
+	case len(batch) > 1 && (blamesBatch(err) || errors.Is(err, jobs.ErrInvalidOptions)):
+		alone(ctx, batch, e.writeStarts)
+	default:
+		for _, c := range batch {
+			c.res, c.err = nil, err
+		}
+	}
+}
+
+func (e *Engine) tryStarts(ctx context.Context, batch []*call[startReq, *Run]) error {
+	if len(batch) == 1 {
+		c := batch[0]
+		return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+			var err error
+			c.res, err = e.insertRun(ctx, tx, c.req)
+			if errors.Is(err, ErrRunIDInUse) {
+				c.err, err = err, nil
+			}
+			return err
+		})
+	}
+	items := make([]runItem, len(batch))
+	for i, c := range batch {
+		p := c.req.p
+		items[i] = runItem{ID: p.ID, Workflow: p.Workflow, Version: p.Version, Queue: p.Queue, Input: p.Input, TimeoutUs: p.TimeoutUs}
+	}
+	encoded, err := json.Marshal(items)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		rows, err := db.New(tx).InsertRuns(ctx, encoded)
+		if err != nil {
+			return fmt.Errorf("keel saga: starting %d runs: %w", len(batch), err)
+		}
+		inserted := make(map[string]*db.KeelSagaRun, len(rows))
+		for i := range rows {
+			inserted[rows[i].ID] = &rows[i]
+		}
+		first := make([]jobs.InsertManyParams, 0, len(rows))
+		for _, c := range batch {
+			c.res, c.err = nil, nil
+			if row := inserted[c.req.p.ID]; row != nil {
+				delete(inserted, row.ID) // a later start of the same id finds it existing
+				c.res = runFromDB(row)
+				first = append(first, jobs.InsertManyParams{
+					Args: runJob{RunID: row.ID, Generation: row.Generation},
+					Opts: firstJobOpts(row.Queue, c.req.trace),
+				})
+				continue
+			}
+			if c.res, c.err, err = e.existingRun(ctx, tx, c.req.p); err != nil {
+				return err
+			}
+		}
+		if _, err := e.jobs.InsertMany(ctx, tx, first); err != nil {
+			return fmt.Errorf("keel saga: enqueueing %d runs: %w", len(first), err)
+		}
+		return nil
+	})
+}
