@@ -5,6 +5,8 @@ BIN      := $(CURDIR)/bin
 SQLC     := $(BIN)/sqlc
 GOOSE    := $(BIN)/goose
 GOFILES   = $(shell git ls-files --cached --others --exclude-standard '*.go')
+# The broker integrations, each a Go module of its own (integrations/*/go.mod).
+INTEGRATIONS = $(patsubst %/go.mod,%,$(wildcard integrations/*/go.mod))
 
 .PHONY: all generate check-generate lint test ci db demo bench soak tools clean
 
@@ -33,18 +35,28 @@ check-generate: $(SQLC)
 	fi
 	@echo "internal/db/ and examples/orders/ordersdb/ match sqlc's output"
 
-## lint: gofmt and go vet, for keel, bench/ and tools/pgcontainer/
+## lint: gofmt and go vet, for keel, bench/, tools/pgcontainer/ and every
+## module under integrations/
 lint:
 	@out=$$(gofmt -l $(GOFILES)); if [ -n "$$out" ]; then echo "gofmt would change:" $$out >&2; exit 1; fi
 	$(GO) vet ./...
 	cd bench && $(GO) vet ./...
 	cd tools/pgcontainer && $(GO) vet ./...
+	@for dir in $(INTEGRATIONS); do echo "cd $$dir && $(GO) vet ./..."; (cd $$dir && $(GO) vet ./...) || exit 1; done
 
 ## test: every test, with the race detector, against DATABASE_URL; when it
 ## is unset, against the server scripts/postgres.sh finds or starts: a local
-## one, else a throwaway container (tools/pgcontainer) when Docker answers
+## one, else a throwaway container (tools/pgcontainer) when Docker answers.
+## Then the tests of every module under integrations/, on the same server
+## (their brokers: see each package's doc; a test skips when its broker
+## cannot be reached). Every module runs; the target fails if any failed.
 test:
-	@GO=$(GO) bash scripts/postgres.sh --run $(GO) test -race -count=1 ./...
+	@GO=$(GO) bash scripts/postgres.sh --run sh -c '\
+		status=0; $(GO) test -race -count=1 ./... || status=1; \
+		for dir in $(INTEGRATIONS); do \
+			echo "cd $$dir && $(GO) test -race -count=1 ./..."; \
+			(cd $$dir && $(GO) test -race -count=1 ./...) || status=1; \
+		done; exit $$status'
 
 ## ci: everything CI checks
 ci: check-generate lint test
