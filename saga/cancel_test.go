@@ -14,9 +14,20 @@ import (
 // Cancelling a run whose step is running cancels that step's context, with
 // ErrCancelled as its cause, instead of waiting for the step to end: the
 // run compensates its completed steps and ends cancelled while the step
-// would still have an hour to go.
+// would still have an hour to go — told by the notification Cancel sends,
+// or, when no notification comes (here the request is written directly),
+// found by the engine's check of the runs it executes.
 func TestCancelReachesTheRunningStep(t *testing.T) {
 	t.Parallel()
+	for _, notified := range []bool{true, false} {
+		t.Run(map[bool]string{true: "notified", false: "found by the check"}[notified], func(t *testing.T) {
+			t.Parallel()
+			cancelReachesTheRunningStep(t, notified)
+		})
+	}
+}
+
+func cancelReachesTheRunningStep(t *testing.T, notified bool) {
 	pool := openPool(t, testdb.NewURL(t), 8)
 	reg := saga.NewRegistry()
 	var released atomic.Int64
@@ -47,7 +58,13 @@ func TestCancelReachesTheRunningStep(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the slow step did not start within 30s")
 	}
-	if err := e.Cancel(context.Background(), pool, run.ID); err != nil {
+	var err error
+	if notified {
+		err = e.Cancel(context.Background(), pool, run.ID)
+	} else {
+		_, err = pool.Exec(context.Background(), `UPDATE keel.saga_runs SET cancel_requested_at = now() WHERE id = $1`, run.ID)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	done := await(t, e, run.ID)

@@ -2,21 +2,31 @@ package saga
 
 import (
 	"context"
+	"log/slog"
 	"sync"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/listener"
 )
 
 // channelCancel is notified, with the run's id, when a cancel is requested
 // for a running run, so the process executing it cancels its running step
-// rather than letting it run to its end. Lost notifications (PgBouncer in
-// transaction mode) only delay the cancel to the run's next checkpoint.
+// rather than letting it run to its end. A lost notification (the listener
+// not connected yet or away, PgBouncer in transaction mode) delays the
+// cancel to the engine's next check, every Config.AwaitPollInterval, or to
+// the run's next checkpoint if sooner.
 const channelCancel = "keel_saga_cancel"
 
 // cancels tracks the executions this engine runs, by run id, and cancels
-// the steps of those whose cancel is notified.
+// the steps of those whose cancel is notified or found on its check.
 type cancels struct {
 	listener *listener.Listener
+	pool     *pgxpool.Pool
+	interval time.Duration
+	logger   *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]map[*execution]struct{}
@@ -24,8 +34,8 @@ type cancels struct {
 	done    chan struct{}
 }
 
-func newCancels(l *listener.Listener) *cancels {
-	return &cancels{listener: l, running: map[string]map[*execution]struct{}{}}
+func newCancels(l *listener.Listener, pool *pgxpool.Pool, interval time.Duration, logger *slog.Logger) *cancels {
+	return &cancels{listener: l, pool: pool, interval: interval, logger: logger, running: map[string]map[*execution]struct{}{}}
 }
 
 // start listens for cancel notifications until stop.
@@ -49,16 +59,52 @@ func (c *cancels) start() {
 
 func (c *cancels) route(ctx context.Context, sub *listener.Subscription) {
 	defer sub.Close()
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-t.C:
+			c.check(ctx)
 		case runID := <-sub.C:
-			c.mu.Lock()
-			for ex := range c.running[runID] {
-				ex.cancelSteps()
+			if runID == listener.Reconnected {
+				c.check(ctx)
+				continue
 			}
-			c.mu.Unlock()
+			c.cancel([]string{runID})
+		}
+	}
+}
+
+// check reads which of the runs executing here have a cancel requested,
+// and cancels their steps.
+func (c *cancels) check(ctx context.Context) {
+	c.mu.Lock()
+	ids := make([]string, 0, len(c.running))
+	for id := range c.running {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	requested, err := db.New(c.pool).CancelsRequested(ctx, ids)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.logger.WarnContext(ctx, "keel saga: checking for cancel requests", "error", err)
+		}
+		return
+	}
+	c.cancel(requested)
+}
+
+func (c *cancels) cancel(ids []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range ids {
+		for ex := range c.running[id] {
+			ex.cancelSteps()
 		}
 	}
 }

@@ -123,7 +123,7 @@ func TestParallelFanOutAndIn(t *testing.T) {
 		for i := range n {
 			children = append(children, saga.StartChild[int](ctx, "double", i, nil))
 		}
-		saga.Sleep(ctx, 50*time.Millisecond) // parks, so all of the above replays
+		saga.Sleep(ctx, 300*time.Millisecond) // parks, so all of the above replays
 		sum := 0
 		for _, f := range steps {
 			v, err := f.Get(ctx)

@@ -52,7 +52,9 @@ type Config struct {
 	// 1s.
 	StepParkAfter time.Duration
 	// AwaitPollInterval is how often Await reads a run it was not notified
-	// about (notifications are lost behind PgBouncer in transaction mode).
+	// about, and how often the engine checks the runs it executes for a
+	// cancel request it was not notified of (notifications are lost behind
+	// PgBouncer in transaction mode, and while the listener reconnects).
 	// Default 1s.
 	AwaitPollInterval time.Duration
 	// UnknownVersionRetry is how long a run whose version this process does

@@ -152,8 +152,10 @@
 // has its running step's context cancelled (cause ErrCancelled; the step is
 // not recorded) by the process executing it, and each compensates and ends
 // cancelled. A cancel whose notification is lost (PgBouncer in transaction
-// mode) reaches a running run at its next step. [StartOpts.Timeout] bounds a run the same
-// way, ending it failed with ErrTimeout, and bounds its steps' contexts.
+// mode, a listener reconnecting) reaches a running step at the engine's
+// next check of its runs, every Config.AwaitPollInterval.
+// [StartOpts.Timeout] bounds a run the same way, ending it failed with
+// ErrTimeout, and bounds its steps' contexts.
 // [Engine.Resume] re-runs a failed or cancelled run from the step that
 // failed (completed steps replay; its compensation records are dropped).
 // [Engine.Fork] starts a new run from position N of another's history.

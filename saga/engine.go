@@ -78,7 +78,7 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	e.awaiter = newAwaiter(pool, cfg.Jobs.Listener, cfg.Logger, randomToken())
 	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
 	e.timers = newTimers(e.jobs, cfg.Logger)
-	e.cancels = newCancels(e.awaiter.listener)
+	e.cancels = newCancels(e.awaiter.listener, pool, cfg.AwaitPollInterval, cfg.Logger)
 	e.commits.write = e.writeCommits
 	e.reads.write = e.readPending
 	e.starts.write = e.writeStarts

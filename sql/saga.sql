@@ -375,6 +375,12 @@ FROM old
 WHERE r.id = old.id
 RETURNING r.id, r.queue, r.generation, (old.status = 'waiting')::boolean AS woken;
 
+-- name: CancelsRequested :many
+-- Which of the runs an engine executes have a cancel requested: its check
+-- on an interval, for a cancel whose notification did not reach it.
+SELECT id FROM keel.saga_runs
+WHERE id = ANY (@ids::text[]) AND cancel_requested_at IS NOT NULL;
+
 -- name: ListRuns :many
 SELECT * FROM keel.saga_runs
 WHERE (sqlc.narg('status')::keel.saga_run_status IS NULL OR status = sqlc.narg('status'))

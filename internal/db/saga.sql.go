@@ -12,6 +12,33 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const cancelsRequested = `-- name: CancelsRequested :many
+SELECT id FROM keel.saga_runs
+WHERE id = ANY ($1::text[]) AND cancel_requested_at IS NOT NULL
+`
+
+// Which of the runs an engine executes have a cancel requested: its check
+// on an interval, for a cancel whose notification did not reach it.
+func (q *Queries) CancelsRequested(ctx context.Context, ids []string) ([]string, error) {
+	rows, err := q.db.Query(ctx, cancelsRequested, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const checkpoint = `-- name: Checkpoint :one
 WITH run AS (
     SELECT r.id, r.cancel_requested_at, r.status FROM keel.saga_runs r

@@ -74,6 +74,9 @@ func TestSagaPlans(t *testing.T) {
 		{"SignalRun", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.SignalRun(ctx, db.SignalRunParams{RunID: "live-7", Name: "paid", Value: json.RawMessage(`{}`)})
 		}, plantest.Expect{"saga_runs": runs, "saga_signals": {Indexes: []string{"saga_signals_run_id_idempotency_key_key"}}}},
+		{"CancelsRequested", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.CancelsRequested(ctx, []string{"live-7", "live-8"})
+		}, plantest.Expect{"saga_runs": runs}},
 		{"GetRuns", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.GetRuns(ctx, []string{"live-7", "done-9", "done-10"})
 		}, plantest.Expect{"saga_runs": runs}},
