@@ -128,7 +128,7 @@ func benchSagaFloor(b *testing.B) {
 	go f.start(ctx)
 	go f.execute(ctx)
 	var n atomic.Int64
-	b.ReportMetric(throughput(b, sagaWorkflows, func() error { return f.run(ctx, n.Add(1)) }), "workflows/s")
+	b.ReportMetric(throughput(b, sagaCallers, sagaWorkflows, func() error { return f.run(ctx, n.Add(1)) }), "workflows/s")
 }
 
 // sagaFloor is the statements a no-op three-step run costs keel, batched as

@@ -22,11 +22,11 @@ import (
 //	cd bench && go test -run '^$' -bench Saga -benchtime 1x
 //
 // Both get a pool of benchMaxConn connections on a database of their own
-// (freshDB). They report workflows/s for a no-op three-step workflow started and
-// awaited by 32 concurrent callers, the time one step (its checkpoint)
-// adds to a workflow, and the
-// latency from a signal's send (commit included) and from a timer's due
-// time to the workflow running again (p50, p99).
+// (freshDB). They report workflows/s for a no-op three-step workflow started
+// and awaited by 32 concurrent callers and by one, the time one step (its
+// checkpoint) adds to a workflow, and the latency from a signal's send
+// (commit included) and from a timer's due time to the workflow running
+// again (p50, p99).
 
 const (
 	sagaCallers   = 32
@@ -146,13 +146,13 @@ func dbosLaunch(b *testing.B, pool *pgxpool.Pool) *dbosRuntime {
 
 // throughput runs total workflows from callers goroutines, each starting one
 // and waiting for its result before the next, and returns workflows/s.
-func throughput(b *testing.B, total int, run func() error) float64 {
+func throughput(b *testing.B, callers, total int, run func() error) float64 {
 	b.Helper()
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	errs := make(chan error, sagaCallers)
+	errs := make(chan error, callers)
 	begin := time.Now()
-	for range sagaCallers {
+	for range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -173,31 +173,38 @@ func throughput(b *testing.B, total int, run func() error) float64 {
 	return float64(total) / elapsed.Seconds()
 }
 
+// sagaLoneWorkflows is how many workflows the one-caller case runs.
+const sagaLoneWorkflows = 300
+
 func BenchmarkSagaThroughput(b *testing.B) {
-	b.Run("keel", func(b *testing.B) { keelSagaThroughput(b, 0) })
+	b.Run("keel", func(b *testing.B) { keelSagaThroughput(b, sagaCallers, sagaWorkflows, 0) })
+	b.Run("keel/callers=1", func(b *testing.B) { keelSagaThroughput(b, 1, sagaLoneWorkflows, 0) })
 	for _, n := range historySizes(b) {
-		b.Run("keel/"+historyName(n), func(b *testing.B) { keelSagaThroughput(b, n) })
+		b.Run("keel/"+historyName(n), func(b *testing.B) { keelSagaThroughput(b, sagaCallers, sagaWorkflows, n) })
 	}
 	b.Run("sql", benchSagaFloor)
-	b.Run("dbos", func(b *testing.B) {
-		r := dbosLaunch(b, freshDB(b, false, benchMaxConn))
-		for range b.N {
-			wfs := throughput(b, sagaWorkflows, func() error {
-				h, err := dbos.RunWorkflow(r.ctx, r.steps, 3)
-				if err != nil {
-					return err
-				}
-				_, err = h.GetResult()
-				return err
-			})
-			b.ReportMetric(wfs, "workflows/s")
-		}
-	})
+	b.Run("dbos", func(b *testing.B) { dbosSagaThroughput(b, sagaCallers, sagaWorkflows) })
+	b.Run("dbos/callers=1", func(b *testing.B) { dbosSagaThroughput(b, 1, sagaLoneWorkflows) })
 }
 
-// keelSagaThroughput measures keel's three-step workflows, after history
-// finished runs.
-func keelSagaThroughput(b *testing.B, history int) {
+func dbosSagaThroughput(b *testing.B, callers, total int) {
+	r := dbosLaunch(b, freshDB(b, false, benchMaxConn))
+	for range b.N {
+		wfs := throughput(b, callers, total, func() error {
+			h, err := dbos.RunWorkflow(r.ctx, r.steps, 3)
+			if err != nil {
+				return err
+			}
+			_, err = h.GetResult()
+			return err
+		})
+		b.ReportMetric(wfs, "workflows/s")
+	}
+}
+
+// keelSagaThroughput measures keel's three-step workflows from callers
+// callers, after history finished runs.
+func keelSagaThroughput(b *testing.B, callers, total, history int) {
 	pool := freshDB(b, true, benchMaxConn)
 	if history > 0 {
 		sagaHistory(b, pool, history)
@@ -205,7 +212,7 @@ func keelSagaThroughput(b *testing.B, history int) {
 	e := keelEngine(b, pool)
 	ctx := context.Background()
 	for range b.N {
-		wfs := throughput(b, sagaWorkflows, func() error {
+		wfs := throughput(b, callers, total, func() error {
 			run, err := e.StartRun(ctx, pool, "steps", 3, nil)
 			if err != nil {
 				return err
