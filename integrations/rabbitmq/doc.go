@@ -86,12 +86,16 @@
 //
 // The tests run against the machine's RabbitMQ (RABBITMQ_URL, default
 // amqp://guest:guest@127.0.0.1:5672/) and PostgreSQL (DATABASE_URL), each
-// on queues of its own, and skip when the broker cannot be reached. A
-// second RabbitMQ node takes tens of seconds to boot and runs as another
-// user, so the outage test does not restart a broker: it puts a TCP proxy
-// of its own between the clients and the shared broker and cuts it — every
-// connection closed at once with what was in flight, new ones refused —
-// twice while a relay publishes and a Consumer consumes, then checks that
-// every message took effect once and in per-key order. The shared broker
-// is never restarted.
+// on queues of its own, and skip when the broker cannot be reached. The
+// shared broker is never stopped or restarted. Two tests take a broker
+// away twice while a relay publishes and a Consumer consumes, then check
+// that every message took effect once and in per-key order:
+// TestBrokerRestart restarts a real broker, a private RabbitMQ node it
+// boots (its own node name, ports, config and data directory; rabbitmqctl
+// stop_app and start_app: every connection drops, the durable queue keeps
+// its persistent messages) and shuts down at the end, and skips when no
+// such node can start (it needs rabbitmq-server, run as root or the
+// rabbitmq user); TestBrokerOutage puts a TCP proxy of its own between the
+// clients and the shared broker and cuts it — every connection closed at
+// once with what was in flight, new ones refused.
 package keelrabbit

@@ -31,10 +31,17 @@ func TestBrokerOutage(t *testing.T) {
 	}
 	p := startProxy(t, u.Host)
 	queue := testQueue(t)
+	outagesThrough(t, p.url(), queue, p.cut, p.restore)
+}
+
+// outagesThrough runs brokertest.Outages through the broker at url: a relay
+// publishing to queue and a consumer of it, with down and up making and
+// ending each outage.
+func outagesThrough(t *testing.T, url, queue string, down, up func()) {
+	t.Helper()
 	pool := testdb.New(t)
 	brokertest.CreateEffects(t, pool)
-
-	pub, err := keelrabbit.NewPublisher(keelrabbit.PublisherConfig{URL: p.url(), ConfirmTimeout: 2 * time.Second})
+	pub, err := keelrabbit.NewPublisher(keelrabbit.PublisherConfig{URL: url, ConfirmTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,12 +52,12 @@ func TestBrokerOutage(t *testing.T) {
 	}
 	consumer, err := keelrabbit.NewConsumer(inbox, func(ctx context.Context, tx pgx.Tx, m keelrabbit.Message) error {
 		return brokertest.WriteEffect(ctx, tx, m.ID, m.Key, m.Payload)
-	}, keelrabbit.ConsumerConfig{URL: p.url(), Queue: queue, RetryPolicy: keeltype.ExponentialBackoff{Initial: 50 * time.Millisecond}})
+	}, keelrabbit.ConsumerConfig{URL: url, Queue: queue, RetryPolicy: keeltype.ExponentialBackoff{Initial: 50 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	brokertest.Outages(t, brokertest.Outage{
 		Pool: pool, Publisher: pub, Consumer: consumer, Topic: queue,
-		Down: p.cut, Up: p.restore,
+		Down: down, Up: up,
 	})
 }
