@@ -103,3 +103,38 @@ func TestJobCompleteTxRefuses(t *testing.T) {
 		t.Fatalf("state %s, want available", got.State)
 	}
 }
+
+// TestWorkerCompletesJob: a worker whose handlers complete their own jobs
+// gets no completion written by the client: a job its handler completed is
+// completed, one it left is still running once the client stopped (to be
+// rescued).
+func TestWorkerCompletesJob(t *testing.T) {
+	t.Parallel()
+	pool, _ := newPool(t, 8)
+	ctx := context.Background()
+	w := NewWorkers()
+	ran := newCounter()
+	AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error {
+		defer ran.add(j.ID)
+		if j.Args.N%2 == 1 {
+			return nil // leaves its job running
+		}
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return JobCompleteTx(ctx, tx, j) })
+	}, &WorkerOpts{CompletesJob: true})
+	c := startClient(t, pool, fastConfig(w))
+	completed := insert(t, c, testArgs{N: 2}, nil)
+	left := insert(t, c, testArgs{N: 1}, nil)
+	waitFor(t, "both handlers", func() bool { return ran.len() == 2 })
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[int64]JobState{completed.ID: StateCompleted, left.ID: StateRunning} {
+		row, err := c.JobGet(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.State != want {
+			t.Errorf("job %d: %s, want %s", id, row.State, want)
+		}
+	}
+}

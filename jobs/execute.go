@@ -94,10 +94,11 @@ func runHandler(ctx context.Context, w *worker, row *JobRow) (err error) {
 }
 
 // finish records the end of an attempt: completions go to the batching
-// completer (unless the handler completed the job with JobCompleteTx),
-// everything else is written at once. end tells the hook.
+// completer (unless the handler completed the job itself: JobCompleteTx,
+// WorkerOpts.CompletesJob), everything else is written at once. end tells
+// the hook.
 func (c *Client) finish(r *run, row *JobRow, err error, end func(keeltype.Outcome)) {
-	if err == nil && row.completed.done.Load() {
+	if w := c.workers.kinds[row.Kind]; err == nil && (row.completed.done.Load() || w != nil && w.opts.CompletesJob) {
 		end(keeltype.Outcome{State: string(StateCompleted)})
 		return
 	}

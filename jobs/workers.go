@@ -19,6 +19,13 @@ type WorkerOpts struct {
 	// RetryPolicy decides when a failed attempt runs again. nil means
 	// Config.RetryPolicy.
 	RetryPolicy keeltype.RetryPolicy
+	// CompletesJob says the handler completes its own job when it
+	// succeeds — with JobCompleteTx, or a statement of its own that sets
+	// the job completed where its attempt is still running — so that the
+	// completion commits with the handler's writes. The client then writes
+	// no completion after a nil return. A job the handler left running is
+	// rescued once its heartbeat times out, and runs again.
+	CompletesJob bool
 }
 
 // Workers holds the handlers a client runs, one per kind. Build it with
