@@ -139,8 +139,7 @@ func benchSagaFloor(b *testing.B) {
 // pool are written). An execute loop claims the available jobs
 // (ClaimJobs), reads their runs (ReadPendingRuns), checkpoints each of the
 // three steps of all of them (CheckpointMany) and ends them with their jobs
-// (FinishRuns and CompleteJobs in one transaction); then their callers
-// return.
+// (FinishRuns, one statement); then their callers return.
 type sagaFloor struct {
 	pool    *pgxpool.Pool
 	starts  chan *floorRun
@@ -243,6 +242,7 @@ func (f *sagaFloor) round(ctx context.Context, claimed []db.KeelJob) error {
 	q := db.New(f.pool)
 	type item = map[string]any
 	reads := make([]item, len(claimed))
+	jobOf := make(map[string]db.KeelJob, len(claimed))
 	for i, j := range claimed {
 		var args struct {
 			RunID      string `json:"run_id"`
@@ -252,6 +252,7 @@ func (f *sagaFloor) round(ctx context.Context, claimed []db.KeelJob) error {
 			return err
 		}
 		reads[i] = item{"id": args.RunID, "generation": args.Generation}
+		jobOf[args.RunID] = j
 	}
 	runs, err := q.ReadPendingRuns(ctx, mustJSON(reads))
 	if err != nil {
@@ -277,21 +278,12 @@ func (f *sagaFloor) round(ctx context.Context, claimed []db.KeelJob) error {
 		}
 	}
 	ends := make([]item, len(runs))
-	p := db.CompleteJobsParams{Ids: make([]int64, len(claimed)), Attempts: make([]int32, len(claimed))}
 	for i, r := range runs {
-		ends[i] = item{"id": r.ID, "epoch": r.Epoch, "status": "succeeded", "output": 3}
+		j := jobOf[r.ID]
+		ends[i] = item{"id": r.ID, "epoch": r.Epoch, "status": "succeeded", "output": 3, "job_id": j.ID, "job_attempt": j.Attempt}
 	}
-	for i, j := range claimed {
-		p.Ids[i], p.Attempts[i] = j.ID, j.Attempt
-	}
-	return pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-		qt := db.New(tx)
-		if _, err := qt.FinishRuns(ctx, mustJSON(ends)); err != nil {
-			return err
-		}
-		_, err := qt.CompleteJobs(ctx, p)
-		return err
-	})
+	_, err = q.FinishRuns(ctx, db.FinishRunsParams{Runs: mustJSON(ends), Channel: "keel_saga_done", Payload: "floor"})
+	return err
 }
 
 // drain waits for one value of c and takes what else is queued; nil when

@@ -52,122 +52,137 @@ type stepItem struct {
 	Publish   bool                  `json:"publish,omitempty"`
 }
 
-// finishItem is a run's end in FinishRuns's JSON array.
+// finishItem is a run's end in FinishRuns's JSON array, with the job that
+// executed it.
 type finishItem struct {
-	ID     string               `json:"id"`
-	Epoch  int64                `json:"epoch"`
-	Status db.KeelSagaRunStatus `json:"status"`
-	Output json.RawMessage      `json:"output,omitempty"`
-	Error  json.RawMessage      `json:"error,omitempty"`
+	ID         string               `json:"id"`
+	Epoch      int64                `json:"epoch"`
+	Status     db.KeelSagaRunStatus `json:"status"`
+	Output     json.RawMessage      `json:"output,omitempty"`
+	Error      json.RawMessage      `json:"error,omitempty"`
+	JobID      int64                `json:"job_id"`
+	JobAttempt int                  `json:"job_attempt"`
 }
 
 // writeCommits writes a group of checkpoints and finishes: the checkpoints
-// by one statement; with finishes, in one transaction that also ends the
-// runs, completes their jobs and notifies awaiters. A batch the database
-// refuses for something in it is written again call by call, so one bad
-// request fails alone.
+// with one statement, the finishes with another, which also completes their
+// runs' jobs and notifies awaiters. Each is written and fails on its own; a
+// batch the database refuses for something in it is written again call by
+// call, so one bad request fails alone.
 func (e *Engine) writeCommits(ctx context.Context, batch []*call[commitReq, commitRes]) {
-	finished, err := e.tryCommits(ctx, batch)
+	var steps, ends []*call[commitReq, commitRes]
+	for _, c := range batch {
+		c.res, c.err = commitRes{}, nil
+		if c.req.step != nil {
+			steps = append(steps, c)
+		} else {
+			ends = append(ends, c)
+		}
+	}
+	if len(steps) > 0 {
+		e.writeSteps(ctx, steps)
+	}
+	if len(ends) > 0 {
+		e.writeEnds(ctx, ends)
+	}
+}
+
+// writeSteps checkpoints a group of steps.
+func (e *Engine) writeSteps(ctx context.Context, batch []*call[commitReq, commitRes]) {
+	err := e.trySteps(ctx, batch)
+	switch {
+	case err == nil:
+	case len(batch) > 1 && blamesBatch(err):
+		alone(ctx, batch, e.writeSteps)
+	default:
+		for _, c := range batch {
+			c.res, c.err = commitRes{}, err
+		}
+	}
+}
+
+func (e *Engine) trySteps(ctx context.Context, batch []*call[commitReq, commitRes]) error {
+	q := db.New(e.pool)
+	if len(batch) == 1 { // alone: the plain statement, which costs the server less
+		c := batch[0]
+		cancel, err := q.Checkpoint(ctx, *c.req.step)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		c.res = commitRes{written: err == nil, cancelRequested: cancel}
+		return err
+	}
+	items := make([]stepItem, len(batch))
+	for i, c := range batch {
+		p := c.req.step
+		items[i] = stepItem{
+			I: i, RunID: p.RunID, Epoch: p.Epoch, Seq: p.Seq, Name: p.Name, Kind: p.Kind, Status: p.Status,
+			Output: p.Output, Error: p.Error, Attempts: p.Attempts, Publish: p.Publish,
+		}
+		if p.StartedAt.Valid {
+			items[i].StartedAt = &p.StartedAt.Time
+		}
+	}
+	encoded, err := json.Marshal(items)
+	if err != nil {
+		return err
+	}
+	rows, err := q.CheckpointMany(ctx, db.CheckpointManyParams{Steps: encoded, Owner: ptr(e.jobs.ID())})
+	if err != nil {
+		return fmt.Errorf("group commit of %d checkpoints: %w", len(batch), err)
+	}
+	for _, r := range rows {
+		batch[r.I].res = commitRes{written: true, cancelRequested: r.CancelRequested}
+	}
+	return nil
+}
+
+// writeEnds ends a group of runs and completes their jobs, in one
+// statement, and hands the ended runs to this engine's awaits.
+func (e *Engine) writeEnds(ctx context.Context, batch []*call[commitReq, commitRes]) {
+	finished, err := e.tryEnds(ctx, batch)
 	switch {
 	case err == nil:
 		e.awaiter.deliver(finished)
 	case len(batch) > 1 && blamesBatch(err):
-		alone(ctx, batch, e.writeCommits)
+		alone(ctx, batch, e.writeEnds)
 	default:
 		for _, c := range batch {
-			c.err = err
+			c.res, c.err = commitRes{}, err
 		}
 	}
 }
 
-func (e *Engine) tryCommits(ctx context.Context, batch []*call[commitReq, commitRes]) ([]*Run, error) {
-	var steps []stepItem
-	var ends []finishItem
+func (e *Engine) tryEnds(ctx context.Context, batch []*call[commitReq, commitRes]) ([]*Run, error) {
 	type runEpoch struct {
 		id    string
 		epoch int64
 	}
-	ending := map[runEpoch]*call[commitReq, commitRes]{}
+	items := make([]finishItem, len(batch))
+	ending := make(map[runEpoch]*call[commitReq, commitRes], len(batch))
 	for i, c := range batch {
-		c.res = commitRes{}
-		if p := c.req.step; p != nil {
-			item := stepItem{
-				I: i, RunID: p.RunID, Epoch: p.Epoch, Seq: p.Seq, Name: p.Name, Kind: p.Kind, Status: p.Status,
-				Output: p.Output, Error: p.Error, Attempts: p.Attempts, Publish: p.Publish,
-			}
-			if p.StartedAt.Valid {
-				item.StartedAt = &p.StartedAt.Time
-			}
-			steps = append(steps, item)
-			continue
+		p, job := c.req.finish.run, c.req.finish.job
+		items[i] = finishItem{
+			ID: p.ID, Epoch: p.Epoch, Status: p.Status, Output: p.Output, Error: p.Error,
+			JobID: job.ID, JobAttempt: job.Attempt,
 		}
-		p := c.req.finish.run
-		ends = append(ends, finishItem{ID: p.ID, Epoch: p.Epoch, Status: p.Status, Output: p.Output, Error: p.Error})
 		ending[runEpoch{p.ID, p.Epoch}] = c
 	}
-	checkpoint := func(q *db.Queries) error {
-		switch len(steps) {
-		case 0:
-			return nil
-		case 1: // alone: the plain statement, which costs the server less
-			c := batch[steps[0].I]
-			cancel, err := q.Checkpoint(ctx, *c.req.step)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			c.res = commitRes{written: err == nil, cancelRequested: cancel}
-			return err
-		}
-		encoded, err := json.Marshal(steps)
-		if err != nil {
-			return err
-		}
-		rows, err := q.CheckpointMany(ctx, db.CheckpointManyParams{Steps: encoded, Owner: ptr(e.jobs.ID())})
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			batch[r.I].res = commitRes{written: true, cancelRequested: r.CancelRequested}
-		}
-		return nil
-	}
-	if len(ends) == 0 {
-		return nil, checkpoint(db.New(e.pool))
-	}
-	encoded, err := json.Marshal(ends)
+	encoded, err := json.Marshal(items)
 	if err != nil {
 		return nil, err
 	}
-	var finished []*Run
-	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		q := db.New(tx)
-		if err := checkpoint(q); err != nil {
-			return err
-		}
-		rows, err := q.FinishRuns(ctx, encoded)
-		if err != nil {
-			return err
-		}
-		done := make([]*jobs.Job[runJob], 0, len(rows))
-		finished = make([]*Run, len(rows))
-		for i := range rows {
-			c := ending[runEpoch{rows[i].ID, rows[i].Epoch}]
-			c.res.written = true
-			done = append(done, c.req.finish.job)
-			finished[i] = runFromDB(&rows[i])
-		}
-		// A job no longer running (rescued elsewhere) is left to its new
-		// attempt, which finds the run final.
-		if err := jobs.JobCompleteTx(ctx, tx, done...); err != nil && !errors.Is(err, jobs.ErrJobNotRunning) {
-			return err
-		}
-		if len(rows) == 0 {
-			return nil
-		}
-		return e.notifyDone(ctx, tx)
+	rows, err := db.New(e.pool).FinishRuns(ctx, db.FinishRunsParams{
+		Runs: encoded, Channel: channelDone, Payload: e.awaiter.self, Notify: e.done.Claim(channelDone, e.awaiter.self),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("group commit of %d checkpoint(s) and %d finish(es): %w", len(steps), len(ends), err)
+		return nil, fmt.Errorf("group commit of %d finishes: %w", len(batch), err)
+	}
+	finished := make([]*Run, len(rows))
+	for i := range rows {
+		row := db.KeelSagaRun(rows[i])
+		ending[runEpoch{row.ID, row.Epoch}].res.written = true
+		finished[i] = runFromDB(&row)
 	}
 	return finished, nil
 }

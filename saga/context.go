@@ -41,6 +41,10 @@ type execution struct {
 	bgErr error
 	// outcome is how the execution ended, for the hook.
 	outcome keeltype.Outcome
+	// jobDone is set once the execution's job was completed in a write of
+	// the execution's (its run's end, its park): the engine's worker
+	// completes its own jobs (WorkerOpts.CompletesJob).
+	jobDone bool
 	// stepsCtx is the context the steps' contexts derive from: a cancel
 	// request notified while the run executes here ends it (cancelSteps),
 	// so a running step stops; compensations run on ctx.
@@ -386,13 +390,28 @@ func (ex *execution) waitTx(reason string, wakeAt time.Time, decide func(tx pgx.
 			return false, err
 		}
 	}
+	if err = ex.completeJob(tx); err != nil {
+		return false, err
+	}
 	if err = tx.Commit(ex.ctx); err != nil {
 		return false, fmt.Errorf("keel saga: parking run %s: %w", ex.run.ID, err)
 	}
+	ex.jobDone = true
 	if wakeJob != 0 {
 		ex.e.timers.add(wakeJob, jobAt.Sub(ex.clock.now()))
 	}
 	return false, nil
+}
+
+// completeJob completes the execution's job in tx, the transaction that
+// parks or ends its run, once tx commits. A job no longer running (rescued
+// and running elsewhere) is left to that attempt.
+func (ex *execution) completeJob(tx pgx.Tx) error {
+	err := jobs.JobCompleteTx(ex.ctx, tx, ex.job)
+	if err != nil && !errors.Is(err, jobs.ErrJobNotRunning) {
+		return fmt.Errorf("keel saga: completing the job of run %s: %w", ex.run.ID, err)
+	}
+	return nil
 }
 
 func ts(t time.Time) pgtype.Timestamptz { return pgtype.Timestamptz{Time: t, Valid: true} }

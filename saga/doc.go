@@ -59,15 +59,18 @@
 // in flight, is written at once and alone, so a lone run waits for nothing;
 // those made while one is in flight queue up and go in the next write, for
 // all of them: the checkpoints of many runs in one statement
-// (CheckpointMany), the ends of many runs in one transaction that also
-// completes their jobs ([jobs.JobCompleteTx]) and notifies awaiters once,
-// the reads of newly claimed runs in one statement. Each run still goes on
-// only once its own checkpoint is durable; fencing is per run, inside the
-// statement; and a batch the database refuses for one request in it is
-// written again request by request, so only that one fails. A run that
-// ends here is handed to this engine's [Engine.Await] callers as it
-// commits, without waiting for the notification. Under load a run costs a
-// share of a commit per step rather than one.
+// (CheckpointMany), the ends of many runs in one statement that also
+// completes their jobs and notifies awaiters (the engine's worker completes
+// its own jobs: [jobs.WorkerOpts].CompletesJob; a park completes its job in
+// the park's transaction), the reads of newly claimed runs, the reads of
+// Awaits, and the StartRuns given the engine's pool, each in one statement
+// or transaction. Each run still goes on only once its own checkpoint is
+// durable; fencing is per run, inside the statement; and a batch the
+// database refuses for one request in it is written again request by
+// request, so only that one fails. A run that ends here is handed to this
+// engine's [Engine.Await] callers as it commits, without waiting for the
+// notification. Under load a run costs a share of a commit per step rather
+// than one.
 //
 // A step whose process dies before its checkpoint runs again: steps run at
 // least once. [TxStep] gives a step a pgx.Tx; its writes and its checkpoint

@@ -68,7 +68,7 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	e := &Engine{pool: pool, registry: registry, cfg: cfg}
 	err = jobs.AddWorkerSafely(cfg.Jobs.Workers, func(ctx context.Context, job *jobs.Job[runJob]) error {
 		return e.execute(ctx, job)
-	}, &jobs.WorkerOpts{Timeout: -1})
+	}, &jobs.WorkerOpts{Timeout: -1, CompletesJob: true})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}

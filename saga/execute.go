@@ -29,7 +29,8 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	// middle is the best guess of when, for the execution's clock.
 	clockAt := sent.Add(time.Since(sent) / 2)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil // a stale job: the run parked, woke or ended since it was queued
+		// A stale job: the run parked, woke or ended since it was queued.
+		return e.completeStale(ctx, job)
 	}
 	if err != nil {
 		return fmt.Errorf("keel saga: taking run %s: %w", job.Args.RunID, err)
@@ -52,11 +53,26 @@ func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	ex := newExecution(e, wf, job, run, steps, ctx, clockAt)
 	defer e.cancels.track(ex)()
 	err = ex.execute()
+	if err == nil && !ex.jobDone {
+		// Fenced out, or the run ended by another executor: nothing of
+		// the execution's completed its job.
+		err = e.completeStale(ctx, job)
+	}
 	if ex.outcome.State == "" {
 		ex.outcome.Err = err
 	}
 	end(ex.outcome)
 	return err
+}
+
+// completeStale completes a job that has nothing left to do (the engine's
+// worker completes its own jobs: WorkerOpts.CompletesJob).
+func (e *Engine) completeStale(ctx context.Context, job *jobs.Job[runJob]) error {
+	err := jobs.JobCompleteTx(ctx, e.pool, job)
+	if err != nil && !errors.Is(err, jobs.ErrJobNotRunning) {
+		return fmt.Errorf("keel saga: completing the job of run %s: %w", job.Args.RunID, err)
+	}
+	return nil
 }
 
 // takeRun takes the run of job's generation and reads its history, in one
@@ -204,10 +220,12 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 	cascade := status != StatusSucceeded && len(children) > 0
 	p := db.FinishRunParams{ID: ex.run.ID, Epoch: ex.run.Epoch, Status: db.KeelSagaRunStatus(status), Output: out, Error: stored}
 	if ex.run.ParentID == nil && !cascade {
-		// Through the group commit, which also completes the run's job.
+		// Through the group commit, whose statement also completes the
+		// run's job.
 		if _, err := ex.e.commits.do(ex.ctx, commitReq{finish: &finishReq{run: p, job: ex.job}}); err != nil {
 			return fmt.Errorf("keel saga: finishing run %s: %w", ex.run.ID, err)
 		}
+		ex.jobDone = true
 		return nil
 	}
 	var finished db.KeelSagaRun
@@ -232,6 +250,9 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 				}
 			}
 		}
+		if err := ex.completeJob(tx); err != nil {
+			return err
+		}
 		return ex.e.notifyDone(ex.ctx, tx)
 	})
 	switch {
@@ -240,6 +261,7 @@ func (ex *execution) finish(status Status, out json.RawMessage, why *storedError
 	case err != nil:
 		return fmt.Errorf("keel saga: finishing run %s: %w", ex.run.ID, err)
 	}
+	ex.jobDone = true
 	ex.e.awaiter.deliver([]*Run{runFromDB(&finished)})
 	return nil
 }

@@ -316,27 +316,41 @@ RETURNING *;
 
 -- name: FinishRuns :many
 -- FinishRun for many runs at once (none of which has a parent to wake or
--- children to cancel): runs is a JSON array of {"id", "epoch", "status",
--- "output", "error"}. Returns the runs it ended, as stored; a run the
--- executor no longer holds is left as it is.
+-- children to cancel), in one statement that also completes the jobs that
+-- executed them and, with notify, notifies channel: runs is a JSON array of
+-- {"id", "epoch", "status", "output", "error", "job_id", "job_attempt"}.
+-- Returns the runs it ended, as stored; a run the executor no longer holds
+-- is left as it is. A job is completed while its attempt runs, whether or
+-- not its run was ended here: an executor fenced out of its run has nothing
+-- left to do, as its job's handler would return.
 WITH input AS (
     SELECT e->>'id' AS id, (e->>'epoch')::bigint AS epoch, (e->>'status')::keel.saga_run_status AS status,
-        e->'output' AS output, e->'error' AS error
+        e->'output' AS output, e->'error' AS error,
+        (e->>'job_id')::bigint AS job_id, (e->>'job_attempt')::int AS job_attempt
     FROM jsonb_array_elements(@runs::jsonb) AS e
+), ended AS (
+    UPDATE keel.saga_runs r SET
+        status = input.status,
+        output = input.output,
+        error = input.error,
+        owner = NULL,
+        wake_at = NULL,
+        wait_reason = NULL,
+        last_error = NULL,
+        finished_at = now(),
+        updated_at = now()
+    FROM input
+    WHERE r.id = input.id AND r.epoch = input.epoch
+    RETURNING r.*
+), completed AS (
+    UPDATE keel.jobs j SET
+        state = 'completed', finalized_at = now(), progress = 100, owner = NULL, heartbeat_at = NULL
+    FROM input
+    WHERE j.id = input.job_id AND j.attempt = input.job_attempt AND j.state = 'running'
+), notified AS (
+    SELECT pg_notify(@channel::text, @payload::text) WHERE @notify::boolean
 )
-UPDATE keel.saga_runs r SET
-    status = input.status,
-    output = input.output,
-    error = input.error,
-    owner = NULL,
-    wake_at = NULL,
-    wait_reason = NULL,
-    last_error = NULL,
-    finished_at = now(),
-    updated_at = now()
-FROM input
-WHERE r.id = input.id AND r.epoch = input.epoch
-RETURNING r.*;
+SELECT ended.* FROM ended LEFT JOIN notified ON true;
 
 -- name: FinishedRuns :many
 -- Which of the runs are final, as stored: an awaiting process asks once per

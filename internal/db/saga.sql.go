@@ -396,37 +396,91 @@ func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) (KeelSagaR
 const finishRuns = `-- name: FinishRuns :many
 WITH input AS (
     SELECT e->>'id' AS id, (e->>'epoch')::bigint AS epoch, (e->>'status')::keel.saga_run_status AS status,
-        e->'output' AS output, e->'error' AS error
+        e->'output' AS output, e->'error' AS error,
+        (e->>'job_id')::bigint AS job_id, (e->>'job_attempt')::int AS job_attempt
     FROM jsonb_array_elements($1::jsonb) AS e
+), ended AS (
+    UPDATE keel.saga_runs r SET
+        status = input.status,
+        output = input.output,
+        error = input.error,
+        owner = NULL,
+        wake_at = NULL,
+        wait_reason = NULL,
+        last_error = NULL,
+        finished_at = now(),
+        updated_at = now()
+    FROM input
+    WHERE r.id = input.id AND r.epoch = input.epoch
+    RETURNING r.id, r.workflow, r.version, r.status, r.queue, r.input, r.output, r.error, r.last_error, r.parent_id, r.parent_seq, r.forked_from, r.forked_at_seq, r.epoch, r.generation, r.owner, r.resumes, r.wake_at, r.wait_reason, r.cancel_requested_at, r.deadline, r.created_at, r.started_at, r.updated_at, r.finished_at
+), completed AS (
+    UPDATE keel.jobs j SET
+        state = 'completed', finalized_at = now(), progress = 100, owner = NULL, heartbeat_at = NULL
+    FROM input
+    WHERE j.id = input.job_id AND j.attempt = input.job_attempt AND j.state = 'running'
+), notified AS (
+    SELECT pg_notify($2::text, $3::text) WHERE $4::boolean
 )
-UPDATE keel.saga_runs r SET
-    status = input.status,
-    output = input.output,
-    error = input.error,
-    owner = NULL,
-    wake_at = NULL,
-    wait_reason = NULL,
-    last_error = NULL,
-    finished_at = now(),
-    updated_at = now()
-FROM input
-WHERE r.id = input.id AND r.epoch = input.epoch
-RETURNING r.id, r.workflow, r.version, r.status, r.queue, r.input, r.output, r.error, r.last_error, r.parent_id, r.parent_seq, r.forked_from, r.forked_at_seq, r.epoch, r.generation, r.owner, r.resumes, r.wake_at, r.wait_reason, r.cancel_requested_at, r.deadline, r.created_at, r.started_at, r.updated_at, r.finished_at
+SELECT ended.id, ended.workflow, ended.version, ended.status, ended.queue, ended.input, ended.output, ended.error, ended.last_error, ended.parent_id, ended.parent_seq, ended.forked_from, ended.forked_at_seq, ended.epoch, ended.generation, ended.owner, ended.resumes, ended.wake_at, ended.wait_reason, ended.cancel_requested_at, ended.deadline, ended.created_at, ended.started_at, ended.updated_at, ended.finished_at FROM ended LEFT JOIN notified ON true
 `
 
+type FinishRunsParams struct {
+	Runs    json.RawMessage `json:"runs"`
+	Channel string          `json:"channel"`
+	Payload string          `json:"payload"`
+	Notify  bool            `json:"notify"`
+}
+
+type FinishRunsRow struct {
+	ID                string             `json:"id"`
+	Workflow          string             `json:"workflow"`
+	Version           int32              `json:"version"`
+	Status            KeelSagaRunStatus  `json:"status"`
+	Queue             string             `json:"queue"`
+	Input             json.RawMessage    `json:"input"`
+	Output            json.RawMessage    `json:"output"`
+	Error             json.RawMessage    `json:"error"`
+	LastError         *string            `json:"last_error"`
+	ParentID          *string            `json:"parent_id"`
+	ParentSeq         *int32             `json:"parent_seq"`
+	ForkedFrom        *string            `json:"forked_from"`
+	ForkedAtSeq       *int32             `json:"forked_at_seq"`
+	Epoch             int64              `json:"epoch"`
+	Generation        int64              `json:"generation"`
+	Owner             *string            `json:"owner"`
+	Resumes           int32              `json:"resumes"`
+	WakeAt            pgtype.Timestamptz `json:"wake_at"`
+	WaitReason        *string            `json:"wait_reason"`
+	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
+	Deadline          pgtype.Timestamptz `json:"deadline"`
+	CreatedAt         pgtype.Timestamptz `json:"created_at"`
+	StartedAt         pgtype.Timestamptz `json:"started_at"`
+	UpdatedAt         pgtype.Timestamptz `json:"updated_at"`
+	FinishedAt        pgtype.Timestamptz `json:"finished_at"`
+}
+
 // FinishRun for many runs at once (none of which has a parent to wake or
-// children to cancel): runs is a JSON array of {"id", "epoch", "status",
-// "output", "error"}. Returns the runs it ended, as stored; a run the
-// executor no longer holds is left as it is.
-func (q *Queries) FinishRuns(ctx context.Context, runs json.RawMessage) ([]KeelSagaRun, error) {
-	rows, err := q.db.Query(ctx, finishRuns, runs)
+// children to cancel), in one statement that also completes the jobs that
+// executed them and, with notify, notifies channel: runs is a JSON array of
+// {"id", "epoch", "status", "output", "error", "job_id", "job_attempt"}.
+// Returns the runs it ended, as stored; a run the executor no longer holds
+// is left as it is. A job is completed while its attempt runs, whether or
+// not its run was ended here: an executor fenced out of its run has nothing
+// left to do, as its job's handler would return.
+func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]FinishRunsRow, error) {
+	rows, err := q.db.Query(ctx, finishRuns,
+		arg.Runs,
+		arg.Channel,
+		arg.Payload,
+		arg.Notify,
+	)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []KeelSagaRun
+	var items []FinishRunsRow
 	for rows.Next() {
-		var i KeelSagaRun
+		var i FinishRunsRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.Workflow,

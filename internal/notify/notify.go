@@ -53,15 +53,15 @@ func NewDebouncer(pool *pgxpool.Pool, interval time.Duration, logger *slog.Logge
 	}
 }
 
-// Notify sends a NOTIFY on channel through dbtx (so, in a transaction, it
-// fires on commit) unless one went out on that channel within the interval;
-// then a trailing notification is sent through the pool when the interval
-// ends, after the writer has most likely committed.
-func (d *Debouncer) Notify(ctx context.Context, dbtx db.DBTX, channel, payload string) error {
+// Claim is Notify for a writer that sends the NOTIFY itself, inside a
+// statement of its own: it reports whether a notification on channel is
+// due now (and counts it as sent); when not, the trailing notification with
+// payload is scheduled as Notify would.
+func (d *Debouncer) Claim(channel, payload string) bool {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.closed {
-		d.mu.Unlock()
-		return ErrClosed
+		return false
 	}
 	now := time.Now()
 	if last, ok := d.last[channel]; ok && now.Sub(last) < d.interval {
@@ -69,11 +69,26 @@ func (d *Debouncer) Notify(ctx context.Context, dbtx db.DBTX, channel, payload s
 		if d.timers[channel] == nil {
 			d.timers[channel] = time.AfterFunc(d.interval-now.Sub(last)+d.interval, func() { d.flush(channel) })
 		}
-		d.mu.Unlock()
-		return nil
+		return false
 	}
 	d.last[channel] = now
+	return true
+}
+
+// Notify sends a NOTIFY on channel through dbtx (so, in a transaction, it
+// fires on commit) unless one went out on that channel within the interval;
+// then a trailing notification is sent through the pool when the interval
+// ends, after the writer has most likely committed.
+func (d *Debouncer) Notify(ctx context.Context, dbtx db.DBTX, channel, payload string) error {
+	d.mu.Lock()
+	closed := d.closed
 	d.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if !d.Claim(channel, payload) {
+		return nil
+	}
 	return db.New(dbtx).Notify(ctx, db.NotifyParams{Channel: channel, Payload: payload})
 }
 

@@ -9,15 +9,19 @@ import (
 	"github.com/keelpg/keel/internal/plantest"
 )
 
-// sagaFixture: 100k finished runs of three steps each, and 1,000 running
-// runs with one step done and a signal waiting.
+// sagaFixture: 100k finished runs of three steps each, with their
+// completed jobs, and 1,000 running runs with one step done, a signal
+// waiting and a running job.
 var sagaFixture = fixture{
-	tables: []string{"keel.saga_runs", "keel.saga_steps", "keel.saga_signals"},
+	tables: []string{"keel.saga_runs", "keel.saga_steps", "keel.saga_signals", "keel.jobs"},
 	history: []string{
 		`INSERT INTO keel.saga_runs (id, workflow, version, status, queue, input, output, epoch, started_at, finished_at)
 		 SELECT 'done-' || g, 'order', 1, 'succeeded', 'default', '{}', '{}', 1, now() - interval '1 hour', now() FROM generate_series(1, 100000) g`,
 		`INSERT INTO keel.saga_steps (run_id, seq, name, kind, status, output, started_at)
 		 SELECT 'done-' || g, s, 'step' || s, 'step', 'completed', '{}', now() FROM generate_series(1, 100000) g, generate_series(1, 3) s`,
+		`INSERT INTO keel.jobs (id, kind, state, args, attempt, attempted_at, finalized_at)
+		 SELECT g, 'keel.saga.run', 'completed', jsonb_build_object('run_id', 'done-' || g, 'generation', 1), 1, now(), now()
+		 FROM generate_series(1, 100000) g`,
 	},
 	live: []string{
 		`INSERT INTO keel.saga_runs (id, workflow, version, status, queue, input, epoch, owner, started_at)
@@ -25,6 +29,9 @@ var sagaFixture = fixture{
 		`INSERT INTO keel.saga_steps (run_id, seq, name, kind, status, output, started_at)
 		 SELECT 'live-' || g, 1, 'step1', 'step', 'completed', '{}', now() FROM generate_series(1, 1000) g`,
 		`INSERT INTO keel.saga_signals (run_id, name, value) SELECT 'live-' || g, 'paid', '{}' FROM generate_series(1, 1000) g`,
+		`INSERT INTO keel.jobs (id, kind, state, args, attempt, attempted_at, heartbeat_at, owner)
+		 SELECT 1000000 + g, 'keel.saga.run', 'running', jsonb_build_object('run_id', 'live-' || g, 'generation', 1), 1, now(), now(), 'w1'
+		 FROM generate_series(1, 1000) g`,
 	},
 }
 
@@ -81,8 +88,10 @@ func TestSagaPlans(t *testing.T) {
 			_, _ = q.GetRuns(ctx, []string{"live-7", "done-9", "done-10"})
 		}, plantest.Expect{"saga_runs": runs}},
 		{"FinishRuns", func(ctx context.Context, q *db.Queries) {
-			_, _ = q.FinishRuns(ctx, json.RawMessage(`[{"id": "live-7", "epoch": 1, "status": "succeeded", "output": {}}, {"id": "live-8", "epoch": 1, "status": "failed", "error": {}}]`))
-		}, plantest.Expect{"saga_runs": runs}},
+			_, _ = q.FinishRuns(ctx, db.FinishRunsParams{Channel: "keel_saga_done", Notify: true, Runs: json.RawMessage(`[
+				{"id": "live-7", "epoch": 1, "status": "succeeded", "output": {}, "job_id": 1000007, "job_attempt": 1},
+				{"id": "live-8", "epoch": 1, "status": "failed", "error": {}, "job_id": 1000008, "job_attempt": 1}]`)})
+		}, plantest.Expect{"saga_runs": runs, "jobs": {Indexes: []string{"jobs_pkey"}}}},
 		{"FinishedRuns", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.FinishedRuns(ctx, []string{"live-7", "done-9", "done-10"})
 		}, plantest.Expect{"saga_runs": runs}},
