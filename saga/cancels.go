@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/internal/outage"
 	"github.com/keelpg/keel/listener"
 )
 
@@ -27,6 +28,8 @@ type cancels struct {
 	pool     *pgxpool.Pool
 	interval time.Duration
 	logger   *slog.Logger
+	// outage follows the database for the check: one line per outage.
+	outage *outage.Tracker
 
 	mu      sync.Mutex
 	running map[string]map[*execution]struct{}
@@ -35,7 +38,10 @@ type cancels struct {
 }
 
 func newCancels(l *listener.Listener, pool *pgxpool.Pool, interval time.Duration, logger *slog.Logger) *cancels {
-	return &cancels{listener: l, pool: pool, interval: interval, logger: logger, running: map[string]map[*execution]struct{}{}}
+	return &cancels{
+		listener: l, pool: pool, interval: interval, logger: logger,
+		outage: outage.NewTracker("saga cancel check", logger, nil), running: map[string]map[*execution]struct{}{},
+	}
 }
 
 // start listens for cancel notifications until stop.
@@ -91,11 +97,12 @@ func (c *cancels) check(ctx context.Context) {
 	}
 	requested, err := db.New(c.pool).CancelsRequested(ctx, ids)
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !c.outage.Failed(err) {
 			c.logger.WarnContext(ctx, "keel saga: checking for cancel requests", "error", err)
 		}
 		return
 	}
+	c.outage.Succeeded()
 	c.cancel(requested)
 }
 
