@@ -77,6 +77,48 @@ func (c *Client) JobRetry(ctx context.Context, id int64) (*JobRow, error) {
 	return rowFromDB(&row)
 }
 
+// JobDelete deletes a job that is not running and returns its row as it
+// was, as River's JobDelete does. It refuses, deleting nothing:
+//   - a running job, with ErrJobRunning: cancel it with JobCancel, and
+//     delete it once it is final;
+//   - a job that a pending job depends on, with ErrJobHasDependents:
+//     dependency resolution reads only the dependencies that exist, so a job
+//     that waited on it alone would stay pending for ever. Cancel it
+//     instead; its dependents then run or are cancelled by their RunWhen.
+//     Deleting the dependents first lets it go too.
+//
+// The job is locked while it is checked and deleted, so a worker cannot
+// claim it in between. JobDelete returns ErrNotFound when no job has the id.
+// A keel.saga.run job executes a saga run: deleting it leaves the run with
+// nothing to execute it, so cancel the run through its saga engine instead.
+func (c *Client) JobDelete(ctx context.Context, id int64) (*JobRow, error) {
+	tx, err := c.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("keel jobs: delete %d: %w", id, err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	q := db.New(tx)
+	job, err := q.LockJobForDelete(ctx, id)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, fmt.Errorf("%w: %d", ErrNotFound, id)
+	case err != nil:
+		return nil, fmt.Errorf("keel jobs: delete %d: %w", id, err)
+	case job.State == db.KeelJobStateRunning:
+		return nil, fmt.Errorf("%w: cannot delete job %d; cancel it first", ErrJobRunning, id)
+	case job.HasDependents:
+		return nil, fmt.Errorf("%w: cannot delete job %d; cancel it instead", ErrJobHasDependents, id)
+	}
+	row, err := q.DeleteJob(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("keel jobs: delete %d: %w", id, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("keel jobs: delete %d: %w", id, err)
+	}
+	return rowFromDB(&row)
+}
+
 // QueuePause stops every client in every process from claiming the queue's
 // jobs; running jobs finish. It applies to queues no client works yet.
 func (c *Client) QueuePause(ctx context.Context, queue string) error {

@@ -70,6 +70,8 @@
 // cancelled or completed job run again; Client.JobCancel cancels a queued job,
 // or cancels the context of a running one in whichever process runs it
 // (through a notification, and the next heartbeat at the latest).
+// Client.JobDelete removes a job that is not running and that no pending
+// job waits on.
 //
 // Each attempt's context has a deadline: the job's InsertOpts.Timeout, else
 // its kind's WorkerOpts.Timeout, else Config.JobTimeout (1 minute). A

@@ -37,6 +37,13 @@ var (
 	// ErrJobNotRunning: a handler helper was called after the attempt ended
 	// (it was rescued or cancelled elsewhere).
 	ErrJobNotRunning = errors.New("keel jobs: the job's attempt is no longer running")
+	// ErrJobRunning: JobDelete was asked to delete a running job. Cancel it
+	// with JobCancel and delete it once it is final.
+	ErrJobRunning = errors.New("keel jobs: the job is running")
+	// ErrJobHasDependents: JobDelete was asked to delete a job that a pending
+	// job depends on, which would then never run. Cancel it with JobCancel
+	// instead: its dependents then run or are cancelled by their RunWhen.
+	ErrJobHasDependents = errors.New("keel jobs: pending jobs depend on the job")
 	// ErrCancelRequested is the cause of a running job's context when the job
 	// was cancelled with Client.Cancel.
 	ErrCancelRequested = errors.New("keel jobs: job cancelled")

@@ -135,3 +135,57 @@ func ExampleClient_JobCancel() {
 	// handler's context ended by cancel request: true
 	// daily export: cancelled
 }
+
+type SendDigestArgs struct {
+	User string `json:"user"`
+}
+
+func (SendDigestArgs) Kind() string { return "example_delete_send_digest" }
+
+// Client.JobDelete removes a job that is not running and returns its row
+// as it was. A job that another job waits on is refused: cancelling it
+// instead lets its dependents follow their run condition.
+func ExampleClient_JobDelete() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	client, err := jobs.NewClient(pool, jobs.Config{}) // inserts and controls jobs, works none
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	later := &jobs.InsertOpts{Queue: "example-job-delete", Delay: time.Hour}
+	job, err := client.Insert(ctx, pool, SendDigestArgs{User: "ada"}, later)
+	if err != nil {
+		log.Fatal(err)
+	}
+	deleted, err := client.JobDelete(ctx, job.ID)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("deleted:", deleted.State, string(deleted.EncodedArgs))
+	_, err = client.JobGet(ctx, job.ID)
+	fmt.Println("gone:", errors.Is(err, jobs.ErrNotFound))
+
+	ids, err := client.InsertWorkflow(ctx, pool, jobs.NewWorkflow("example-job-delete").
+		Add("collect", SendDigestArgs{User: "bob"}, &jobs.TaskOpts{InsertOpts: *later}).
+		Add("send", SendDigestArgs{User: "bob"}, &jobs.TaskOpts{After: []string{"collect"}, InsertOpts: *later}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = client.JobDelete(ctx, ids["collect"])
+	fmt.Println("collect refused, send waits on it:", errors.Is(err, jobs.ErrJobHasDependents))
+	cancelled, err := client.JobCancel(ctx, ids["collect"])
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("collect instead:", cancelled.State)
+	// Output:
+	// deleted: scheduled {"user": "ada"}
+	// gone: true
+	// collect refused, send waits on it: true
+	// collect instead: cancelled
+}

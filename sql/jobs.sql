@@ -216,6 +216,20 @@ UPDATE keel.jobs SET
 WHERE id = @id AND state NOT IN ('running', 'pending')
 RETURNING *;
 
+-- name: LockJobForDelete :one
+-- Locks a job that is to be deleted and says whether it may be: its state,
+-- and whether a pending job waits on it (jobs_pending_idx: the cost follows
+-- the jobs waiting on dependencies, as ResolveDependencies' does).
+SELECT j.state, EXISTS (
+    SELECT 1 FROM keel.jobs p WHERE p.state = 'pending' AND j.id = ANY (p.depends_on)
+)::boolean AS has_dependents
+FROM keel.jobs j
+WHERE j.id = @id
+FOR UPDATE OF j;
+
+-- name: DeleteJob :one
+DELETE FROM keel.jobs WHERE id = @id RETURNING *;
+
 -- name: GetJob :one
 SELECT * FROM keel.jobs WHERE id = @id;
 

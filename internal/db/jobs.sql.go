@@ -276,6 +276,44 @@ func (q *Queries) DeleteFinalizedJobs(ctx context.Context, arg DeleteFinalizedJo
 	return result.RowsAffected(), nil
 }
 
+const deleteJob = `-- name: DeleteJob :one
+DELETE FROM keel.jobs WHERE id = $1 RETURNING id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, timeout_ms, run_at, created_at, attempted_at, finalized_at, heartbeat_at, owner, cancel_requested_at, errors, progress, output, unique_key, depends_on, run_when, workflow, task
+`
+
+func (q *Queries) DeleteJob(ctx context.Context, id int64) (KeelJob, error) {
+	row := q.db.QueryRow(ctx, deleteJob, id)
+	var i KeelJob
+	err := row.Scan(
+		&i.ID,
+		&i.Kind,
+		&i.Queue,
+		&i.State,
+		&i.Priority,
+		&i.Args,
+		&i.Metadata,
+		&i.Tags,
+		&i.Attempt,
+		&i.MaxAttempts,
+		&i.TimeoutMs,
+		&i.RunAt,
+		&i.CreatedAt,
+		&i.AttemptedAt,
+		&i.FinalizedAt,
+		&i.HeartbeatAt,
+		&i.Owner,
+		&i.CancelRequestedAt,
+		&i.Errors,
+		&i.Progress,
+		&i.Output,
+		&i.UniqueKey,
+		&i.DependsOn,
+		&i.RunWhen,
+		&i.Workflow,
+		&i.Task,
+	)
+	return i, err
+}
+
 const dependencyOutputs = `-- name: DependencyOutputs :many
 SELECT d.id, d.kind, d.task, d.state, d.output
 FROM keel.jobs j
@@ -662,6 +700,30 @@ func (q *Queries) ListQueues(ctx context.Context) ([]ListQueuesRow, error) {
 		return nil, err
 	}
 	return items, nil
+}
+
+const lockJobForDelete = `-- name: LockJobForDelete :one
+SELECT j.state, EXISTS (
+    SELECT 1 FROM keel.jobs p WHERE p.state = 'pending' AND j.id = ANY (p.depends_on)
+)::boolean AS has_dependents
+FROM keel.jobs j
+WHERE j.id = $1
+FOR UPDATE OF j
+`
+
+type LockJobForDeleteRow struct {
+	State         KeelJobState `json:"state"`
+	HasDependents bool         `json:"has_dependents"`
+}
+
+// Locks a job that is to be deleted and says whether it may be: its state,
+// and whether a pending job waits on it (jobs_pending_idx: the cost follows
+// the jobs waiting on dependencies, as ResolveDependencies' does).
+func (q *Queries) LockJobForDelete(ctx context.Context, id int64) (LockJobForDeleteRow, error) {
+	row := q.db.QueryRow(ctx, lockJobForDelete, id)
+	var i LockJobForDeleteRow
+	err := row.Scan(&i.State, &i.HasDependents)
+	return i, err
 }
 
 const promoteDueJobs = `-- name: PromoteDueJobs :many
