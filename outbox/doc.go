@@ -40,7 +40,8 @@
 //     attempt in errors) and retried after an exponential backoff with jitter
 //     (RelayConfig.RetryPolicy, default about 1s, 2s, 4s … up to an hour). After MaxAttempts
 //     (default 10) the message is dead: state 'dead' in keel.outbox, for a
-//     person to look at and [Requeue].
+//     person to look at and [Requeue] — or, once the cause is fixed,
+//     [RequeueDead] for every dead message of a topic at once.
 //   - Retention. Delivered messages are deleted after RelayConfig.Retention
 //     (default 24h) by whichever relay holds the retention lock; dead
 //     messages are kept.

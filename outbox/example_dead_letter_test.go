@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/keeltype"
@@ -110,4 +111,89 @@ func ExampleRequeue() {
 	// InvoicePaid is dead after 3 attempts: 410 Gone: endpoint moved
 	// published InvoicePaid (attempt 1)
 	// requeue a delivered message: true
+}
+
+// When a broker was down longer than the relay's retries, a whole topic's
+// messages end dead. Once it is back, RequeueDead puts every dead message of
+// the topic back in line at once (an empty topic: of every topic).
+func ExampleRequeueDead() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+
+	const topic = "example-requeue-dead-receipts"
+	var brokerDown atomic.Bool
+	brokerDown.Store(true)
+	pub := outbox.PublisherFunc(func(_ context.Context, d outbox.Delivery) error {
+		if d.Topic == topic && brokerDown.Load() {
+			return errors.New("503 Service Unavailable")
+		}
+		return nil
+	})
+	relay, err := outbox.NewRelay(pool, pub, outbox.RelayConfig{MaxAttempts: 1})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	box, err := outbox.New(pool, outbox.Config{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer box.Close()
+	msgs := []outbox.Message{
+		{Topic: topic, Type: "ReceiptIssued", Payload: []byte(`{"receipt":1}`)},
+		{Topic: topic, Type: "ReceiptIssued", Payload: []byte(`{"receipt":2}`)},
+		{Topic: topic, Type: "ReceiptIssued", Payload: []byte(`{"receipt":3}`)},
+	}
+	if _, err := box.Enqueue(ctx, pool, msgs...); err != nil { // through the pool: commits at once
+		fmt.Println(err)
+		return
+	}
+	ids := make([]uuid.UUID, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	// relayUntil runs the relay until the messages are all in state.
+	relayUntil := func(state string) {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+			var n int
+			err := pool.QueryRow(ctx, "SELECT count(*) FROM keel.outbox WHERE id = ANY($1) AND state = $2", ids, state).Scan(&n)
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			if n == len(ids) {
+				fmt.Printf("%d messages %s\n", n, state)
+				return
+			}
+			claimed, err := relay.RunOnce(ctx)
+			if err != nil {
+				fmt.Println(err)
+				return
+			}
+			if claimed == 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		fmt.Println("timed out waiting for", state)
+	}
+	relayUntil("dead")
+
+	brokerDown.Store(false) // the broker is back
+	n, err := outbox.RequeueDead(ctx, pool, topic)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("requeued:", n)
+	relayUntil("delivered")
+	// Output:
+	// 3 messages dead
+	// requeued: 3
+	// 3 messages delivered
 }

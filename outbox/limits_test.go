@@ -268,6 +268,8 @@ func TestNilArgumentsAreErrors(t *testing.T) {
 		{"Enqueue on a nil *Outbox", func() error { _, err := (*outbox.Outbox)(nil).Enqueue(ctx, pool, msg); return err }},
 		{"Requeue with a nil DBTX", func() error { return outbox.Requeue(ctx, nil, uuid.New()) }},
 		{"Requeue with a nil *pgxpool.Pool", func() error { return outbox.Requeue(ctx, nilPool, uuid.New()) }},
+		{"RequeueDead with a nil DBTX", func() error { _, err := outbox.RequeueDead(ctx, nil, "t"); return err }},
+		{"RequeueDead with a nil *pgxpool.Pool", func() error { _, err := outbox.RequeueDead(ctx, nilPool, ""); return err }},
 		{"DeleteDelivered with a nil DBTX", func() error { _, err := outbox.DeleteDelivered(ctx, nil, time.Now()); return err }},
 		{"Claim with a nil DBTX", func() error { return inbox.Claim(ctx, nil, "c", "m") }},
 		{"Claim with a nil pgx.Tx", func() error { return inbox.Claim(ctx, nilTx, "c", "m") }},

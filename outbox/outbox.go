@@ -16,6 +16,7 @@ import (
 	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
 	"github.com/keelpg/keel/internal/notify"
+	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/keeltype"
 )
 
@@ -182,4 +183,28 @@ func Requeue(ctx context.Context, tx keeltype.DBTX, id uuid.UUID) error {
 		return fmt.Errorf("keel outbox: requeue: %w", err)
 	}
 	return fmt.Errorf("%w: %s", ErrNotDead, id)
+}
+
+// RequeueDead puts every dead message of topic back in line with fresh
+// attempts, in one statement, and returns how many it requeued; an empty
+// topic requeues the dead messages of every topic. Each goes back in line
+// behind the later messages of its key, as with Requeue. A topic longer
+// than 255 bytes, not UTF-8 or holding a NUL byte, or a nil tx, fails with
+// ErrInvalidArgument before anything is sent.
+func RequeueDead(ctx context.Context, tx keeltype.DBTX, topic string) (int, error) {
+	if err := checkDBTX(tx); err != nil {
+		return 0, err
+	}
+	if err := validate.Text("topic", topic, validate.MaxName); err != nil {
+		return 0, invalidValue(err)
+	}
+	p := db.OutboxRequeueDeadParams{}
+	if topic != "" {
+		p.Topic = &topic
+	}
+	n, err := db.New(tx).OutboxRequeueDead(ctx, p)
+	if err != nil {
+		return 0, fmt.Errorf("keel outbox: requeue dead messages: %w", err)
+	}
+	return int(n), nil
 }

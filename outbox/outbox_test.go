@@ -382,6 +382,67 @@ func TestBackoffDeadLetterRequeue(t *testing.T) {
 	}
 }
 
+// RequeueDead requeues the dead messages of one topic, or of all, in one
+// statement, and leaves every other message alone; a topic Postgres cannot
+// store is refused before anything is sent, in a transaction that stays
+// usable.
+func TestRequeueDead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testdb.New(t)
+	o := newOutbox(t, pool)
+	msg := func(topic, payload string) outbox.Message {
+		return outbox.Message{ID: uuid.New(), Topic: topic, Payload: []byte(payload)}
+	}
+	deadA := []outbox.Message{msg("a", "1"), msg("a", "2")}
+	deadB := msg("b", "3")
+	enqueue(t, pool, o, append(deadA, deadB)...)
+	failing := &recorder{fail: func(outbox.Delivery) error { return errors.New("broker down") }}
+	drain(t, newRelay(t, pool, failing, outbox.RelayConfig{MaxAttempts: 1}), nil)
+	pending := msg("a", "4")
+	enqueue(t, pool, o, pending)
+
+	n, err := outbox.RequeueDead(ctx, pool, "a")
+	if err != nil || n != 2 {
+		t.Fatalf("RequeueDead(a) = %d, %v; want 2", n, err)
+	}
+	for _, m := range deadA {
+		if row := state(t, pool, m.ID); row.State != db.KeelOutboxStatePending || row.Attempts != 0 || row.LockedBy != nil {
+			t.Errorf("requeued message %s: state %s, attempts %d, relay %v", m.Payload, row.State, row.Attempts, row.LockedBy)
+		}
+	}
+	if row := state(t, pool, deadB.ID); row.State != db.KeelOutboxStateDead {
+		t.Errorf("topic b's dead letter is %s after requeueing topic a", row.State)
+	}
+	if row := state(t, pool, pending.ID); row.State != db.KeelOutboxStatePending || row.Attempts != 0 {
+		t.Errorf("a pending message changed: %+v", row)
+	}
+	if n, err := outbox.RequeueDead(ctx, pool, ""); err != nil || n != 1 {
+		t.Fatalf("RequeueDead of every topic = %d, %v; want 1", n, err)
+	}
+	if n, err := outbox.RequeueDead(ctx, pool, ""); err != nil || n != 0 {
+		t.Fatalf("RequeueDead with no dead letter = %d, %v; want 0", n, err)
+	}
+	ok := &recorder{}
+	drain(t, newRelay(t, pool, ok, outbox.RelayConfig{}), nil)
+	if got := len(ok.published()); got != 4 {
+		t.Errorf("published %d messages after the requeue, want 4", got)
+	}
+
+	for _, topic := range []string{strings.Repeat("t", 256), "a\x00b", "\xff"} {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			if _, err := outbox.RequeueDead(ctx, tx, topic); !errors.Is(err, outbox.ErrInvalidArgument) {
+				t.Errorf("RequeueDead(%q) = %v, want ErrInvalidArgument", topic, err)
+			}
+			_, err := o.Enqueue(ctx, tx, msg("after", "5"))
+			return err
+		})
+		if err != nil {
+			t.Errorf("the transaction is not usable after RequeueDead(%q) was refused: %v", topic, err)
+		}
+	}
+}
+
 func payloads(ds []outbox.Delivery) string {
 	s := ""
 	for i, d := range ds {

@@ -98,6 +98,14 @@ SET state = 'pending', attempts = 0, available_at = COALESCE(sqlc.narg(now)::tim
 WHERE id = sqlc.arg(id) AND state = 'dead'
 RETURNING seq;
 
+-- name: OutboxRequeueDead :execrows
+-- Puts every dead message back in line with fresh attempts: those of one
+-- topic, or of every topic when topic is NULL. The dead letters are found
+-- through outbox_dead_idx, so the cost follows how many there are.
+UPDATE keel.outbox
+SET state = 'pending', attempts = 0, available_at = COALESCE(sqlc.narg(now)::timestamptz, now()), locked_until = NULL, locked_by = NULL
+WHERE state = 'dead' AND (sqlc.narg(topic)::text IS NULL OR topic = sqlc.narg(topic)::text);
+
 -- name: OutboxGet :one
 SELECT * FROM keel.outbox WHERE id = sqlc.arg(id);
 

@@ -443,3 +443,25 @@ func (q *Queries) OutboxRequeue(ctx context.Context, arg OutboxRequeueParams) (i
 	err := row.Scan(&seq)
 	return seq, err
 }
+
+const outboxRequeueDead = `-- name: OutboxRequeueDead :execrows
+UPDATE keel.outbox
+SET state = 'pending', attempts = 0, available_at = COALESCE($1::timestamptz, now()), locked_until = NULL, locked_by = NULL
+WHERE state = 'dead' AND ($2::text IS NULL OR topic = $2::text)
+`
+
+type OutboxRequeueDeadParams struct {
+	Now   pgtype.Timestamptz `json:"now"`
+	Topic *string            `json:"topic"`
+}
+
+// Puts every dead message back in line with fresh attempts: those of one
+// topic, or of every topic when topic is NULL. The dead letters are found
+// through outbox_dead_idx, so the cost follows how many there are.
+func (q *Queries) OutboxRequeueDead(ctx context.Context, arg OutboxRequeueDeadParams) (int64, error) {
+	result, err := q.db.Exec(ctx, outboxRequeueDead, arg.Now, arg.Topic)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
