@@ -277,3 +277,46 @@ func TestResumeAndFork(t *testing.T) {
 		t.Fatalf("succeeded pipeline runs: %d, %v", len(failed), err)
 	}
 }
+
+// TestForkWithoutRegistration forks through an engine that registers no
+// workflow, as an operator's tool does: the fork keeps its source's version
+// and runs where that version is registered; a version asked for must be
+// registered in the forking engine.
+func TestForkWithoutRegistration(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := openPool(t, testdb.NewURL(t), 8)
+	reg := saga.NewRegistry()
+	var fixed atomic.Bool
+	saga.Register(reg, "mail", 1, func(ctx saga.Context, to string) (string, error) {
+		return saga.Step(ctx, "send", func(context.Context) (string, error) {
+			if !fixed.Load() {
+				return "", errors.New("mail server refused")
+			}
+			return "sent to " + to, nil
+		}, &saga.StepOpts{MaxAttempts: 1})
+	})
+	worker := newEngine(t, pool, reg, true)
+	operator := newEngine(t, pool, saga.NewRegistry(), false)
+	run := start(t, worker, pool, "mail", "ops@example.com", nil)
+	if done := await(t, worker, run.ID); done.Status != saga.StatusFailed {
+		t.Fatalf("run %s, want failed", done.Status)
+	}
+	for _, version := range []int{1, 2} {
+		if _, err := operator.Fork(ctx, pool, run.ID, 1, &saga.ForkOpts{Version: version}); !errors.Is(err, saga.ErrUnknownWorkflow) {
+			t.Fatalf("fork to version %d through an engine that registers none: %v, want ErrUnknownWorkflow", version, err)
+		}
+	}
+	fixed.Store(true)
+	fork, err := operator.Fork(ctx, pool, run.ID, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fork.Version != 1 || fork.ForkedFrom != run.ID {
+		t.Fatalf("fork %+v, want version 1 forked from %s", fork, run.ID)
+	}
+	got, err := saga.Result[string](await(t, worker, fork.ID))
+	if err != nil || got != "sent to ops@example.com" {
+		t.Fatalf("fork result %q, %v", got, err)
+	}
+}

@@ -429,8 +429,10 @@ type ForkOpts struct {
 	// RunID names the new run; a run id in use fails with ErrRunIDInUse.
 	// Default: a random UUID.
 	RunID string
-	// Version runs the fork with another registered version. Default: the
-	// source run's. Either must be registered in this engine.
+	// Version runs the fork with another version, which must be registered
+	// in this engine. Default: the source run's, which need not be: the fork
+	// runs wherever that version is registered, as the source did, so a
+	// process that executes no workflow (an operator's tool) can fork.
 	Version int
 	// Timeout is the fork's workflow timeout. Default: none.
 	Timeout time.Duration
@@ -440,9 +442,9 @@ type ForkOpts struct {
 // runID whose history is runID's completed steps before position fromSeq
 // (from 1): those replay, and execution goes on from step fromSeq. Children
 // started before fromSeq are shared with the source, not started again. A
-// missing source fails with ErrRunNotFound, a version this engine does not
-// register with ErrUnknownWorkflow, a run id in use with ErrRunIDInUse; each
-// writes nothing.
+// missing source fails with ErrRunNotFound, an opts.Version this engine does
+// not register with ErrUnknownWorkflow, a run id in use with ErrRunIDInUse;
+// each writes nothing.
 func (e *Engine) Fork(ctx context.Context, tx keeltype.DBTX, runID string, fromSeq int, opts *ForkOpts) (*Run, error) {
 	if err := e.checkWrite(tx); err != nil {
 		return nil, err
@@ -466,16 +468,16 @@ func (e *Engine) fork(ctx context.Context, tx keeltype.DBTX, runID string, fromS
 	if err != nil {
 		return nil, err
 	}
-	version := o.Version
-	if version == 0 {
-		version = src.Version
-	}
-	wf, err := e.registry.get(src.Workflow, version)
-	if err != nil {
-		return nil, err
+	version := src.Version
+	if o.Version != 0 {
+		wf, err := e.registry.get(src.Workflow, o.Version)
+		if err != nil {
+			return nil, err
+		}
+		version = wf.version
 	}
 	row, err := q.ForkRun(ctx, db.ForkRunParams{
-		NewID: o.RunID, Version: int32(wf.version), AtSeq: &fromSeq, TimeoutUs: timeoutMicros(o.Timeout), SrcID: runID,
+		NewID: o.RunID, Version: int32(version), AtSeq: &fromSeq, TimeoutUs: timeoutMicros(o.Timeout), SrcID: runID,
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err := e.get(ctx, tx, runID); err != nil {

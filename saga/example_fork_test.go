@@ -88,3 +88,69 @@ func ExampleEngine_Fork() {
 	// forked from the original: true at 2
 	// render ran 1 time
 }
+
+// A process that executes no workflow — an operator's tool, keel's console —
+// forks a run too: the fork keeps the source's version and runs in the
+// processes that register it.
+func ExampleEngine_Fork_operator() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		panic(err)
+	}
+	defer pool.Close()
+
+	var fixed atomic.Bool
+	reg := saga.NewRegistry()
+	saga.Register(reg, "example-fork-invoice", 1, func(ctx saga.Context, customer string) (string, error) {
+		return saga.Step(ctx, "bill", func(context.Context) (string, error) {
+			if !fixed.Load() {
+				return "", errors.New("tax service down")
+			}
+			return "billed " + customer, nil
+		}, &saga.StepOpts{MaxAttempts: 1})
+	})
+	worker, err := saga.NewEngine(pool, reg, saga.Config{
+		Queue: "example-fork-operator",
+		Jobs:  jobs.Config{FetchPollInterval: 50 * time.Millisecond},
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := worker.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer func() { _ = worker.Stop(ctx) }()
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+
+	id := fmt.Sprint("invoice-", time.Now().UnixNano())
+	if _, err := worker.StartRun(ctx, pool, "example-fork-invoice", "acme", &saga.StartOpts{RunID: id}); err != nil {
+		panic(err)
+	}
+	failed, err := worker.Await(waitCtx, id)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("original:", failed.Status)
+
+	fixed.Store(true)
+	// The operator's engine registers nothing and is never started.
+	operator, err := saga.NewEngine(pool, saga.NewRegistry(), saga.Config{})
+	if err != nil {
+		panic(err)
+	}
+	fork, err := operator.Fork(ctx, pool, id, 1, nil)
+	if err != nil {
+		panic(err)
+	}
+	done, err := worker.Await(waitCtx, fork.ID)
+	if err != nil {
+		panic(err)
+	}
+	out, err := saga.Result[string](done)
+	fmt.Println("fork:", done.Status, "version", done.Version, out, err)
+	// Output:
+	// original: failed
+	// fork: succeeded version 1 billed acme <nil>
+}
