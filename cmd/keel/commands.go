@@ -113,13 +113,14 @@ func commandGroups() []group {
 				about: "Queue counts include keel's own jobs (the saga engine's), which take the queues' workers too.",
 				setup: noFlags((*cli).stats)},
 		}},
-		{"jobs", "list, show, retry and cancel jobs", []command{
+		{"jobs", "list, show, retry, cancel and delete jobs", []command{
 			{name: "jobs list", summary: "jobs, newest first; keel's own jobs only with --all", db: true, json: true,
 				about: "keel's own jobs are those whose kind starts with \"keel.\", such as keel.saga.run, the jobs that execute saga runs.",
 				setup: jobsList},
 			{name: "jobs show", args: []arg{jobID}, summary: "one job with its arguments, output and errors", db: true, json: true, setup: noFlags(jobsShow("show"))},
 			{name: "jobs retry", args: []arg{jobID}, summary: "make a job available at once, even a discarded, cancelled or completed one", db: true, json: true, setup: noFlags(jobsShow("retry"))},
 			{name: "jobs cancel", args: []arg{jobID}, summary: "cancel a job (a running one is asked to stop)", db: true, json: true, setup: noFlags(jobsShow("cancel"))},
+			{name: "jobs delete", args: []arg{jobID}, summary: "delete a job that is not running and that no pending job waits on", db: true, json: true, setup: noFlags(jobsShow("delete"))},
 		}},
 		{"queues", "list, pause and resume job queues", []command{
 			{name: "queues list", summary: "queues and whether each is paused", db: true, json: true, setup: noFlags(queues(""))},
@@ -146,6 +147,12 @@ func commandGroups() []group {
 			{name: "outbox list", summary: "outbox messages, dead letters first", db: true, json: true, setup: outboxList},
 			{name: "outbox show", args: []arg{messageID}, summary: "one message with its attempts and errors", db: true, json: true, setup: noFlags(outboxShow(false))},
 			{name: "outbox requeue", args: []arg{messageID}, summary: "put a dead message back in line", db: true, json: true, setup: noFlags(outboxShow(true))},
+		}},
+		{"ui", "serve the web console: jobs, queues, outbox, sagas and events", []command{
+			{name: "ui", summary: "serve the web console: jobs, queues, outbox, sagas and events", db: true,
+				about: "It serves until Ctrl-C. Basic authentication is on when " + envUIUser + " and " + envUIPassword +
+					" are set, a bearer token when " + envUIToken + " is; without them, keep --addr on a loopback address.",
+				setup: uiFlags},
 		}},
 		{"version", "print keel's version", []command{
 			{name: "version", summary: "print keel's version", setup: noFlags((*cli).version)},

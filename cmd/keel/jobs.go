@@ -152,8 +152,8 @@ func (c *cli) listJobs(ctx context.Context, q *db.Queries, p db.ListJobsParams) 
 	})
 }
 
-// jobsShow is keel jobs show, retry or cancel: each prints the job, after
-// retrying or cancelling it.
+// jobsShow is keel jobs show, retry, cancel or delete: each prints the
+// job, after retrying or cancelling it, or as it was when it was deleted.
 func jobsShow(verb string) action {
 	return func(c *cli, ctx context.Context, args []string) error {
 		id, err := strconv.ParseInt(args[0], 10, 64)
@@ -167,6 +167,8 @@ func jobsShow(verb string) action {
 				row, err = jc.JobRetry(ctx, id)
 			case "cancel":
 				row, err = jc.JobCancel(ctx, id)
+			case "delete":
+				row, err = jc.JobDelete(ctx, id)
 			default:
 				row, err = jc.JobGet(ctx, id)
 			}

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keelpg/keel/internal/testdb"
 	"github.com/keelpg/keel/jobs"
@@ -152,5 +154,59 @@ func TestJobsListLeavesOutKeelsJobs(t *testing.T) {
 	code, out, _ = keel(t, env, "jobs", "show", strconv.FormatInt(all[0].ID, 10))
 	if code != exitOK || strings.Contains(out, "1048576") || !strings.Contains(flatten(out), "attempt 0 (no limit)") {
 		t.Errorf("jobs show of keel's own job: exit %d\n%s", code, out)
+	}
+}
+
+// keel jobs delete prints the job as it was and removes it; a job another
+// job waits on is refused.
+func TestJobsDeleteCommand(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.NewURL(t)
+	pool := testdb.Open(t, url)
+	jc, err := jobs.NewClient(pool, jobs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := jc.Insert(ctx, pool, mailArgs{To: "a@example.com"}, &jobs.InsertOpts{Delay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := jc.Insert(ctx, pool, mailArgs{To: "b@example.com"}, &jobs.InsertOpts{DependsOn: []int64{first.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DATABASE_URL": url}
+	id1, id2 := strconv.FormatInt(first.ID, 10), strconv.FormatInt(second.ID, 10)
+
+	code, _, errOut := keel(t, env, "jobs", "delete", id1)
+	if code != exitError || !strings.Contains(errOut, "pending jobs depend on the job") {
+		t.Fatalf("jobs delete of a job another waits on: exit %d, %s", code, errOut)
+	}
+	code, out, errOut := keel(t, env, "--json", "jobs", "delete", id2)
+	var v jobView
+	if err := json.Unmarshal([]byte(out), &v); code != exitOK || err != nil || v.ID != second.ID || v.State != "pending" {
+		t.Fatalf("jobs delete %s: exit %d, %v, %+v, %s", id2, code, err, v, errOut)
+	}
+	code, out, _ = keel(t, env, "jobs", "delete", id1)
+	if code != exitOK || !strings.Contains(out, "scheduled") {
+		t.Fatalf("jobs delete %s: exit %d\n%s", id1, code, out)
+	}
+	for _, job := range []*jobs.JobRow{first, second} {
+		if _, err := jc.JobGet(ctx, job.ID); !errors.Is(err, jobs.ErrNotFound) {
+			t.Errorf("job %d after jobs delete: %v", job.ID, err)
+		}
+	}
+	for _, tc := range []struct {
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{[]string{"jobs", "delete", id1}, exitError, "keel jobs: no such job: " + id1},
+		{[]string{"jobs", "delete", "x"}, exitUsage, `"x" is not a job id`},
+	} {
+		if code, _, errOut := keel(t, env, tc.args...); code != tc.wantCode || !strings.Contains(errOut, tc.wantErr) {
+			t.Errorf("keel %v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.wantCode, tc.wantErr)
+		}
 	}
 }

@@ -22,6 +22,7 @@
 //	keel jobs show ID               one job with its arguments, output and errors
 //	keel jobs retry ID              make a job available at once, even a discarded, cancelled or completed one
 //	keel jobs cancel ID             cancel a job (a running one is asked to stop)
+//	keel jobs delete ID             delete a job that is not running and that no pending job waits on
 //	keel queues list                queues and whether each is paused
 //	keel queues pause QUEUE         stop workers from taking jobs of a queue
 //	keel queues resume QUEUE        let workers take jobs of a paused queue again
@@ -36,6 +37,7 @@
 //	keel outbox list                outbox messages, dead letters first
 //	keel outbox show ID             one message with its attempts and errors
 //	keel outbox requeue ID          put a dead message back in line
+//	keel ui                         serve the web console: jobs, queues, outbox, sagas and events
 //	keel version                    print keel's version
 //
 // keel --help lists the commands, keel COMMAND --help a command's

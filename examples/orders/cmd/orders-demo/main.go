@@ -4,6 +4,11 @@
 // request. Then it prints the psql queries that show the result, with their
 // output. `make demo` runs it.
 //
+// With -console ADDR (or KEEL_DEMO_CONSOLE=ADDR; `make demo
+// CONSOLE=127.0.0.1:8080` sets it) the demo then serves keel's web console
+// on ADDR over its scratch database, with the order service still running,
+// until Ctrl-C; the scratch database is dropped after that.
+//
 // It connects with DATABASE_URL, or with an empty connection string (libpq's
 // PGHOST, PGPORT, PGUSER … as pg_virtualenv sets them), creates a scratch
 // database on that server, works only there and drops it at the end.
@@ -20,6 +25,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -35,6 +41,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/keelpg/keel/console"
 	"github.com/keelpg/keel/examples/orders"
 	"github.com/keelpg/keel/migrations"
 	"github.com/keelpg/keel/saga"
@@ -79,7 +86,9 @@ func realMain() {
 	// database is dropped).
 	ctx, stopSignals := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
-	if err := run(ctx, os.Stdout); err != nil {
+	consoleAddr := flag.String("console", os.Getenv("KEEL_DEMO_CONSOLE"), "after the demo, serve keel's console on this `address` until Ctrl-C")
+	flag.Parse()
+	if err := run(ctx, os.Stdout, *consoleAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "orders-demo:", err)
 		exitCode = 1
 		return
@@ -87,7 +96,7 @@ func realMain() {
 	fmt.Printf("\ndemo finished in %s\n", time.Since(start).Round(time.Millisecond))
 }
 
-func run(ctx context.Context, out io.Writer) error {
+func run(ctx context.Context, out io.Writer, consoleAddr string) error {
 	url := os.Getenv("DATABASE_URL")
 	admin, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -157,7 +166,32 @@ func run(ctx context.Context, out io.Writer) error {
 	if err := d.scenarios(ctx, svc, pool); err != nil {
 		return err
 	}
-	return d.show(ctx, pool)
+	if err := d.show(ctx, pool); err != nil {
+		return err
+	}
+	if consoleAddr == "" {
+		return nil
+	}
+	return serveConsole(ctx, out, pool, consoleAddr)
+}
+
+// serveConsole serves keel's console over the demo's database until ctx
+// ends (Ctrl-C).
+func serveConsole(ctx context.Context, out io.Writer, pool *pgxpool.Pool, addr string) error {
+	h, err := console.New(pool, console.Config{})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() { _ = srv.Close() }()
+	fmt.Fprintf(out, "\nkeel console on http://%s/ over the demo's database; Ctrl-C ends the demo and drops the database\n", ln.Addr())
+	<-ctx.Done()
+	return nil
 }
 
 type demo struct {
