@@ -8,7 +8,7 @@ GOFILES   = $(shell git ls-files --cached --others --exclude-standard '*.go')
 # The broker integrations, each a Go module of its own (integrations/*/go.mod).
 INTEGRATIONS = $(patsubst %/go.mod,%,$(wildcard integrations/*/go.mod))
 
-.PHONY: all generate check-generate lint test ci db demo bench soak tools clean
+.PHONY: all generate check-generate lint test ci db demo bench soak tools clean screenshots
 
 all: generate lint test
 
@@ -50,6 +50,8 @@ lint:
 ## Then the tests of every module under integrations/, on the same server
 ## (their brokers: see each package's doc; a test skips when its broker
 ## cannot be reached). Every module runs; the target fails if any failed.
+## The console's browser test (console/e2e) skips without Node.js 20+ and
+## Chromium (apt-get install nodejs npm chromium); KEEL_E2E=1 fails instead.
 test:
 	@GO=$(GO) bash scripts/postgres.sh --run sh -c '\
 		status=0; $(GO) test -race -count=1 ./... || status=1; \
@@ -68,9 +70,16 @@ db:
 
 ## demo: run the orders example end to end in a scratch database on
 ## DATABASE_URL's server, or in a throwaway Postgres it starts and removes
-## (scripts/demo.sh picks the server)
+## (scripts/demo.sh picks the server); CONSOLE=127.0.0.1:8080 then leaves
+## keel's web console running on that address over the demo's database
 demo:
-	@GO=$(GO) bash scripts/demo.sh
+	@GO=$(GO) KEEL_DEMO_CONSOLE=$(CONSOLE) bash scripts/demo.sh
+
+## screenshots: refresh the README's pictures of the console
+## (docs/console-*.png) from its browser test (console/e2e)
+screenshots:
+	@GO=$(GO) bash scripts/postgres.sh --run env KEEL_E2E=1 KEEL_E2E_SCREENSHOTS=docs \
+		$(GO) test -count=1 -run TestConsoleInBrowser ./console/e2e/
 
 ## bench: run every benchmark in bench/ against DATABASE_URL, print the
 ## comparison table and write bench/RESULTS.md and bench/results.png
