@@ -99,7 +99,7 @@ type Subscription struct {
 
 func (h *Handler) overview(r *http.Request) (any, error) {
 	ctx := r.Context()
-	var v Overview
+	v := Overview{StuckJobs: []StuckJob{}, Subscriptions: []Subscription{}}
 	var err error
 	if v.Queues, err = h.queues(r); err != nil {
 		return nil, err
