@@ -69,6 +69,9 @@ FROM generate_series(1, 300) g`
        (SELECT id FROM keel.saga_runs WHERE status = 'waiting' ORDER BY id LIMIT 1),
        (SELECT stream_id FROM keel.feed ORDER BY last_position DESC LIMIT 1)`
 	consoleExplain = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
+	// consoleSerial is what the console's ConsoleSerialPlans does, for the
+	// statements a page runs after it.
+	consoleSerial = "SELECT set_config('max_parallel_workers_per_gather', '0', true)"
 )
 
 // BenchmarkConsolePages serves every console page as JSON over a database
@@ -134,7 +137,8 @@ func BenchmarkConsolePages(b *testing.B) {
 		"200 pending messages and 50 dead letters, 300 waiting runs, a subscription 5,000 events behind. "+
 		"Each page is requested as JSON (the HTML page runs the same statements). ms is the median of 20 requests "+
 		"after the first, through HTTP; each statement's ms and shared buffers come from EXPLAIN ANALYZE of the "+
-		"statements the first request ran, with its arguments. The overview's charts (ConsoleJobMinutes, "+
+		"statements the first request ran, with its arguments (BEGIN and COMMIT are the overview's and queues' "+
+		"read-only snapshot, planned without parallel workers). The overview's charts (ConsoleJobMinutes, "+
 		"ConsoleOutboxMinutes) are read at most once every 15 seconds, whatever the number of open pages, so the "+
 		"overview's median does not include them.\n\n"+
 		"| page | ms (median of 20) | statement | ms | buffers | reaches |\n|---|---|---|---|---|---|\n",
@@ -166,13 +170,24 @@ func BenchmarkConsolePages(b *testing.B) {
 			}
 			slices.Sort(times)
 			var buffers int64
+			serial := false // in a snapshot planned without parallel workers
 			for i, s := range stmts {
-				ms, bufs, reaches := explain(b, pool, s)
-				buffers += bufs
+				switch {
+				case s.name() == "ConsoleSerialPlans":
+					serial = true
+				case strings.EqualFold(s.sql, "commit"):
+					serial = false
+				}
 				cell := ""
 				if i == 0 {
 					cell = fmt.Sprintf("%.2f", float64(times[len(times)/2].Microseconds())/1000)
 				}
+				if !s.named() { // BEGIN and COMMIT of a page's snapshot
+					fmt.Fprintf(&report, "| %s | %s | %s | - | - | - |\n", pageCell(page, i), cell, s.name())
+					continue
+				}
+				ms, bufs, reaches := explain(b, pool, s, serial)
+				buffers += bufs
 				fmt.Fprintf(&report, "| %s | %s | %s | %.2f | %d | %s |\n", pageCell(page, i), cell, s.name(), ms, bufs, reaches)
 			}
 			b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "ms/page")
@@ -208,6 +223,9 @@ type statement struct {
 	sql  string
 	args []any
 }
+
+// named reports whether the statement is one of sqlc's.
+func (s statement) named() bool { return strings.HasPrefix(s.sql, "-- name: ") }
 
 // name is sqlc's name for the statement, from the comment it starts with.
 func (s statement) name() string {
@@ -262,14 +280,25 @@ type explainNode struct {
 
 // explain runs s under EXPLAIN ANALYZE and returns its execution time,
 // the shared buffers it touched and how it reached each table.
-func explain(b *testing.B, pool *pgxpool.Pool, s statement) (float64, int64, string) {
+func explain(b *testing.B, pool *pgxpool.Pool, s statement, serial bool) (float64, int64, string) {
 	b.Helper()
 	var out []struct {
 		Plan          explainNode `json:"Plan"`
 		ExecutionTime float64     `json:"Execution Time"`
 	}
 	var raw []byte
-	if err := pool.QueryRow(context.Background(), consoleExplain+s.sql, s.args...).Scan(&raw); err != nil {
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if serial {
+		if _, err := tx.Exec(ctx, consoleSerial); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.QueryRow(ctx, consoleExplain+s.sql, s.args...).Scan(&raw); err != nil {
 		b.Fatalf("explaining %s: %v", s.name(), err)
 	}
 	if err := json.Unmarshal(raw, &out); err != nil || len(out) == 0 {

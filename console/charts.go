@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/keelpg/keel/internal/db"
 )
 
 // chartTTL is how long the overview's charts are kept before they are read
@@ -41,7 +43,16 @@ func (c *chartCache) get(ctx context.Context, read func(context.Context) (charts
 }
 
 func (h *Handler) readCharts(ctx context.Context) (charts, error) {
-	minutes, err := h.q.ConsoleJobMinutes(ctx)
+	var c charts
+	err := h.serially(ctx, func(q *db.Queries) (err error) {
+		c, err = readCharts(ctx, q)
+		return err
+	})
+	return c, err
+}
+
+func readCharts(ctx context.Context, q *db.Queries) (charts, error) {
+	minutes, err := q.ConsoleJobMinutes(ctx)
 	if err != nil {
 		return charts{}, err
 	}
@@ -64,7 +75,7 @@ func (h *Handler) readCharts(ctx context.Context) (charts, error) {
 	c.jobs.Series = []Series{done, dead, cancelled}
 	c.backlog.Minutes = c.jobs.Minutes
 	c.backlog.Series = []Series{open}
-	obm, err := h.q.ConsoleOutboxMinutes(ctx)
+	obm, err := q.ConsoleOutboxMinutes(ctx)
 	if err != nil {
 		return charts{}, err
 	}

@@ -1,11 +1,13 @@
 package console
 
 import (
+	"context"
 	"maps"
 	"net/http"
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/keelpg/keel/internal/db"
@@ -99,43 +101,13 @@ type Subscription struct {
 
 func (h *Handler) overview(r *http.Request) (any, error) {
 	ctx := r.Context()
-	v := Overview{StuckJobs: []StuckJob{}, Subscriptions: []Subscription{}}
-	var err error
-	if v.Queues, err = h.queues(r); err != nil {
-		return nil, err
-	}
-	for _, q := range v.Queues {
-		v.Jobs.Pending += q.Pending
-		v.Jobs.Scheduled += q.Scheduled
-		v.Jobs.Available += q.Available
-		v.Jobs.Running += q.Running
-		v.Jobs.Retryable += q.Retryable
-	}
-	if v.Jobs.Dead, err = h.q.ConsoleDeadJobs(ctx); err != nil {
-		return nil, err
-	}
-	stuck, err := h.q.StuckJobs(ctx)
+	var v Overview
+	err := h.serially(ctx, func(q *db.Queries) (err error) {
+		v, err = readOverview(ctx, q)
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	for _, s := range stuck {
-		v.StuckJobs = append(v.StuckJobs, StuckJob{s.ID, s.Kind, s.Queue, deref(s.Owner), timePtr(s.HeartbeatAt)})
-	}
-	ob, err := h.q.ConsoleOutboxCounts(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v.Outbox = OutboxTotals{ob.Pending, timePtr(ob.OldestPending), ob.Dead, ob.DeliveredLastHour}
-	if v.Sagas, err = h.workflowRuns(r); err != nil {
-		return nil, err
-	}
-	subs, err := h.q.ConsoleSubscriptions(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range subs {
-		v.Subscriptions = append(v.Subscriptions, Subscription{s.Name, deref(s.Category), s.Status, s.Position, s.Behind,
-			seconds(s.Lag), deref(s.Owner), deref(s.LastError)})
 	}
 	c, err := h.charts.get(ctx, h.readCharts)
 	if err != nil {
@@ -156,15 +128,56 @@ func (h *Handler) overview(r *http.Request) (any, error) {
 	return v, nil
 }
 
-// queues reads every queue with jobs in flight, jobs finished in the last
-// hour or a pause record.
-func (h *Handler) queues(r *http.Request) ([]Queue, error) {
-	ctx := r.Context()
-	counts, err := h.q.ConsoleJobCounts(ctx)
+// readOverview reads what the overview shows but its charts.
+func readOverview(ctx context.Context, q *db.Queries) (Overview, error) {
+	v := Overview{StuckJobs: []StuckJob{}, Subscriptions: []Subscription{}}
+	var err error
+	if v.Queues, err = readQueues(ctx, q); err != nil {
+		return v, err
+	}
+	for _, qu := range v.Queues {
+		v.Jobs.Pending += qu.Pending
+		v.Jobs.Scheduled += qu.Scheduled
+		v.Jobs.Available += qu.Available
+		v.Jobs.Running += qu.Running
+		v.Jobs.Retryable += qu.Retryable
+	}
+	if v.Jobs.Dead, err = q.ConsoleDeadJobs(ctx); err != nil {
+		return v, err
+	}
+	stuck, err := q.StuckJobs(ctx)
+	if err != nil {
+		return v, err
+	}
+	for _, s := range stuck {
+		v.StuckJobs = append(v.StuckJobs, StuckJob{s.ID, s.Kind, s.Queue, deref(s.Owner), timePtr(s.HeartbeatAt)})
+	}
+	ob, err := q.ConsoleOutboxCounts(ctx)
+	if err != nil {
+		return v, err
+	}
+	v.Outbox = OutboxTotals{ob.Pending, timePtr(ob.OldestPending), ob.Dead, ob.DeliveredLastHour}
+	if v.Sagas, err = readWorkflowRuns(ctx, q); err != nil {
+		return v, err
+	}
+	subs, err := q.ConsoleSubscriptions(ctx)
+	if err != nil {
+		return v, err
+	}
+	for _, s := range subs {
+		v.Subscriptions = append(v.Subscriptions, Subscription{s.Name, deref(s.Category), s.Status, s.Position, s.Behind,
+			seconds(s.Lag), deref(s.Owner), deref(s.LastError)})
+	}
+	return v, nil
+}
+
+// readQueues reads every queue with jobs not yet final or a pause record.
+func readQueues(ctx context.Context, q *db.Queries) ([]Queue, error) {
+	counts, err := q.ConsoleJobCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	pauses, err := h.q.ConsoleQueuePauses(ctx)
+	pauses, err := q.ConsoleQueuePauses(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -201,8 +214,8 @@ func (h *Handler) queues(r *http.Request) ([]Queue, error) {
 	return byKey(byName), nil
 }
 
-func (h *Handler) workflowRuns(r *http.Request) ([]WorkflowRuns, error) {
-	rows, err := h.q.ConsoleSagaCounts(r.Context())
+func readWorkflowRuns(ctx context.Context, q *db.Queries) ([]WorkflowRuns, error) {
+	rows, err := q.ConsoleSagaCounts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -267,4 +280,17 @@ func seconds(iv pgtype.Interval) float64 {
 	}
 	d := time.Duration(iv.Microseconds)*time.Microsecond + time.Duration(iv.Days)*24*time.Hour + time.Duration(iv.Months)*30*24*time.Hour
 	return d.Seconds()
+}
+
+// serially runs fn in a read-only transaction planned without parallel
+// workers (ConsoleSerialPlans): the page's statements then also read one
+// snapshot, so its numbers agree with each other.
+func (h *Handler) serially(ctx context.Context, fn func(q *db.Queries) error) error {
+	return pgx.BeginTxFunc(ctx, h.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		q := db.New(tx)
+		if err := q.ConsoleSerialPlans(ctx); err != nil {
+			return err
+		}
+		return fn(q)
+	})
 }

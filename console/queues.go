@@ -3,6 +3,8 @@ package console
 import (
 	"net/http"
 	"strings"
+
+	"github.com/keelpg/keel/internal/db"
 )
 
 // QueueAction is what pausing or resuming a queue answers.
@@ -17,8 +19,12 @@ type Queues struct {
 }
 
 func (h *Handler) queueList(r *http.Request) (any, error) {
-	qs, err := h.queues(r)
-	return Queues{qs}, err
+	var v Queues
+	err := h.serially(r.Context(), func(q *db.Queries) (err error) {
+		v.Queues, err = readQueues(r.Context(), q)
+		return err
+	})
+	return v, err
 }
 
 func queueName(r *http.Request) (string, error) {

@@ -2,6 +2,14 @@
 -- minute while a page is open. Each reads through an index, and its cost
 -- follows the work in flight and the last hour, never the history.
 
+-- name: ConsoleSerialPlans :exec
+-- Plans the rest of the transaction without parallel workers: the
+-- console's statements read a few live rows or a page, and starting
+-- workers costs more than that (tens of milliseconds on a small server,
+-- when a planner's estimate tips a union of partial-index reads into a
+-- parallel plan).
+SELECT set_config('max_parallel_workers_per_gather', '0', true);
+
 -- name: ConsoleJobCounts :many
 -- Jobs per queue and state, for every job not yet final, each state
 -- through its own partial index. Running jobs are read through

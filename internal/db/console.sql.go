@@ -25,7 +25,6 @@ func (q *Queries) ConsoleDeadJobs(ctx context.Context) (int64, error) {
 }
 
 const consoleJobCounts = `-- name: ConsoleJobCounts :many
-
 SELECT queue, state, count(*)::bigint AS jobs, min(run_at)::timestamptz AS oldest_run_at
 FROM keel.jobs WHERE state = 'pending' GROUP BY queue, state
 UNION ALL
@@ -46,9 +45,6 @@ type ConsoleJobCountsRow struct {
 	OldestRunAt pgtype.Timestamptz `json:"oldest_run_at"`
 }
 
-// Queries the console's overview and queues pages run, several times a
-// minute while a page is open. Each reads through an index, and its cost
-// follows the work in flight and the last hour, never the history.
 // Jobs per queue and state, for every job not yet final, each state
 // through its own partial index. Running jobs are read through
 // jobs_heartbeat_idx (heartbeat_at is set exactly while a job runs); the
@@ -300,4 +296,22 @@ func (q *Queries) ConsoleSagaCounts(ctx context.Context) ([]ConsoleSagaCountsRow
 		return nil, err
 	}
 	return items, nil
+}
+
+const consoleSerialPlans = `-- name: ConsoleSerialPlans :exec
+
+SELECT set_config('max_parallel_workers_per_gather', '0', true)
+`
+
+// Queries the console's overview and queues pages run, several times a
+// minute while a page is open. Each reads through an index, and its cost
+// follows the work in flight and the last hour, never the history.
+// Plans the rest of the transaction without parallel workers: the
+// console's statements read a few live rows or a page, and starting
+// workers costs more than that (tens of milliseconds on a small server,
+// when a planner's estimate tips a union of partial-index reads into a
+// parallel plan).
+func (q *Queries) ConsoleSerialPlans(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, consoleSerialPlans)
+	return err
 }
