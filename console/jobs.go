@@ -517,6 +517,8 @@ func (h *Handler) jobDetail(r *http.Request) (any, error) {
 	return v, nil
 }
 
+// optTime is a time the public API leaves zero for none, for JSON and the
+// templates.
 func optTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil

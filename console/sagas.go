@@ -274,8 +274,8 @@ func (h *Handler) sagaShow(r *http.Request) (any, error) {
 		ID: run.ID, Workflow: run.Workflow, Version: run.Version, Status: string(run.Status), Final: run.Status.Final(),
 		Queue: run.Queue, Input: run.Input, Output: run.Output, LastError: run.LastError, ParentID: run.ParentID,
 		ForkedFrom: run.ForkedFrom, ForkedAtSeq: run.ForkedAtSeq, Resumes: run.Resumes, WaitReason: run.WaitReason,
-		WakeAt: sagaTime(run.WakeAt), CancelRequested: run.CancelRequested, Deadline: sagaTime(run.Deadline),
-		CreatedAt: run.CreatedAt, StartedAt: sagaTime(run.StartedAt), UpdatedAt: run.UpdatedAt, FinishedAt: sagaTime(run.FinishedAt),
+		WakeAt: optTime(run.WakeAt), CancelRequested: run.CancelRequested, Deadline: optTime(run.Deadline),
+		CreatedAt: run.CreatedAt, StartedAt: optTime(run.StartedAt), UpdatedAt: run.UpdatedAt, FinishedAt: optTime(run.FinishedAt),
 	}
 	if run.Error != nil {
 		v.ErrorKind, v.Error = string(run.Error.Kind), run.Error.Message
@@ -352,7 +352,7 @@ var sagaStepLabels = map[string]string{
 func sagaStepView(s saga.StepInfo) SagaStep {
 	step := SagaStep{
 		Seq: s.Seq, Name: s.Name, Kind: s.Kind, Label: sagaStepLabels[s.Kind], Status: s.Status, Attempts: s.Attempts,
-		StartedAt: s.StartedAt, FinishedAt: sagaTime(s.FinishedAt), Output: s.Output, Error: s.Error,
+		StartedAt: s.StartedAt, FinishedAt: optTime(s.FinishedAt), Output: s.Output, Error: s.Error,
 	}
 	if step.Label == "" {
 		step.Label = s.Kind
@@ -387,16 +387,8 @@ func sagaStepView(s saga.StepInfo) SagaStep {
 		_ = json.Unmarshal(s.Output, &wait)
 		at = wait.RetryAt
 	}
-	step.Until = sagaTime(at)
+	step.Until = optTime(at)
 	return step
-}
-
-// sagaTime is a time saga leaves zero for none, for JSON and the templates.
-func sagaTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
 }
 
 func (h *Handler) sagaSignal(r *http.Request) (any, string, error) {
