@@ -11,6 +11,7 @@ import (
 
 	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/internal/validate"
 	"github.com/keelpg/keel/keeltype"
 )
@@ -56,7 +57,7 @@ type InsertManyParams struct {
 // Notification channels. Inserts notify channelInsert with the queue name as
 // payload; cancel requests and resumed queues notify channelControl.
 const (
-	channelInsert  = "keel_jobs"
+	channelInsert  = notify.JobsChannel
 	channelControl = "keel_jobs_control"
 )
 

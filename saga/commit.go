@@ -9,8 +9,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/keelpg/keel/internal/carrier"
 	"github.com/keelpg/keel/internal/db"
+	"github.com/keelpg/keel/internal/notify"
 	"github.com/keelpg/keel/jobs"
+	"github.com/keelpg/keel/keeltype"
 )
 
 // commitReq is what an execution writes through the engine's group commit:
@@ -254,17 +257,54 @@ func (e *Engine) writeStarts(ctx context.Context, batch []*call[startReq, *Run])
 	}
 }
 
+// errRunExists ends the report of a lone start's job insert when the run
+// existed, so its job was not inserted.
+var errRunExists = errors.New("keel saga: run exists; its first job was not inserted")
+
+// startAlone starts one run and inserts its first job in one statement
+// (StartRunWithJob): one round trip and one commit, where a transaction of
+// InsertRun and the job's insert takes five. The job is written as the
+// jobs client writes it: its insert is reported to the jobs' hook, whose
+// trace context it stores when the start has none, and it sends the jobs'
+// insert notification, debounced.
+func (e *Engine) startAlone(ctx context.Context, req startReq) (*Run, error) {
+	meta := json.RawMessage(`{}`)
+	if m := req.trace.Map(); m != nil {
+		encoded, err := json.Marshal(map[string]any{keeltype.CarrierKey: m})
+		if err != nil {
+			return nil, err
+		}
+		meta = encoded
+	}
+	op := keeltype.Operation{Kind: keeltype.OpJobInsert, Name: runJobKind, Queue: req.p.Queue, Count: 1, Carrier: map[string]string{}}
+	opCtx, end := e.jobsHook.Start(ctx, op)
+	row, err := db.New(e.pool).StartRunWithJob(opCtx, db.StartRunWithJobParams{
+		ID: req.p.ID, Workflow: req.p.Workflow, Version: req.p.Version, Queue: req.p.Queue, Input: req.p.Input,
+		TimeoutUs: req.p.TimeoutUs, JobKind: runJobKind, JobMetadata: carrier.Clean(op.Carrier).Metadata(meta),
+		JobMaxAttempts: firstJobAttempts, Channel: notify.JobsChannel, Notify: e.inserted.Claim(notify.JobsChannel, req.p.Queue),
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		end(keeltype.Outcome{Err: errRunExists})
+		run, callErr, err := e.existingRun(ctx, e.pool, req.p)
+		return run, errors.Join(callErr, err)
+	}
+	end(keeltype.Outcome{Err: err})
+	if err != nil {
+		return nil, fmt.Errorf("keel saga: start %s: %w", req.p.Workflow, err)
+	}
+	run := db.KeelSagaRun(row)
+	return runFromDB(&run), nil
+}
+
 func (e *Engine) tryStarts(ctx context.Context, batch []*call[startReq, *Run]) error {
 	if len(batch) == 1 {
 		c := batch[0]
-		return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-			var err error
-			c.res, err = e.insertRun(ctx, tx, c.req)
-			if errors.Is(err, ErrRunIDInUse) {
-				c.err, err = err, nil
-			}
-			return err
-		})
+		var err error
+		c.res, c.err = nil, nil
+		if c.res, err = e.startAlone(ctx, c.req); errors.Is(err, ErrRunIDInUse) {
+			c.err, err = err, nil
+		}
+		return err
 	}
 	items := make([]runItem, len(batch))
 	for i, c := range batch {

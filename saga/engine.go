@@ -31,9 +31,15 @@ type Engine struct {
 	awaiter  *awaiter
 	// done debounces the run-finished notifications: a notifying commit
 	// takes a database-wide lock, so one per run would serialise finishes.
-	done    *notify.Debouncer
-	timers  *timers
-	cancels *cancels
+	done *notify.Debouncer
+	// inserted debounces the jobs' insert notifications a lone start sends
+	// in its own statement (StartRunWithJob), as the jobs client does its.
+	inserted *notify.Debouncer
+	// jobsHook is the jobs client's hook: a lone start reports the insert
+	// of its run's first job there, as Client.Insert would.
+	jobsHook keeltype.Hook
+	timers   *timers
+	cancels  *cancels
 	// commits and reads are the group commit of the executions here: see
 	// group.
 	commits group[commitReq, commitRes]
@@ -77,6 +83,11 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	}
 	e.awaiter = newAwaiter(pool, cfg.Jobs.Listener, cfg.Logger, randomToken())
 	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
+	e.inserted = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
+	e.jobsHook = cfg.Jobs.Hook
+	if e.jobsHook == nil {
+		e.jobsHook = keeltype.NoHook{}
+	}
 	e.timers = newTimers(e.jobs, cfg.Logger)
 	e.cancels = newCancels(e.awaiter.listener, pool, cfg.AwaitPollInterval, cfg.Logger)
 	e.commits.write = e.writeCommits
@@ -129,6 +140,7 @@ func (e *Engine) stop(ctx context.Context, cancel bool) error {
 	e.closed.Store(true)
 	e.awaiter.close()
 	e.done.Close()
+	e.inserted.Close()
 	return err
 }
 
@@ -256,10 +268,14 @@ func (e *Engine) existingRun(ctx context.Context, tx keeltype.DBTX, p db.InsertR
 	return runFromDB(&existing), nil, nil
 }
 
+// firstJobAttempts is the attempt limit of the jobs that execute runs: a
+// run's job retries for as long as the run needs it.
+const firstJobAttempts = 1 << 20
+
 // firstJobOpts are the options of a run's first job: it carries the trace
 // context of the start.
 func firstJobOpts(queue string, trace *carrier.Entries) *jobs.InsertOpts {
-	o := &jobs.InsertOpts{Queue: queue, MaxAttempts: 1 << 20}
+	o := &jobs.InsertOpts{Queue: queue, MaxAttempts: firstJobAttempts}
 	if m := trace.Map(); m != nil {
 		o.Metadata = map[string]any{keeltype.CarrierKey: m}
 	}

@@ -172,3 +172,96 @@ func TestGroupedStarts(t *testing.T) {
 		t.Fatalf("%d runs, want %d", n, callers/2)
 	}
 }
+
+// insertCounter is a jobs hook that counts the job inserts reported to it
+// and how many failed.
+type insertCounter struct {
+	keeltype.NoHook
+	mu          sync.Mutex
+	ok, refused int
+}
+
+func (h *insertCounter) Start(ctx context.Context, op keeltype.Operation) (context.Context, func(keeltype.Outcome)) {
+	if op.Kind != keeltype.OpJobInsert {
+		return ctx, func(keeltype.Outcome) {}
+	}
+	return ctx, func(o keeltype.Outcome) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if o.Err != nil {
+			h.refused++
+		} else {
+			h.ok++
+		}
+	}
+}
+
+// TestLoneStarts: a start that commits alone writes its run and first job
+// in one statement, with what a grouped start writes: one job per run,
+// queued in the run's queue with its trace context, the insert reported to
+// the jobs' hook; a second start of an id returns the run and inserts no
+// job; a start of an id another workflow holds fails.
+func TestLoneStarts(t *testing.T) {
+	t.Parallel()
+	pool := openPool(t, testdb.NewURL(t), 4)
+	reg := saga.NewRegistry()
+	saga.Register(reg, "greet", 1, func(ctx saga.Context, n int) (int, error) { return n, nil })
+	saga.Register(reg, "other", 1, func(ctx saga.Context, n int) (int, error) { return n, nil })
+	cfg := testConfig()
+	cfg.Hook = callerHook{}
+	counter := &insertCounter{}
+	cfg.Jobs.Hook = counter
+	e, err := saga.NewEngine(pool, reg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := e.StartRun(ctx, pool, "other", 0, &saga.StartOpts{RunID: "taken"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		cctx := context.WithValue(ctx, callerKey{}, fmt.Sprint("caller-", i))
+		run, err := e.StartRun(cctx, pool, "greet", i, &saga.StartOpts{RunID: fmt.Sprint("run-", i/2), Queue: "lone"})
+		if err != nil || run.ID != fmt.Sprint("run-", i/2) || run.Workflow != "greet" || run.Queue != "lone" {
+			t.Fatalf("start %d: %+v, %v", i, run, err)
+		}
+	}
+	if _, err := e.StartRun(ctx, pool, "greet", 9, &saga.StartOpts{RunID: "taken"}); !errors.Is(err, saga.ErrRunIDInUse) {
+		t.Fatalf("start of an id another workflow holds: %v", err)
+	}
+	rows, err := pool.Query(ctx, `SELECT r.id, r.input::int, count(j.id), min(j.metadata->'keel_trace'->>'caller'),
+		       bool_and(j.kind = 'keel.saga.run' AND j.queue = 'lone' AND j.state = 'available'
+		                AND j.max_attempts = 1048576 AND (j.args->>'generation')::int = r.generation)
+		FROM keel.saga_runs r LEFT JOIN keel.jobs j ON j.args->>'run_id' = r.id
+		WHERE r.workflow = 'greet' GROUP BY r.id, r.input`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id, caller string
+		var input, jobs int
+		var shaped bool
+		if err := rows.Scan(&id, &input, &jobs, &caller, &shaped); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if jobs != 1 || caller != fmt.Sprint("caller-", input) || !shaped {
+			t.Errorf("run %s (input %d): %d jobs, trace of %q, shaped as a run's first job: %v", id, input, jobs, caller, shaped)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Fatalf("%d runs, want 3", n)
+	}
+	counter.mu.Lock()
+	defer counter.mu.Unlock()
+	// The first start of "taken", the three new runs; the three second
+	// starts and the foreign one inserted no job.
+	if counter.ok != 4 || counter.refused != 4 {
+		t.Fatalf("job inserts reported: %d, refused: %d; want 4 and 4", counter.ok, counter.refused)
+	}
+}

@@ -8,6 +8,31 @@ VALUES (@id, @workflow, @version, @queue, @input, sqlc.narg('parent_id'), sqlc.n
 ON CONFLICT (id) DO NOTHING
 RETURNING *;
 
+-- name: StartRunWithJob :one
+-- InsertRun and the insert of the run's first job in one statement, so a
+-- lone start is one round trip and one commit: the job is the one
+-- jobs.Client.Insert would write (kind, metadata and attempts as given, the
+-- run's queue, args {"run_id", "generation"} of the new run). notify sends
+-- the jobs' insert notification for the queue with it (the WHERE names
+-- notified, without which it would not run). A run id already taken inserts
+-- nothing and returns no row.
+WITH run AS (
+    INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
+    VALUES (@id, @workflow, @version, @queue, @input,
+        now() + sqlc.narg('timeout_us')::bigint * interval '1 microsecond')
+    ON CONFLICT (id) DO NOTHING
+    RETURNING *
+), job AS (
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts)
+    SELECT @job_kind::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
+           @job_metadata::jsonb, @job_max_attempts::int
+    FROM run
+), notified AS (
+    SELECT pg_notify(@channel::text, run.queue) FROM run WHERE @notify::boolean
+)
+SELECT run.* FROM run
+WHERE (SELECT count(*) FROM notified) >= 0;
+
 -- name: InsertRuns :many
 -- InsertRun for many runs at once, in one statement: runs is a JSON array
 -- of {"id", "workflow", "version", "queue", "input", "timeout_us"}. A run

@@ -1291,6 +1291,119 @@ func (q *Queries) SignalRun(ctx context.Context, arg SignalRunParams) (SignalRun
 	return i, err
 }
 
+const startRunWithJob = `-- name: StartRunWithJob :one
+WITH run AS (
+    INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
+    VALUES ($1, $2, $3, $4, $5,
+        now() + $6::bigint * interval '1 microsecond')
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
+), job AS (
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts)
+    SELECT $7::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
+           $8::jsonb, $9::int
+    FROM run
+), notified AS (
+    SELECT pg_notify($10::text, run.queue) FROM run WHERE $11::boolean
+)
+SELECT run.id, run.workflow, run.version, run.status, run.queue, run.input, run.output, run.error, run.last_error, run.parent_id, run.parent_seq, run.forked_from, run.forked_at_seq, run.epoch, run.generation, run.owner, run.resumes, run.wake_at, run.wait_reason, run.cancel_requested_at, run.deadline, run.created_at, run.started_at, run.updated_at, run.finished_at FROM run
+WHERE (SELECT count(*) FROM notified) >= 0
+`
+
+type StartRunWithJobParams struct {
+	ID             string          `json:"id"`
+	Workflow       string          `json:"workflow"`
+	Version        int32           `json:"version"`
+	Queue          string          `json:"queue"`
+	Input          json.RawMessage `json:"input"`
+	TimeoutUs      *int64          `json:"timeout_us"`
+	JobKind        string          `json:"job_kind"`
+	JobMetadata    json.RawMessage `json:"job_metadata"`
+	JobMaxAttempts int32           `json:"job_max_attempts"`
+	Channel        string          `json:"channel"`
+	Notify         bool            `json:"notify"`
+}
+
+type StartRunWithJobRow struct {
+	ID                string             `json:"id"`
+	Workflow          string             `json:"workflow"`
+	Version           int32              `json:"version"`
+	Status            KeelSagaRunStatus  `json:"status"`
+	Queue             string             `json:"queue"`
+	Input             json.RawMessage    `json:"input"`
+	Output            json.RawMessage    `json:"output"`
+	Error             json.RawMessage    `json:"error"`
+	LastError         *string            `json:"last_error"`
+	ParentID          *string            `json:"parent_id"`
+	ParentSeq         *int32             `json:"parent_seq"`
+	ForkedFrom        *string            `json:"forked_from"`
+	ForkedAtSeq       *int32             `json:"forked_at_seq"`
+	Epoch             int64              `json:"epoch"`
+	Generation        int64              `json:"generation"`
+	Owner             *string            `json:"owner"`
+	Resumes           int32              `json:"resumes"`
+	WakeAt            pgtype.Timestamptz `json:"wake_at"`
+	WaitReason        *string            `json:"wait_reason"`
+	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
+	Deadline          pgtype.Timestamptz `json:"deadline"`
+	CreatedAt         pgtype.Timestamptz `json:"created_at"`
+	StartedAt         pgtype.Timestamptz `json:"started_at"`
+	UpdatedAt         pgtype.Timestamptz `json:"updated_at"`
+	FinishedAt        pgtype.Timestamptz `json:"finished_at"`
+}
+
+// InsertRun and the insert of the run's first job in one statement, so a
+// lone start is one round trip and one commit: the job is the one
+// jobs.Client.Insert would write (kind, metadata and attempts as given, the
+// run's queue, args {"run_id", "generation"} of the new run). notify sends
+// the jobs' insert notification for the queue with it (the WHERE names
+// notified, without which it would not run). A run id already taken inserts
+// nothing and returns no row.
+func (q *Queries) StartRunWithJob(ctx context.Context, arg StartRunWithJobParams) (StartRunWithJobRow, error) {
+	row := q.db.QueryRow(ctx, startRunWithJob,
+		arg.ID,
+		arg.Workflow,
+		arg.Version,
+		arg.Queue,
+		arg.Input,
+		arg.TimeoutUs,
+		arg.JobKind,
+		arg.JobMetadata,
+		arg.JobMaxAttempts,
+		arg.Channel,
+		arg.Notify,
+	)
+	var i StartRunWithJobRow
+	err := row.Scan(
+		&i.ID,
+		&i.Workflow,
+		&i.Version,
+		&i.Status,
+		&i.Queue,
+		&i.Input,
+		&i.Output,
+		&i.Error,
+		&i.LastError,
+		&i.ParentID,
+		&i.ParentSeq,
+		&i.ForkedFrom,
+		&i.ForkedAtSeq,
+		&i.Epoch,
+		&i.Generation,
+		&i.Owner,
+		&i.Resumes,
+		&i.WakeAt,
+		&i.WaitReason,
+		&i.CancelRequestedAt,
+		&i.Deadline,
+		&i.CreatedAt,
+		&i.StartedAt,
+		&i.UpdatedAt,
+		&i.FinishedAt,
+	)
+	return i, err
+}
+
 const takeSignal = `-- name: TakeSignal :one
 WITH run AS (
     SELECT r.id FROM keel.saga_runs r

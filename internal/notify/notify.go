@@ -22,6 +22,11 @@ import (
 	"github.com/keelpg/keel/internal/db"
 )
 
+// JobsChannel is the channel an insert of jobs notifies, with the queue's
+// name as payload: the jobs client listens on it, and the saga engine, whose
+// start writes a run's first job in a statement of its own, notifies it too.
+const JobsChannel = "keel_jobs"
+
 // ErrClosed is returned by a Debouncer's Notify after Close.
 var ErrClosed = errors.New("keel notify: debouncer closed")
 

@@ -92,6 +92,13 @@ func TestSagaPlans(t *testing.T) {
 				{"id": "live-7", "epoch": 1, "status": "succeeded", "output": {}, "job_id": 1000007, "job_attempt": 1},
 				{"id": "live-8", "epoch": 1, "status": "failed", "error": {}, "job_id": 1000008, "job_attempt": 1}]`)})
 		}, plantest.Expect{"saga_runs": runs, "jobs": {Indexes: []string{"jobs_pkey"}}}},
+		// A lone start: two inserts, nothing read.
+		{"StartRunWithJob", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.StartRunWithJob(ctx, db.StartRunWithJobParams{
+				ID: "new-1", Workflow: "order", Version: 1, Queue: "default", Input: json.RawMessage(`{}`),
+				JobKind: "keel.saga.run", JobMetadata: json.RawMessage(`{}`), JobMaxAttempts: 1 << 20, Channel: "keel_jobs", Notify: true,
+			})
+		}, plantest.Expect{}},
 		{"FinishedRuns", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.FinishedRuns(ctx, []string{"live-7", "done-9", "done-10"})
 		}, plantest.Expect{"saga_runs": runs}},
