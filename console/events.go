@@ -250,19 +250,24 @@ func (h *Handler) subscriptionList(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := Subscriptions{Subscriptions: make([]SubscriptionState, len(rows))}
+	return Subscriptions{Subscriptions: subscriptionStates(rows)}, nil
+}
+
+// subscriptionStates are the rows of ConsoleSubscriptions as the pages show
+// them.
+func subscriptionStates(rows []db.ConsoleSubscriptionsRow) []SubscriptionState {
+	out := make([]SubscriptionState, len(rows))
 	for i, s := range rows {
-		st := SubscriptionState{
+		out[i] = SubscriptionState{
 			Name: s.Name, Category: deref(s.Category), Status: s.Status, Position: s.Position, Behind: s.Behind,
 			LagSeconds: seconds(s.Lag), Attempts: s.Attempts, LastError: deref(s.LastError), RetryAt: timePtr(s.RetryAt),
 			Owner: deref(s.Owner), LeaseUntil: timePtr(s.LeaseUntil), UpdatedAt: s.UpdatedAt.Time,
 		}
 		if s.FailedPosition != nil {
-			st.FailedPosition = *s.FailedPosition
+			out[i].FailedPosition = *s.FailedPosition
 		}
-		v.Subscriptions[i] = st
 	}
-	return v, nil
+	return out
 }
 
 func subscriptionName(r *http.Request) (string, error) {

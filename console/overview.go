@@ -17,15 +17,15 @@ import (
 // so that its cost follows the work in flight rather than the history, and
 // the last hour minute by minute.
 type Overview struct {
-	Jobs          JobTotals      `json:"jobs"`
-	Queues        []Queue        `json:"queues"`
-	StuckJobs     []StuckJob     `json:"stuck_jobs"`
-	Outbox        OutboxTotals   `json:"outbox"`
-	Sagas         []WorkflowRuns `json:"sagas"`
-	Subscriptions []Subscription `json:"subscriptions"`
-	JobsChart     Chart          `json:"jobs_chart"`
-	BacklogChart  Chart          `json:"backlog_chart"`
-	OutboxChart   Chart          `json:"outbox_chart"`
+	Jobs          JobTotals           `json:"jobs"`
+	Queues        []Queue             `json:"queues"`
+	StuckJobs     []StuckJob          `json:"stuck_jobs"`
+	Outbox        OutboxTotals        `json:"outbox"`
+	Sagas         []WorkflowRuns      `json:"sagas"`
+	Subscriptions []SubscriptionState `json:"subscriptions"`
+	JobsChart     Chart               `json:"jobs_chart"`
+	BacklogChart  Chart               `json:"backlog_chart"`
+	OutboxChart   Chart               `json:"outbox_chart"`
 }
 
 // JobTotals adds up the queues. Final states count the last hour only (as
@@ -87,18 +87,6 @@ type WorkflowRuns struct {
 	Cancelled    int64  `json:"cancelled_last_hour"`
 }
 
-// Subscription is one event subscription with how far behind it is.
-type Subscription struct {
-	Name       string  `json:"name"`
-	Category   string  `json:"category,omitempty"`
-	Status     string  `json:"status"`
-	Position   int64   `json:"position"`
-	Behind     int64   `json:"behind"`
-	LagSeconds float64 `json:"lag_seconds"`
-	Owner      string  `json:"owner,omitempty"`
-	LastError  string  `json:"last_error,omitempty"`
-}
-
 func (h *Handler) overview(r *http.Request) (any, error) {
 	ctx := r.Context()
 	var v Overview
@@ -130,7 +118,7 @@ func (h *Handler) overview(r *http.Request) (any, error) {
 
 // readOverview reads what the overview shows but its charts.
 func readOverview(ctx context.Context, q *db.Queries) (Overview, error) {
-	v := Overview{StuckJobs: []StuckJob{}, Subscriptions: []Subscription{}}
+	v := Overview{StuckJobs: []StuckJob{}}
 	var err error
 	if v.Queues, err = readQueues(ctx, q); err != nil {
 		return v, err
@@ -164,10 +152,7 @@ func readOverview(ctx context.Context, q *db.Queries) (Overview, error) {
 	if err != nil {
 		return v, err
 	}
-	for _, s := range subs {
-		v.Subscriptions = append(v.Subscriptions, Subscription{s.Name, deref(s.Category), s.Status, s.Position, s.Behind,
-			seconds(s.Lag), deref(s.Owner), deref(s.LastError)})
-	}
+	v.Subscriptions = subscriptionStates(subs)
 	return v, nil
 }
 

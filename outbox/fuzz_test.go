@@ -223,3 +223,22 @@ func FuzzMaintenance(f *testing.F) {
 		}
 	})
 }
+
+// For any topic, RequeueDead either requeues the topic's dead letters (none
+// here) or refuses the topic with ErrInvalidArgument before its statement,
+// leaving the transaction usable.
+func FuzzRequeueDead(f *testing.F) {
+	for _, s := range fuzzTexts {
+		f.Add(s)
+	}
+	pool := testdb.New(f)
+	f.Fuzz(func(t *testing.T, topic string) {
+		inTx(t, pool, func(tx pgx.Tx) {
+			n, err := outbox.RequeueDead(context.Background(), tx, topic)
+			if (err != nil && !errors.Is(err, outbox.ErrInvalidArgument)) || n != 0 {
+				t.Fatalf("RequeueDead(%q) = %d, %v", topic, n, err)
+			}
+			usable(t, tx)
+		})
+	})
+}

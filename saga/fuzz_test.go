@@ -98,6 +98,26 @@ func FuzzStart(f *testing.F) {
 			}
 			return nil
 		})
+		// On the engine's pool a start that commits alone takes another
+		// path (one statement for the run and its job): it refuses the same
+		// input, or stores the run with its job.
+		ctx := context.Background()
+		alone, err := e.StartRun(ctx, pool, workflow, in, &saga.StartOpts{RunID: runID, Queue: queue})
+		if err != nil {
+			if !errors.Is(err, saga.ErrInvalidOptions) && !errors.Is(err, saga.ErrEncode) {
+				t.Fatalf("start on the pool: error %v is neither ErrInvalidOptions nor ErrEncode", err)
+			}
+			return
+		}
+		var jobs int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM keel.jobs WHERE args->>'run_id' = $1`, alone.ID).Scan(&jobs); err != nil || jobs != 1 {
+			t.Fatalf("run %q started on the pool has %d jobs (%v), want 1", alone.ID, jobs, err)
+		}
+		// The next input may name the same run: it starts afresh.
+		if _, err := pool.Exec(ctx, `WITH j AS (DELETE FROM keel.jobs WHERE args->>'run_id' = $1)
+			DELETE FROM keel.saga_runs WHERE id = $1`, alone.ID); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 
