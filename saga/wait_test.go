@@ -244,8 +244,12 @@ func TestTimers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if early <= 0 || early > 100*time.Millisecond {
-				t.Errorf("the wake-up job was due %s before the wake time, want a few tens of milliseconds", early)
+			// The job is scheduled a few tens of milliseconds before the
+			// wake time; the in-process timer that makes it available may
+			// fire late on a loaded machine (then run_at is when it fired,
+			// after the wake time), so only a job due far too early fails.
+			if early > 100*time.Millisecond {
+				t.Errorf("the wake-up job was due %s before the wake time, want at most a few tens of milliseconds", early)
 			}
 		})
 	}
