@@ -3,9 +3,11 @@
 //
 // A [Listener] takes one connection out of the pool while any component runs
 // it, LISTENs on every channel that has a subscriber and fans notifications
-// out to them. It reconnects after a lost connection and then sends every
-// subscriber [Reconnected], since notifications sent while it was away are
-// gone. A keel.Client makes one and hands it to every component it runs;
+// out to them. Once a channel is listened on a connection — the first one,
+// one made again after a lost connection, or a channel newly subscribed — its
+// subscribers receive [Reconnected], since notifications sent before were
+// not delivered to them: a component that looked for work before its
+// Listener listened looks again. A keel.Client makes one and hands it to every component it runs;
 // components used alone open their own when their config names none.
 //
 // Notifications only wake consumers early: every keel consumer also polls,
@@ -33,8 +35,10 @@ const (
 	unlistenStmt = "UNLISTEN %s"
 )
 
-// Reconnected is the payload a subscriber receives after the Listener lost
-// and re-made its connection: anything may have been missed.
+// Reconnected is the payload a subscriber receives once its channel is
+// listened on a new connection: when the Listener first listens, and after
+// it lost and re-made its connection. Anything sent before may have been
+// missed.
 const Reconnected = "\x00reconnected"
 
 // Subscription receives the payloads of one channel. C is buffered; when a
@@ -168,7 +172,6 @@ func (l *Listener) loop(ctx context.Context) {
 		if backoff.Wait(ctx) != nil {
 			return
 		}
-		l.broadcast(Reconnected)
 	}
 }
 
@@ -193,9 +196,13 @@ func (l *Listener) session(ctx context.Context, listening func()) error {
 		l.interrupt = cancel
 		l.mu.Unlock()
 
-		if err := syncListens(ctx, conn.Conn(), listens, want); err != nil {
+		added, err := syncListens(ctx, conn.Conn(), listens, want)
+		if err != nil {
 			cancel()
 			return err
+		}
+		for _, ch := range added {
+			l.deliver(ch, Reconnected)
 		}
 		if first {
 			first = false
@@ -220,24 +227,28 @@ func (l *Listener) session(ctx context.Context, listening func()) error {
 	}
 }
 
-func syncListens(ctx context.Context, conn *pgx.Conn, listening, want map[string]bool) error {
+// syncListens makes the connection listen on exactly the wanted channels and
+// returns the channels it began to listen on.
+func syncListens(ctx context.Context, conn *pgx.Conn, listening, want map[string]bool) ([]string, error) {
+	var added []string
 	for ch := range want {
 		if !listening[ch] {
 			if _, err := conn.Exec(ctx, fmtIdent(listenStmt, ch)); err != nil {
-				return err
+				return nil, err
 			}
 			listening[ch] = true
+			added = append(added, ch)
 		}
 	}
 	for ch := range listening {
 		if !want[ch] {
 			if _, err := conn.Exec(ctx, fmtIdent(unlistenStmt, ch)); err != nil {
-				return err
+				return nil, err
 			}
 			delete(listening, ch)
 		}
 	}
-	return nil
+	return added, nil
 }
 
 func (l *Listener) deliver(channel, payload string) {
@@ -247,19 +258,6 @@ func (l *Listener) deliver(channel, payload string) {
 		select {
 		case s.c <- payload:
 		default:
-		}
-	}
-}
-
-func (l *Listener) broadcast(payload string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, subs := range l.subs {
-		for s := range subs {
-			select {
-			case s.c <- payload:
-			default:
-			}
 		}
 	}
 }

@@ -27,6 +27,8 @@ func recv(t *testing.T, s *listener.Subscription) string {
 	}
 }
 
+// A notification sent in a transaction reaches every subscriber of its
+// channel on commit, and none when rolled back.
 func TestListenerDeliversOnCommit(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
@@ -36,19 +38,7 @@ func TestListenerDeliversOnCommit(t *testing.T) {
 	go func() { _ = l.Run(ctx) }()
 	a, b := l.Subscribe("keel_test", 8), l.Subscribe("keel_test", 8)
 	other := l.Subscribe("keel_other", 8)
-
-	// Keep notifying until the LISTEN is in place, then drain.
-	for ready := false; !ready; {
-		if err := db.New(pool).Notify(ctx, db.NotifyParams{Channel: "keel_test", Payload: "ping"}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-a.C:
-			ready = true
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	drain(a, b)
+	listening(t, a, b, other)
 
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -77,6 +67,42 @@ func TestListenerDeliversOnCommit(t *testing.T) {
 	}
 }
 
+// A subscriber is told when its channel is first listened, on a channel
+// subscribed before the connection listens and on one subscribed while it
+// does: what was sent before did not reach it. A subscriber of a channel
+// already listened is not told again.
+func TestListenerTellsNewListens(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := db.New(pool).Notify(ctx, db.NotifyParams{Channel: "keel_early", Payload: "before any listen"}); err != nil {
+		t.Fatal(err)
+	}
+	l := listener.New(pool, nil)
+	early := l.Subscribe("keel_early", 8)
+	go func() { _ = l.Run(ctx) }()
+	if got := recv(t, early); got != listener.Reconnected {
+		t.Fatalf("first payload %q, want listener.Reconnected", got)
+	}
+	late := l.Subscribe("keel_late", 8)
+	if got := recv(t, late); got != listener.Reconnected {
+		t.Fatalf("first payload of a later channel %q, want listener.Reconnected", got)
+	}
+	for _, ch := range []string{"keel_early", "keel_late"} {
+		if err := db.New(pool).Notify(ctx, db.NotifyParams{Channel: ch, Payload: "after"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, s := range map[string]*listener.Subscription{"early": early, "late": late} {
+		if got := recv(t, s); got != "after" {
+			t.Errorf("%s subscriber got %q next, want the notification", name, got)
+		}
+	}
+}
+
+// After the connection is killed, the Listener reconnects, tells its
+// subscribers, and delivers again.
 func TestListenerReconnects(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
@@ -85,13 +111,11 @@ func TestListenerReconnects(t *testing.T) {
 	l := listener.New(pool, nil)
 	go func() { _ = l.Run(ctx) }()
 	s := l.Subscribe("keel_reconnect", 8)
-	waitListening(t, pool, "keel_reconnect")
+	listening(t, s)
 	if _, err := pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"); err != nil {
 		t.Fatal(err)
 	}
-	for got := recv(t, s); got != listener.Reconnected; got = recv(t, s) {
-	}
-	waitListening(t, pool, "keel_reconnect")
+	listening(t, s)
 	if err := db.New(pool).Notify(ctx, db.NotifyParams{Channel: "keel_reconnect", Payload: "again"}); err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +124,9 @@ func TestListenerReconnects(t *testing.T) {
 	}
 }
 
+// Components that share a Listener share its one connection: it opens with
+// the first Run, serves every subscriber while any Run lasts, and closes when
+// the last Run's context ends.
 func TestListenerSharedByRuns(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
@@ -165,38 +192,6 @@ func TestListenerSharedByRuns(t *testing.T) {
 	waitDelivered(t, pool, jobs, "keel_jobs")
 }
 
-// A notification sent in a transaction reaches every subscriber of its
-// channel on commit, and none when rolled back.
-func drain(subs ...*listener.Subscription) {
-	time.Sleep(100 * time.Millisecond)
-	for _, s := range subs {
-		for len(s.C) > 0 {
-			<-s.C
-		}
-	}
-}
-
-// After the connection is killed, the Listener reconnects, tells its
-// subscribers, and delivers again.
-// waitListening waits until some session of this database listens on channel.
-func waitListening(t *testing.T, pool interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}, channel string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		var n int
-		if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = $1", "LISTEN \""+channel+"\"").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("nobody listens on %s", channel)
-}
-
 // A burst of writers sends one notification per interval, and the last of the
 // burst still arrives as a trailing notification.
 func TestDebouncerCoalescesBurst(t *testing.T) {
@@ -207,7 +202,7 @@ func TestDebouncerCoalescesBurst(t *testing.T) {
 	l := listener.New(pool, nil)
 	go func() { _ = l.Run(ctx) }()
 	s := l.Subscribe("keel_burst", 256)
-	waitListening(t, pool, "keel_burst")
+	listening(t, s)
 
 	d := notify.NewDebouncer(pool, time.Hour, nil)
 	t.Cleanup(d.Close)
@@ -239,6 +234,16 @@ func TestDebouncerCoalescesBurst(t *testing.T) {
 	}
 }
 
+// listening waits until each subscription is told its channel is listened
+// on a new connection.
+func listening(t *testing.T, subs ...*listener.Subscription) {
+	t.Helper()
+	for _, s := range subs {
+		for recv(t, s) != listener.Reconnected {
+		}
+	}
+}
+
 // listenSessions counts this database's sessions whose last statement was a
 // LISTEN: the Listeners' connections.
 func listenSessions(t *testing.T, pool interface {
@@ -252,9 +257,6 @@ func listenSessions(t *testing.T, pool interface {
 	return n
 }
 
-// Components that share a Listener share its one connection: it opens with
-// the first Run, serves every subscriber while any Run lasts, and closes when
-// the last Run's context ends.
 // waitDelivered notifies channel until s receives it, then drains s.
 func waitDelivered(t *testing.T, pool *pgxpool.Pool, s *listener.Subscription, channel string) {
 	t.Helper()
@@ -275,6 +277,12 @@ func waitDelivered(t *testing.T, pool *pgxpool.Pool, s *listener.Subscription, c
 	}
 }
 
-// After a wake-up a consumer that finds nothing looks again on the recheck
-// schedule, then polls; finding work or polling ends the rechecks until the
-// next wake-up.
+// drain waits for stray deliveries, then empties the subscriptions.
+func drain(subs ...*listener.Subscription) {
+	time.Sleep(100 * time.Millisecond)
+	for _, s := range subs {
+		for len(s.C) > 0 {
+			<-s.C
+		}
+	}
+}
