@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keelpg/keel/internal/db"
@@ -134,12 +132,12 @@ func benchSagaFloor(b *testing.B) {
 // sagaFloor is the statements a no-op three-step run costs keel, batched as
 // keel's group commit batches them, with no client, handler, hook or
 // notification around them. Callers hand their runs to a start loop, which
-// inserts every run handed to it since its last round in one transaction
-// (InsertRuns and the jobs' COPY, as concurrent StartRuns on the engine's
+// inserts every run handed to it since its last round with its first job in
+// one statement (StartRunsWithJobs, as concurrent StartRuns on the engine's
 // pool are written). An execute loop claims the available jobs
 // (ClaimJobs), reads their runs (ReadPendingRuns), checkpoints each of the
-// three steps of all of them (CheckpointMany) and ends them with their jobs
-// (FinishRuns, one statement); then their callers return.
+// three steps of all of them and ends them with their jobs (CommitMany, one
+// statement a round); then their callers return.
 type sagaFloor struct {
 	pool    *pgxpool.Pool
 	starts  chan *floorRun
@@ -160,7 +158,8 @@ func (f *sagaFloor) run(ctx context.Context, n int64) error {
 	return <-r.ended
 }
 
-// start inserts the runs handed to it, a round at a time.
+// start inserts the runs handed to it, a round at a time, each with its
+// first job, in one statement.
 func (f *sagaFloor) start(ctx context.Context) {
 	for {
 		round := drain(ctx, f.starts)
@@ -169,26 +168,14 @@ func (f *sagaFloor) start(ctx context.Context) {
 		}
 		type item = map[string]any
 		runs := make([]item, len(round))
-		jobRows := make([]db.InsertJobsCopyParams, len(round))
 		f.mu.Lock()
 		for i, r := range round {
 			f.waiting[r.id] = r
-			runs[i] = item{"id": r.id, "workflow": "steps", "version": 1, "queue": jobs.DefaultQueue, "input": 3}
-			jobRows[i] = db.InsertJobsCopyParams{
-				Kind: "keel.saga.run", Queue: jobs.DefaultQueue, State: db.KeelJobStateAvailable, Priority: 1,
-				Args: []byte(`{"run_id":"` + r.id + `","generation":1}`), Metadata: []byte("{}"), Tags: []string{},
-				MaxAttempts: 1 << 20, DependsOn: []int64{}, RunWhen: db.KeelJobRunWhenSuccess,
-				RunAt: pgtype.Timestamptz{Time: time.Now(), Valid: true},
-			}
+			runs[i] = item{"id": r.id, "workflow": "steps", "version": 1, "queue": jobs.DefaultQueue, "input": 3, "job_metadata": item{}}
 		}
 		f.mu.Unlock()
-		err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
-			q := db.New(tx)
-			if _, err := q.InsertRuns(ctx, mustJSON(runs)); err != nil {
-				return err
-			}
-			_, err := q.InsertJobsCopy(ctx, jobRows)
-			return err
+		_, err := db.New(f.pool).StartRunsWithJobs(ctx, db.StartRunsWithJobsParams{
+			Runs: mustJSON(runs), JobKind: "keel.saga.run", JobMaxAttempts: 1 << 20,
 		})
 		if err != nil {
 			f.end(round, err)
@@ -265,11 +252,11 @@ func (f *sagaFloor) round(ctx context.Context, claimed []db.KeelJob) error {
 		steps := make([]item, len(runs))
 		for i, r := range runs {
 			steps[i] = item{
-				"i": i, "run_id": r.ID, "epoch": r.Epoch, "seq": seq, "name": "s" + strconv.Itoa(seq-1), "kind": "step",
+				"run_id": r.ID, "epoch": r.Epoch, "seq": seq, "name": "s" + strconv.Itoa(seq-1), "kind": "step",
 				"status": "completed", "output": 1, "attempts": 1, "started_at": time.Now(),
 			}
 		}
-		rows, err := q.CheckpointMany(ctx, db.CheckpointManyParams{Steps: mustJSON(steps), Owner: ptr("floor")})
+		rows, err := q.CommitMany(ctx, db.CommitManyParams{Steps: mustJSON(steps), Ends: []byte("[]"), Owner: ptr("floor")})
 		if err != nil {
 			return err
 		}
@@ -282,7 +269,7 @@ func (f *sagaFloor) round(ctx context.Context, claimed []db.KeelJob) error {
 		j := jobOf[r.ID]
 		ends[i] = item{"id": r.ID, "epoch": r.Epoch, "status": "succeeded", "output": 3, "job_id": j.ID, "job_attempt": j.Attempt}
 	}
-	_, err = q.FinishRuns(ctx, db.FinishRunsParams{Runs: mustJSON(ends), Channel: "keel_saga_done", Payload: "floor"})
+	_, err = q.CommitMany(ctx, db.CommitManyParams{Steps: []byte("[]"), Ends: mustJSON(ends), Channel: "keel_saga_done", Payload: "floor"})
 	return err
 }
 

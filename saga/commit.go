@@ -39,9 +39,8 @@ type commitRes struct {
 	cancelRequested bool
 }
 
-// stepItem is a checkpoint in CheckpointMany's JSON array.
+// stepItem is a checkpoint in CommitMany's JSON array of steps.
 type stepItem struct {
-	I         int                   `json:"i"`
 	RunID     string                `json:"run_id"`
 	Epoch     int64                 `json:"epoch"`
 	Seq       int32                 `json:"seq"`
@@ -55,7 +54,7 @@ type stepItem struct {
 	Publish   bool                  `json:"publish,omitempty"`
 }
 
-// finishItem is a run's end in FinishRuns's JSON array, with the job that
+// finishItem is a run's end in CommitMany's JSON array of ends, with the job that
 // executed it.
 type finishItem struct {
 	ID         string               `json:"id"`
@@ -67,88 +66,19 @@ type finishItem struct {
 	JobAttempt int                  `json:"job_attempt"`
 }
 
-// writeCommits writes a group of checkpoints and finishes: the checkpoints
-// with one statement, the finishes with another, which also completes their
-// runs' jobs and notifies awaiters. Each is written and fails on its own; a
-// batch the database refuses for something in it is written again call by
-// call, so one bad request fails alone.
+// writeCommits writes a group of checkpoints and finishes in one statement
+// (CommitMany), which also completes the finished runs' jobs and notifies
+// other processes' awaits, and hands the ended runs to this engine's
+// awaits. A lone checkpoint takes the plainer Checkpoint. A batch the
+// database refuses for something in it is written again call by call, so
+// one bad request fails alone.
 func (e *Engine) writeCommits(ctx context.Context, batch []*call[commitReq, commitRes]) {
-	var steps, ends []*call[commitReq, commitRes]
-	for _, c := range batch {
-		c.res, c.err = commitRes{}, nil
-		if c.req.step != nil {
-			steps = append(steps, c)
-		} else {
-			ends = append(ends, c)
-		}
-	}
-	if len(steps) > 0 {
-		e.writeSteps(ctx, steps)
-	}
-	if len(ends) > 0 {
-		e.writeEnds(ctx, ends)
-	}
-}
-
-// writeSteps checkpoints a group of steps.
-func (e *Engine) writeSteps(ctx context.Context, batch []*call[commitReq, commitRes]) {
-	err := e.trySteps(ctx, batch)
-	switch {
-	case err == nil:
-	case len(batch) > 1 && blamesBatch(err):
-		alone(ctx, batch, e.writeSteps)
-	default:
-		for _, c := range batch {
-			c.res, c.err = commitRes{}, err
-		}
-	}
-}
-
-func (e *Engine) trySteps(ctx context.Context, batch []*call[commitReq, commitRes]) error {
-	q := db.New(e.pool)
-	if len(batch) == 1 { // alone: the plain statement, which costs the server less
-		c := batch[0]
-		cancel, err := q.Checkpoint(ctx, *c.req.step)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		c.res = commitRes{written: err == nil, cancelRequested: cancel}
-		return err
-	}
-	items := make([]stepItem, len(batch))
-	for i, c := range batch {
-		p := c.req.step
-		items[i] = stepItem{
-			I: i, RunID: p.RunID, Epoch: p.Epoch, Seq: p.Seq, Name: p.Name, Kind: p.Kind, Status: p.Status,
-			Output: p.Output, Error: p.Error, Attempts: p.Attempts, Publish: p.Publish,
-		}
-		if p.StartedAt.Valid {
-			items[i].StartedAt = &p.StartedAt.Time
-		}
-	}
-	encoded, err := json.Marshal(items)
-	if err != nil {
-		return err
-	}
-	rows, err := q.CheckpointMany(ctx, db.CheckpointManyParams{Steps: encoded, Owner: ptr(e.jobs.ID())})
-	if err != nil {
-		return fmt.Errorf("group commit of %d checkpoints: %w", len(batch), err)
-	}
-	for _, r := range rows {
-		batch[r.I].res = commitRes{written: true, cancelRequested: r.CancelRequested}
-	}
-	return nil
-}
-
-// writeEnds ends a group of runs and completes their jobs, in one
-// statement, and hands the ended runs to this engine's awaits.
-func (e *Engine) writeEnds(ctx context.Context, batch []*call[commitReq, commitRes]) {
-	finished, err := e.tryEnds(ctx, batch)
+	finished, err := e.tryCommits(ctx, batch)
 	switch {
 	case err == nil:
 		e.awaiter.deliver(finished)
 	case len(batch) > 1 && blamesBatch(err):
-		alone(ctx, batch, e.writeEnds)
+		alone(ctx, batch, e.writeCommits)
 	default:
 		for _, c := range batch {
 			c.res, c.err = commitRes{}, err
@@ -156,36 +86,83 @@ func (e *Engine) writeEnds(ctx context.Context, batch []*call[commitReq, commitR
 	}
 }
 
-func (e *Engine) tryEnds(ctx context.Context, batch []*call[commitReq, commitRes]) ([]*Run, error) {
+func (e *Engine) tryCommits(ctx context.Context, batch []*call[commitReq, commitRes]) ([]*Run, error) {
+	for _, c := range batch {
+		c.res, c.err = commitRes{}, nil
+	}
+	if len(batch) == 1 && batch[0].req.step != nil { // alone: the plain statement, which costs the server less
+		c := batch[0]
+		cancel, err := db.New(e.pool).Checkpoint(ctx, *c.req.step)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, nil
+		}
+		c.res = commitRes{written: err == nil, cancelRequested: cancel}
+		return nil, err
+	}
+	// A step is known by its run, position and epoch: of two executors of
+	// one run in a batch only the one holding the run's epoch writes.
+	type stepKey struct {
+		runID string
+		seq   int32
+		epoch int64
+	}
 	type runEpoch struct {
 		id    string
 		epoch int64
 	}
-	items := make([]finishItem, len(batch))
+	steps := make([]stepItem, 0, len(batch))
+	stepping := make(map[stepKey]*call[commitReq, commitRes], len(batch))
+	ends := make([]finishItem, 0, len(batch))
 	ending := make(map[runEpoch]*call[commitReq, commitRes], len(batch))
-	for i, c := range batch {
+	for _, c := range batch {
+		if p := c.req.step; p != nil {
+			item := stepItem{
+				RunID: p.RunID, Epoch: p.Epoch, Seq: p.Seq, Name: p.Name, Kind: p.Kind, Status: p.Status,
+				Output: p.Output, Error: p.Error, Attempts: p.Attempts, Publish: p.Publish,
+			}
+			if p.StartedAt.Valid {
+				item.StartedAt = &p.StartedAt.Time
+			}
+			steps = append(steps, item)
+			stepping[stepKey{p.RunID, p.Seq, p.Epoch}] = c
+			continue
+		}
 		p, job := c.req.finish.run, c.req.finish.job
-		items[i] = finishItem{
+		ends = append(ends, finishItem{
 			ID: p.ID, Epoch: p.Epoch, Status: p.Status, Output: p.Output, Error: p.Error,
 			JobID: job.ID, JobAttempt: job.Attempt,
-		}
+		})
 		ending[runEpoch{p.ID, p.Epoch}] = c
 	}
-	encoded, err := json.Marshal(items)
+	encodedSteps, err := json.Marshal(steps)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.New(e.pool).FinishRuns(ctx, db.FinishRunsParams{
-		Runs: encoded, Channel: channelDone, Payload: e.awaiter.self, Notify: e.done.Claim(channelDone, e.awaiter.self),
+	encodedEnds, err := json.Marshal(ends)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.New(e.pool).CommitMany(ctx, db.CommitManyParams{
+		Steps: encodedSteps, Owner: ptr(e.jobs.ID()), Ends: encodedEnds,
+		Channel: channelDone, Payload: e.awaiter.self, Notify: len(ends) > 0 && e.done.Claim(channelDone, e.awaiter.self),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("group commit of %d finishes: %w", len(batch), err)
+		return nil, fmt.Errorf("group commit of %d checkpoints and %d ends: %w", len(steps), len(ends), err)
 	}
-	finished := make([]*Run, len(rows))
-	for i := range rows {
-		row := db.KeelSagaRun(rows[i])
+	var finished []*Run
+	for _, r := range rows {
+		if r.Ended == nil {
+			if c := stepping[stepKey{r.RunID, r.Seq, r.Epoch}]; c != nil {
+				c.res = commitRes{written: true, cancelRequested: r.CancelRequested}
+			}
+			continue
+		}
+		var row db.KeelSagaRun
+		if err := json.Unmarshal(r.Ended, &row); err != nil {
+			return nil, fmt.Errorf("group commit: reading an ended run: %w", err)
+		}
 		ending[runEpoch{row.ID, row.Epoch}].res.written = true
-		finished[i] = runFromDB(&row)
+		finished = append(finished, runFromDB(&row))
 	}
 	return finished, nil
 }
@@ -229,26 +206,27 @@ func (e *Engine) readPending(ctx context.Context, batch []*call[readReq, db.Clai
 	}
 }
 
-// runItem is a run to start in InsertRuns's JSON array.
+// runItem is a run to start in StartRunsWithJobs's JSON array, with the
+// metadata of its first job.
 type runItem struct {
-	ID        string          `json:"id"`
-	Workflow  string          `json:"workflow"`
-	Version   int32           `json:"version"`
-	Queue     string          `json:"queue"`
-	Input     json.RawMessage `json:"input"`
-	TimeoutUs *int64          `json:"timeout_us,omitempty"`
+	ID          string          `json:"id"`
+	Workflow    string          `json:"workflow"`
+	Version     int32           `json:"version"`
+	Queue       string          `json:"queue"`
+	Input       json.RawMessage `json:"input"`
+	TimeoutUs   *int64          `json:"timeout_us,omitempty"`
+	JobMetadata json.RawMessage `json:"job_metadata"`
 }
 
 // writeStarts starts a group of runs StartRun was given the engine's pool
-// for: one transaction inserts the runs with one statement and their first
-// jobs with another. One start alone goes the way of a start in a caller's
-// transaction. A batch refused for something in it is written again start
-// by start.
+// for, each with its first job, in one statement: one round trip and one
+// commit however many there are. A batch refused for something in it is
+// written again start by start.
 func (e *Engine) writeStarts(ctx context.Context, batch []*call[startReq, *Run]) {
 	err := e.tryStarts(ctx, batch)
 	switch {
 	case err == nil:
-	case len(batch) > 1 && (blamesBatch(err) || errors.Is(err, jobs.ErrInvalidOptions)):
+	case len(batch) > 1 && blamesBatch(err):
 		alone(ctx, batch, e.writeStarts)
 	default:
 		for _, c := range batch {
@@ -257,30 +235,38 @@ func (e *Engine) writeStarts(ctx context.Context, batch []*call[startReq, *Run])
 	}
 }
 
-// errRunExists ends the report of a lone start's job insert when the run
+// errRunExists ends the report of a start's job insert when the run
 // existed, so its job was not inserted.
 var errRunExists = errors.New("keel saga: run exists; its first job was not inserted")
 
-// startAlone starts one run and inserts its first job in one statement
-// (StartRunWithJob): one round trip and one commit, where a transaction of
-// InsertRun and the job's insert takes five. The job is written as the
-// jobs client writes it: its insert is reported to the jobs' hook, whose
-// trace context it stores when the start has none, and it sends the jobs'
-// insert notification, debounced.
-func (e *Engine) startAlone(ctx context.Context, req startReq) (*Run, error) {
-	meta := json.RawMessage(`{}`)
+// firstJob reports the insert of a start's first job to the jobs' hook and
+// returns the job's metadata: the start's trace context, else what the hook
+// put in the operation's carrier. end closes the report.
+func (e *Engine) firstJob(ctx context.Context, req startReq, count int) (opCtx context.Context, meta json.RawMessage, end func(keeltype.Outcome), err error) {
+	meta = json.RawMessage(`{}`)
 	if m := req.trace.Map(); m != nil {
-		encoded, err := json.Marshal(map[string]any{keeltype.CarrierKey: m})
-		if err != nil {
-			return nil, err
+		if meta, err = json.Marshal(map[string]any{keeltype.CarrierKey: m}); err != nil {
+			return nil, nil, nil, err
 		}
-		meta = encoded
 	}
-	op := keeltype.Operation{Kind: keeltype.OpJobInsert, Name: runJobKind, Queue: req.p.Queue, Count: 1, Carrier: map[string]string{}}
-	opCtx, end := e.jobsHook.Start(ctx, op)
+	op := keeltype.Operation{Kind: keeltype.OpJobInsert, Name: runJobKind, Queue: req.p.Queue, Count: count, Carrier: map[string]string{}}
+	opCtx, end = e.jobsHook.Start(ctx, op)
+	return opCtx, carrier.Clean(op.Carrier).Metadata(meta), end, nil
+}
+
+// startAlone starts one run and inserts its first job in one statement
+// (StartRunWithJob), the plainer statement for one. The job is written as
+// the jobs client writes it: its insert is reported to the jobs' hook,
+// whose trace context it stores when the start has none, and it sends the
+// jobs' insert notification, debounced.
+func (e *Engine) startAlone(ctx context.Context, req startReq) (*Run, error) {
+	opCtx, meta, end, err := e.firstJob(ctx, req, 1)
+	if err != nil {
+		return nil, err
+	}
 	row, err := db.New(e.pool).StartRunWithJob(opCtx, db.StartRunWithJobParams{
 		ID: req.p.ID, Workflow: req.p.Workflow, Version: req.p.Version, Queue: req.p.Queue, Input: req.p.Input,
-		TimeoutUs: req.p.TimeoutUs, JobKind: runJobKind, JobMetadata: carrier.Clean(op.Carrier).Metadata(meta),
+		TimeoutUs: req.p.TimeoutUs, JobKind: runJobKind, JobMetadata: meta,
 		JobMaxAttempts: firstJobAttempts, Channel: notify.JobsChannel, Notify: e.inserted.Claim(notify.JobsChannel, req.p.Queue),
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -307,42 +293,52 @@ func (e *Engine) tryStarts(ctx context.Context, batch []*call[startReq, *Run]) e
 		return err
 	}
 	items := make([]runItem, len(batch))
+	ends := make([]func(keeltype.Outcome), len(batch))
+	notifyQueues := false
 	for i, c := range batch {
 		p := c.req.p
-		items[i] = runItem{ID: p.ID, Workflow: p.Workflow, Version: p.Version, Queue: p.Queue, Input: p.Input, TimeoutUs: p.TimeoutUs}
+		_, meta, end, err := e.firstJob(ctx, c.req, 1)
+		if err != nil {
+			for _, end := range ends[:i] {
+				end(keeltype.Outcome{Err: err})
+			}
+			return err
+		}
+		ends[i] = end
+		items[i] = runItem{ID: p.ID, Workflow: p.Workflow, Version: p.Version, Queue: p.Queue, Input: p.Input, TimeoutUs: p.TimeoutUs, JobMetadata: meta}
+		if i == 0 || p.Queue != batch[i-1].req.p.Queue {
+			notifyQueues = e.inserted.Claim(notify.JobsChannel, p.Queue) || notifyQueues
+		}
 	}
 	encoded, err := json.Marshal(items)
-	if err != nil {
-		return err
+	var rows []db.StartRunsWithJobsRow
+	if err == nil {
+		rows, err = db.New(e.pool).StartRunsWithJobs(ctx, db.StartRunsWithJobsParams{
+			Runs: encoded, JobKind: runJobKind, JobMaxAttempts: firstJobAttempts, Channel: notify.JobsChannel, Notify: notifyQueues,
+		})
 	}
-	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		rows, err := db.New(tx).InsertRuns(ctx, encoded)
-		if err != nil {
-			return fmt.Errorf("keel saga: starting %d runs: %w", len(batch), err)
+	if err != nil {
+		for _, end := range ends {
+			end(keeltype.Outcome{Err: err})
 		}
-		inserted := make(map[string]*db.KeelSagaRun, len(rows))
-		for i := range rows {
-			inserted[rows[i].ID] = &rows[i]
+		return fmt.Errorf("keel saga: starting %d runs: %w", len(batch), err)
+	}
+	inserted := make(map[string]*db.KeelSagaRun, len(rows))
+	for i := range rows {
+		row := db.KeelSagaRun(rows[i])
+		inserted[row.ID] = &row
+	}
+	for i, c := range batch {
+		c.res, c.err = nil, nil
+		if row := inserted[c.req.p.ID]; row != nil {
+			delete(inserted, row.ID) // a later start of the same id finds it existing
+			ends[i](keeltype.Outcome{})
+			c.res = runFromDB(row)
+			continue
 		}
-		first := make([]jobs.InsertManyParams, 0, len(rows))
-		for _, c := range batch {
-			c.res, c.err = nil, nil
-			if row := inserted[c.req.p.ID]; row != nil {
-				delete(inserted, row.ID) // a later start of the same id finds it existing
-				c.res = runFromDB(row)
-				first = append(first, jobs.InsertManyParams{
-					Args: runJob{RunID: row.ID, Generation: row.Generation},
-					Opts: firstJobOpts(row.Queue, c.req.trace),
-				})
-				continue
-			}
-			if c.res, c.err, err = e.existingRun(ctx, tx, c.req.p); err != nil {
-				return err
-			}
-		}
-		if _, err := e.jobs.InsertMany(ctx, tx, first); err != nil {
-			return fmt.Errorf("keel saga: enqueueing %d runs: %w", len(first), err)
-		}
-		return nil
-	})
+		ends[i](keeltype.Outcome{Err: errRunExists})
+		run, callErr, err := e.existingRun(ctx, e.pool, c.req.p)
+		c.res, c.err = run, errors.Join(callErr, err)
+	}
+	return nil
 }

@@ -58,16 +58,16 @@
 // end, or the read that takes a new run, made while no write of its kind is
 // in flight, is written at once and alone, so a lone run waits for nothing;
 // those made while one is in flight queue up and go in the next write, for
-// all of them: the checkpoints of many runs in one statement
-// (CheckpointMany), the ends of many runs in one statement that also
-// completes their jobs and notifies awaiters (the engine's worker completes
-// its own jobs: [jobs.WorkerOpts].CompletesJob; a park completes its job in
-// the park's transaction), the reads of newly claimed runs, the reads of
-// Awaits, and the StartRuns given the engine's pool, each in one statement
-// or transaction. Each run still goes on only once its own checkpoint is
-// durable; fencing is per run, inside the statement; and a batch the
-// database refuses for one request in it is written again request by
-// request, so only that one fails. A run that ends here is handed to this
+// all of them: the checkpoints and the ends of many runs in one statement
+// (CommitMany), which also completes the ended runs' jobs and notifies
+// awaiters (the engine's worker completes its own jobs:
+// [jobs.WorkerOpts].CompletesJob; a park completes its job in the park's
+// transaction); the reads of newly claimed runs; the reads of Awaits; and
+// the StartRuns given the engine's pool, each run with its first job. Each
+// is one statement and one commit. Each run still goes on only once its own
+// checkpoint is durable; fencing is per run, inside the statement; and a
+// batch the database refuses for one request in it is written again request
+// by request, so only that one fails. A run that ends here is handed to this
 // engine's [Engine.Await] callers as it commits, without waiting for the
 // notification. Under load a run costs a share of a commit per step rather
 // than one.

@@ -33,17 +33,36 @@ WITH run AS (
 SELECT run.* FROM run
 WHERE (SELECT count(*) FROM notified) >= 0;
 
--- name: InsertRuns :many
--- InsertRun for many runs at once, in one statement: runs is a JSON array
--- of {"id", "workflow", "version", "queue", "input", "timeout_us"}. A run
--- id already taken (or taken earlier in the array) inserts nothing and
--- returns no row.
-INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
-SELECT e->>'id', e->>'workflow', (e->>'version')::int, e->>'queue', e->'input',
-    now() + (e->>'timeout_us')::bigint * interval '1 microsecond'
-FROM jsonb_array_elements(@runs::jsonb) AS e
-ON CONFLICT (id) DO NOTHING
-RETURNING *;
+-- name: StartRunsWithJobs :many
+-- StartRunWithJob for many runs at once, in one statement: runs is a JSON
+-- array of {"id", "workflow", "version", "queue", "input", "timeout_us",
+-- "job_metadata"}. Each new run gets its first job, written as
+-- StartRunWithJob writes it with the item's job_metadata; with notify, the
+-- jobs' insert notification goes out for each queue that got one. Of the
+-- items of one id only the first is written; an id already taken inserts
+-- nothing. Returns the runs it inserted.
+WITH input AS (
+    SELECT e->>'id' AS id, e->>'workflow' AS workflow, (e->>'version')::int AS version, e->>'queue' AS queue,
+        e->'input' AS input, (e->>'timeout_us')::bigint AS timeout_us, e->'job_metadata' AS job_metadata,
+        row_number() OVER (PARTITION BY e->>'id' ORDER BY a.n) = 1 AS first
+    FROM jsonb_array_elements(@runs::jsonb) WITH ORDINALITY AS a(e, n)
+), run AS (
+    INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
+    SELECT input.id, input.workflow, input.version, input.queue, input.input,
+        now() + input.timeout_us * interval '1 microsecond'
+    FROM input WHERE input.first
+    ON CONFLICT (id) DO NOTHING
+    RETURNING *
+), job AS (
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts)
+    SELECT @job_kind::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
+           input.job_metadata, @job_max_attempts::int
+    FROM run JOIN input ON input.id = run.id AND input.first
+), notified AS (
+    SELECT pg_notify(@channel::text, q.queue) FROM (SELECT DISTINCT run.queue FROM run) AS q WHERE @notify::boolean
+)
+SELECT run.* FROM run
+WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: GetRun :one
 SELECT * FROM keel.saga_runs WHERE id = @id;
@@ -93,6 +112,7 @@ FROM claimed;
 -- as (… = 'pending') IS TRUE, which no index can search, so each run is
 -- found by id: as a plain status = 'pending', a planner that believed few
 -- runs were pending searched the status index and read every pending run.
+-- e ? 'id' keeps the runs read by id in a small table too (see CommitMany).
 -- db_now is as in ClaimRun.
 SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
     r.epoch, r.deadline, r.cancel_requested_at,
@@ -103,7 +123,7 @@ SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
     clock_timestamp()::timestamptz AS db_now
 FROM jsonb_array_elements(@runs::jsonb) AS e
 JOIN keel.saga_runs r ON r.id = e->>'id'
-WHERE r.generation = (e->>'generation')::bigint AND (r.status = 'pending') IS TRUE;
+WHERE e ? 'id' AND r.generation = (e->>'generation')::bigint AND (r.status = 'pending') IS TRUE;
 
 -- name: LoadHistory :many
 -- A run's whole history, read once per resume.
@@ -149,32 +169,54 @@ WITH run AS (
 SELECT (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
 FROM run JOIN ins ON ins.run_id = run.id;
 
--- name: CheckpointMany :many
--- Checkpoint for the steps of many runs at once, in one statement, one
--- transaction and one WAL flush: steps is a JSON array of objects with the
--- fields of Checkpoint (run_id, epoch, seq, name, kind, status, output,
--- error, attempts, started_at, publish) and i, the step's index in the
--- array. Each step is fenced by its own run's epoch. A row comes back, with
--- whether a cancel was requested, for each step written; a step with none
--- was refused (its executor was fenced out, or its position is taken).
--- The pending test is written as (…) IS TRUE so that each run is found by
--- id, not by the status index (see ReadPendingRuns).
+-- name: CommitMany :many
+-- The group commit of an engine: the checkpoints of many runs' steps and
+-- the ends of many runs, in one statement, one transaction and one WAL
+-- flush. A run is never in both: its execution writes one request at a
+-- time, and ends once its last step returned.
+--
+-- steps is a JSON array of checkpoints with the fields of Checkpoint
+-- (run_id, epoch, seq, name, kind, status, output, error, attempts,
+-- started_at, publish). Each step is fenced by its own run's epoch. A row
+-- comes back for each step written, with its run_id, seq and epoch and
+-- whether a cancel was requested; a step with none was refused (its
+-- executor was fenced out, or its position is taken). The pending test is
+-- written as (…) IS TRUE so that each run is found by id, not by the status
+-- index (see ReadPendingRuns).
+--
+-- ends is a JSON array of {"id", "epoch", "status", "output", "error",
+-- "job_id", "job_attempt"}: FinishRun for runs none of which has a parent
+-- to wake or children to cancel, each completing the job that executed it;
+-- with notify, channel is notified. A row comes back for each run ended,
+-- with the run as stored in ended (JSON with the columns as keys; output
+-- and error only when not NULL); a run the executor no longer holds is left
+-- as it is. A job is completed while its attempt runs, whether or not its
+-- run was ended here: an executor fenced out of its run has nothing left
+-- to do, as its job's handler would return.
+--
+-- Each array is read WHERE its items have their key (e ? 'run_id', e ?
+-- 'id'), which every item has: the planner takes such a filter to keep few
+-- items, so it reads each run and job by its key however small or
+-- unanalyzed the tables are. Without it, it counts on 100 items and, in a
+-- table of a few thousand rows or one whose statistics date from when it
+-- was empty, hash-joins them to a sequential scan of every run and every
+-- job, and a prepared statement keeps that plan. For the same reason no
+-- two of the arrays' derived sets are joined to each other (that would be
+-- a nested loop over both): each is joined to a table, by key.
 WITH input AS (
-    SELECT (e->>'i')::int AS i, e->>'run_id' AS run_id, (e->>'epoch')::bigint AS epoch,
+    SELECT e->>'run_id' AS run_id, (e->>'epoch')::bigint AS epoch,
         (e->>'seq')::int AS seq, e->>'name' AS name, e->>'kind' AS kind,
         (e->>'status')::keel.saga_step_status AS status, e->'output' AS output, e->>'error' AS error,
         (e->>'attempts')::int AS attempts, (e->>'started_at')::timestamptz AS started_at,
         COALESCE((e->>'publish')::boolean, false) AS publish
     FROM jsonb_array_elements(@steps::jsonb) AS e
-), run AS (
-    SELECT input.i, r.cancel_requested_at, r.status
-    FROM input JOIN keel.saga_runs r ON r.id = input.run_id AND r.epoch = input.epoch
+    WHERE e ? 'run_id'
 ), ins AS (
     INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
     SELECT input.run_id, input.seq, input.name, input.kind, input.status, input.output, input.error, input.attempts,
         LEAST(COALESCE(input.started_at, clock_timestamp()), clock_timestamp()),
         CASE WHEN input.status = 'waiting' THEN NULL ELSE clock_timestamp() END
-    FROM input JOIN run ON run.i = input.i
+    FROM input JOIN keel.saga_runs r ON r.id = input.run_id AND r.epoch = input.epoch
     ON CONFLICT (run_id, seq) DO UPDATE SET
         status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
         attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
@@ -193,11 +235,46 @@ WITH input AS (
         started_at = COALESCE(r.started_at, first.started_at), updated_at = now()
     FROM (SELECT ins.run_id, min(ins.started_at) AS started_at FROM ins GROUP BY ins.run_id) AS first
     WHERE r.id = first.run_id AND (r.status = 'pending') IS TRUE
+), end_input AS (
+    SELECT e->>'id' AS id, (e->>'epoch')::bigint AS epoch, (e->>'status')::keel.saga_run_status AS status,
+        e->'output' AS output, e->'error' AS error,
+        (e->>'job_id')::bigint AS job_id, (e->>'job_attempt')::int AS job_attempt
+    FROM jsonb_array_elements(@ends::jsonb) AS e
+    WHERE e ? 'id'
+), ended AS (
+    UPDATE keel.saga_runs r SET
+        status = end_input.status,
+        output = end_input.output,
+        error = end_input.error,
+        owner = NULL,
+        wake_at = NULL,
+        wait_reason = NULL,
+        last_error = NULL,
+        finished_at = now(),
+        updated_at = now()
+    FROM end_input
+    WHERE r.id = end_input.id AND r.epoch = end_input.epoch
+    RETURNING r.*
+), completed AS (
+    UPDATE keel.jobs j SET
+        state = 'completed', finalized_at = now(), progress = 100, owner = NULL, heartbeat_at = NULL
+    FROM end_input
+    WHERE j.id = end_input.job_id AND j.attempt = end_input.job_attempt AND j.state = 'running'
+), notified AS (
+    SELECT pg_notify(@channel::text, @payload::text) WHERE @notify::boolean
 )
-SELECT input.i, (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
-FROM input
-JOIN run ON run.i = input.i
-JOIN ins ON ins.run_id = input.run_id AND ins.seq = input.seq;
+-- The runs as the statement began: the epoch each written step was fenced by.
+SELECT ins.run_id, ins.seq, r.epoch, (r.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested,
+    NULL::jsonb AS ended
+FROM ins JOIN keel.saga_runs r ON r.id = ins.run_id
+UNION ALL
+SELECT ended.id, 0, ended.epoch, false,
+    -- the run as JSON; a jsonb column that is NULL is left out, so that it
+    -- reads as no value rather than as JSON null
+    to_jsonb(ended.*) - array_remove(ARRAY[
+        CASE WHEN ended.output IS NULL THEN 'output' END,
+        CASE WHEN ended.error IS NULL THEN 'error' END], NULL)
+FROM ended LEFT JOIN notified ON true;
 
 -- name: LockRun :one
 -- Locks the run for a wait (park) decision while the executor still holds
@@ -338,44 +415,6 @@ UPDATE keel.saga_runs SET
     updated_at = now()
 WHERE id = @id AND epoch = @epoch
 RETURNING *;
-
--- name: FinishRuns :many
--- FinishRun for many runs at once (none of which has a parent to wake or
--- children to cancel), in one statement that also completes the jobs that
--- executed them and, with notify, notifies channel: runs is a JSON array of
--- {"id", "epoch", "status", "output", "error", "job_id", "job_attempt"}.
--- Returns the runs it ended, as stored; a run the executor no longer holds
--- is left as it is. A job is completed while its attempt runs, whether or
--- not its run was ended here: an executor fenced out of its run has nothing
--- left to do, as its job's handler would return.
-WITH input AS (
-    SELECT e->>'id' AS id, (e->>'epoch')::bigint AS epoch, (e->>'status')::keel.saga_run_status AS status,
-        e->'output' AS output, e->'error' AS error,
-        (e->>'job_id')::bigint AS job_id, (e->>'job_attempt')::int AS job_attempt
-    FROM jsonb_array_elements(@runs::jsonb) AS e
-), ended AS (
-    UPDATE keel.saga_runs r SET
-        status = input.status,
-        output = input.output,
-        error = input.error,
-        owner = NULL,
-        wake_at = NULL,
-        wait_reason = NULL,
-        last_error = NULL,
-        finished_at = now(),
-        updated_at = now()
-    FROM input
-    WHERE r.id = input.id AND r.epoch = input.epoch
-    RETURNING r.*
-), completed AS (
-    UPDATE keel.jobs j SET
-        state = 'completed', finalized_at = now(), progress = 100, owner = NULL, heartbeat_at = NULL
-    FROM input
-    WHERE j.id = input.job_id AND j.attempt = input.job_attempt AND j.state = 'running'
-), notified AS (
-    SELECT pg_notify(@channel::text, @payload::text) WHERE @notify::boolean
-)
-SELECT ended.* FROM ended LEFT JOIN notified ON true;
 
 -- name: FinishedRuns :many
 -- Which of the runs are final, as stored: an awaiting process asks once per

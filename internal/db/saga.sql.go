@@ -115,87 +115,6 @@ func (q *Queries) Checkpoint(ctx context.Context, arg CheckpointParams) (bool, e
 	return cancel_requested, err
 }
 
-const checkpointMany = `-- name: CheckpointMany :many
-WITH input AS (
-    SELECT (e->>'i')::int AS i, e->>'run_id' AS run_id, (e->>'epoch')::bigint AS epoch,
-        (e->>'seq')::int AS seq, e->>'name' AS name, e->>'kind' AS kind,
-        (e->>'status')::keel.saga_step_status AS status, e->'output' AS output, e->>'error' AS error,
-        (e->>'attempts')::int AS attempts, (e->>'started_at')::timestamptz AS started_at,
-        COALESCE((e->>'publish')::boolean, false) AS publish
-    FROM jsonb_array_elements($1::jsonb) AS e
-), run AS (
-    SELECT input.i, r.cancel_requested_at, r.status
-    FROM input JOIN keel.saga_runs r ON r.id = input.run_id AND r.epoch = input.epoch
-), ins AS (
-    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
-    SELECT input.run_id, input.seq, input.name, input.kind, input.status, input.output, input.error, input.attempts,
-        LEAST(COALESCE(input.started_at, clock_timestamp()), clock_timestamp()),
-        CASE WHEN input.status = 'waiting' THEN NULL ELSE clock_timestamp() END
-    FROM input JOIN run ON run.i = input.i
-    ON CONFLICT (run_id, seq) DO UPDATE SET
-        status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
-        attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
-    WHERE s.status = 'waiting'
-    RETURNING s.run_id, s.seq, s.name, s.output, s.started_at
-), val AS (
-    INSERT INTO keel.saga_values (run_id, name, value, seq)
-    SELECT DISTINCT ON (ins.run_id, ins.name) ins.run_id, ins.name, ins.output, ins.seq
-    FROM ins JOIN input ON input.run_id = ins.run_id AND input.seq = ins.seq
-    WHERE input.publish
-    ORDER BY ins.run_id, ins.name, ins.seq DESC
-    ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value, seq = EXCLUDED.seq, updated_at = now()
-), started AS (
-    UPDATE keel.saga_runs r SET
-        status = 'running', owner = $2, resumes = r.resumes + 1,
-        started_at = COALESCE(r.started_at, first.started_at), updated_at = now()
-    FROM (SELECT ins.run_id, min(ins.started_at) AS started_at FROM ins GROUP BY ins.run_id) AS first
-    WHERE r.id = first.run_id AND (r.status = 'pending') IS TRUE
-)
-SELECT input.i, (run.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested
-FROM input
-JOIN run ON run.i = input.i
-JOIN ins ON ins.run_id = input.run_id AND ins.seq = input.seq
-`
-
-type CheckpointManyParams struct {
-	Steps json.RawMessage `json:"steps"`
-	Owner *string         `json:"owner"`
-}
-
-type CheckpointManyRow struct {
-	I               int32 `json:"i"`
-	CancelRequested bool  `json:"cancel_requested"`
-}
-
-// Checkpoint for the steps of many runs at once, in one statement, one
-// transaction and one WAL flush: steps is a JSON array of objects with the
-// fields of Checkpoint (run_id, epoch, seq, name, kind, status, output,
-// error, attempts, started_at, publish) and i, the step's index in the
-// array. Each step is fenced by its own run's epoch. A row comes back, with
-// whether a cancel was requested, for each step written; a step with none
-// was refused (its executor was fenced out, or its position is taken).
-// The pending test is written as (…) IS TRUE so that each run is found by
-// id, not by the status index (see ReadPendingRuns).
-func (q *Queries) CheckpointMany(ctx context.Context, arg CheckpointManyParams) ([]CheckpointManyRow, error) {
-	rows, err := q.db.Query(ctx, checkpointMany, arg.Steps, arg.Owner)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []CheckpointManyRow
-	for rows.Next() {
-		var i CheckpointManyRow
-		if err := rows.Scan(&i.I, &i.CancelRequested); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const claimRun = `-- name: ClaimRun :one
 WITH claimed AS (
     UPDATE keel.saga_runs SET
@@ -264,6 +183,164 @@ func (q *Queries) ClaimRun(ctx context.Context, arg ClaimRunParams) (ClaimRunRow
 		&i.DbNow,
 	)
 	return i, err
+}
+
+const commitMany = `-- name: CommitMany :many
+WITH input AS (
+    SELECT e->>'run_id' AS run_id, (e->>'epoch')::bigint AS epoch,
+        (e->>'seq')::int AS seq, e->>'name' AS name, e->>'kind' AS kind,
+        (e->>'status')::keel.saga_step_status AS status, e->'output' AS output, e->>'error' AS error,
+        (e->>'attempts')::int AS attempts, (e->>'started_at')::timestamptz AS started_at,
+        COALESCE((e->>'publish')::boolean, false) AS publish
+    FROM jsonb_array_elements($1::jsonb) AS e
+    WHERE e ? 'run_id'
+), ins AS (
+    INSERT INTO keel.saga_steps AS s (run_id, seq, name, kind, status, output, error, attempts, started_at, finished_at)
+    SELECT input.run_id, input.seq, input.name, input.kind, input.status, input.output, input.error, input.attempts,
+        LEAST(COALESCE(input.started_at, clock_timestamp()), clock_timestamp()),
+        CASE WHEN input.status = 'waiting' THEN NULL ELSE clock_timestamp() END
+    FROM input JOIN keel.saga_runs r ON r.id = input.run_id AND r.epoch = input.epoch
+    ON CONFLICT (run_id, seq) DO UPDATE SET
+        status = EXCLUDED.status, output = EXCLUDED.output, error = EXCLUDED.error,
+        attempts = EXCLUDED.attempts, finished_at = EXCLUDED.finished_at
+    WHERE s.status = 'waiting'
+    RETURNING s.run_id, s.seq, s.name, s.output, s.started_at
+), val AS (
+    INSERT INTO keel.saga_values (run_id, name, value, seq)
+    SELECT DISTINCT ON (ins.run_id, ins.name) ins.run_id, ins.name, ins.output, ins.seq
+    FROM ins JOIN input ON input.run_id = ins.run_id AND input.seq = ins.seq
+    WHERE input.publish
+    ORDER BY ins.run_id, ins.name, ins.seq DESC
+    ON CONFLICT (run_id, name) DO UPDATE SET value = EXCLUDED.value, seq = EXCLUDED.seq, updated_at = now()
+), started AS (
+    UPDATE keel.saga_runs r SET
+        status = 'running', owner = $2, resumes = r.resumes + 1,
+        started_at = COALESCE(r.started_at, first.started_at), updated_at = now()
+    FROM (SELECT ins.run_id, min(ins.started_at) AS started_at FROM ins GROUP BY ins.run_id) AS first
+    WHERE r.id = first.run_id AND (r.status = 'pending') IS TRUE
+), end_input AS (
+    SELECT e->>'id' AS id, (e->>'epoch')::bigint AS epoch, (e->>'status')::keel.saga_run_status AS status,
+        e->'output' AS output, e->'error' AS error,
+        (e->>'job_id')::bigint AS job_id, (e->>'job_attempt')::int AS job_attempt
+    FROM jsonb_array_elements($3::jsonb) AS e
+    WHERE e ? 'id'
+), ended AS (
+    UPDATE keel.saga_runs r SET
+        status = end_input.status,
+        output = end_input.output,
+        error = end_input.error,
+        owner = NULL,
+        wake_at = NULL,
+        wait_reason = NULL,
+        last_error = NULL,
+        finished_at = now(),
+        updated_at = now()
+    FROM end_input
+    WHERE r.id = end_input.id AND r.epoch = end_input.epoch
+    RETURNING r.id, r.workflow, r.version, r.status, r.queue, r.input, r.output, r.error, r.last_error, r.parent_id, r.parent_seq, r.forked_from, r.forked_at_seq, r.epoch, r.generation, r.owner, r.resumes, r.wake_at, r.wait_reason, r.cancel_requested_at, r.deadline, r.created_at, r.started_at, r.updated_at, r.finished_at
+), completed AS (
+    UPDATE keel.jobs j SET
+        state = 'completed', finalized_at = now(), progress = 100, owner = NULL, heartbeat_at = NULL
+    FROM end_input
+    WHERE j.id = end_input.job_id AND j.attempt = end_input.job_attempt AND j.state = 'running'
+), notified AS (
+    SELECT pg_notify($4::text, $5::text) WHERE $6::boolean
+)
+SELECT ins.run_id, ins.seq, r.epoch, (r.cancel_requested_at IS NOT NULL)::boolean AS cancel_requested,
+    NULL::jsonb AS ended
+FROM ins JOIN keel.saga_runs r ON r.id = ins.run_id
+UNION ALL
+SELECT ended.id, 0, ended.epoch, false,
+    -- the run as JSON; a jsonb column that is NULL is left out, so that it
+    -- reads as no value rather than as JSON null
+    to_jsonb(ended.*) - array_remove(ARRAY[
+        CASE WHEN ended.output IS NULL THEN 'output' END,
+        CASE WHEN ended.error IS NULL THEN 'error' END], NULL)
+FROM ended LEFT JOIN notified ON true
+`
+
+type CommitManyParams struct {
+	Steps   json.RawMessage `json:"steps"`
+	Owner   *string         `json:"owner"`
+	Ends    json.RawMessage `json:"ends"`
+	Channel string          `json:"channel"`
+	Payload string          `json:"payload"`
+	Notify  bool            `json:"notify"`
+}
+
+type CommitManyRow struct {
+	RunID           string          `json:"run_id"`
+	Seq             int32           `json:"seq"`
+	Epoch           int64           `json:"epoch"`
+	CancelRequested bool            `json:"cancel_requested"`
+	Ended           json.RawMessage `json:"ended"`
+}
+
+// The group commit of an engine: the checkpoints of many runs' steps and
+// the ends of many runs, in one statement, one transaction and one WAL
+// flush. A run is never in both: its execution writes one request at a
+// time, and ends once its last step returned.
+//
+// steps is a JSON array of checkpoints with the fields of Checkpoint
+// (run_id, epoch, seq, name, kind, status, output, error, attempts,
+// started_at, publish). Each step is fenced by its own run's epoch. A row
+// comes back for each step written, with its run_id, seq and epoch and
+// whether a cancel was requested; a step with none was refused (its
+// executor was fenced out, or its position is taken). The pending test is
+// written as (…) IS TRUE so that each run is found by id, not by the status
+// index (see ReadPendingRuns).
+//
+// ends is a JSON array of {"id", "epoch", "status", "output", "error",
+// "job_id", "job_attempt"}: FinishRun for runs none of which has a parent
+// to wake or children to cancel, each completing the job that executed it;
+// with notify, channel is notified. A row comes back for each run ended,
+// with the run as stored in ended (JSON with the columns as keys; output
+// and error only when not NULL); a run the executor no longer holds is left
+// as it is. A job is completed while its attempt runs, whether or not its
+// run was ended here: an executor fenced out of its run has nothing left
+// to do, as its job's handler would return.
+//
+// Each array is read WHERE its items have their key (e ? 'run_id', e ?
+// 'id'), which every item has: the planner takes such a filter to keep few
+// items, so it reads each run and job by its key however small or
+// unanalyzed the tables are. Without it, it counts on 100 items and, in a
+// table of a few thousand rows or one whose statistics date from when it
+// was empty, hash-joins them to a sequential scan of every run and every
+// job, and a prepared statement keeps that plan. For the same reason no
+// two of the arrays' derived sets are joined to each other (that would be
+// a nested loop over both): each is joined to a table, by key.
+// The runs as the statement began: the epoch each written step was fenced by.
+func (q *Queries) CommitMany(ctx context.Context, arg CommitManyParams) ([]CommitManyRow, error) {
+	rows, err := q.db.Query(ctx, commitMany,
+		arg.Steps,
+		arg.Owner,
+		arg.Ends,
+		arg.Channel,
+		arg.Payload,
+		arg.Notify,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CommitManyRow
+	for rows.Next() {
+		var i CommitManyRow
+		if err := rows.Scan(
+			&i.RunID,
+			&i.Seq,
+			&i.Epoch,
+			&i.CancelRequested,
+			&i.Ended,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const consumeSignal = `-- name: ConsumeSignal :one
@@ -391,131 +468,6 @@ func (q *Queries) FinishRun(ctx context.Context, arg FinishRunParams) (KeelSagaR
 		&i.FinishedAt,
 	)
 	return i, err
-}
-
-const finishRuns = `-- name: FinishRuns :many
-WITH input AS (
-    SELECT e->>'id' AS id, (e->>'epoch')::bigint AS epoch, (e->>'status')::keel.saga_run_status AS status,
-        e->'output' AS output, e->'error' AS error,
-        (e->>'job_id')::bigint AS job_id, (e->>'job_attempt')::int AS job_attempt
-    FROM jsonb_array_elements($1::jsonb) AS e
-), ended AS (
-    UPDATE keel.saga_runs r SET
-        status = input.status,
-        output = input.output,
-        error = input.error,
-        owner = NULL,
-        wake_at = NULL,
-        wait_reason = NULL,
-        last_error = NULL,
-        finished_at = now(),
-        updated_at = now()
-    FROM input
-    WHERE r.id = input.id AND r.epoch = input.epoch
-    RETURNING r.id, r.workflow, r.version, r.status, r.queue, r.input, r.output, r.error, r.last_error, r.parent_id, r.parent_seq, r.forked_from, r.forked_at_seq, r.epoch, r.generation, r.owner, r.resumes, r.wake_at, r.wait_reason, r.cancel_requested_at, r.deadline, r.created_at, r.started_at, r.updated_at, r.finished_at
-), completed AS (
-    UPDATE keel.jobs j SET
-        state = 'completed', finalized_at = now(), progress = 100, owner = NULL, heartbeat_at = NULL
-    FROM input
-    WHERE j.id = input.job_id AND j.attempt = input.job_attempt AND j.state = 'running'
-), notified AS (
-    SELECT pg_notify($2::text, $3::text) WHERE $4::boolean
-)
-SELECT ended.id, ended.workflow, ended.version, ended.status, ended.queue, ended.input, ended.output, ended.error, ended.last_error, ended.parent_id, ended.parent_seq, ended.forked_from, ended.forked_at_seq, ended.epoch, ended.generation, ended.owner, ended.resumes, ended.wake_at, ended.wait_reason, ended.cancel_requested_at, ended.deadline, ended.created_at, ended.started_at, ended.updated_at, ended.finished_at FROM ended LEFT JOIN notified ON true
-`
-
-type FinishRunsParams struct {
-	Runs    json.RawMessage `json:"runs"`
-	Channel string          `json:"channel"`
-	Payload string          `json:"payload"`
-	Notify  bool            `json:"notify"`
-}
-
-type FinishRunsRow struct {
-	ID                string             `json:"id"`
-	Workflow          string             `json:"workflow"`
-	Version           int32              `json:"version"`
-	Status            KeelSagaRunStatus  `json:"status"`
-	Queue             string             `json:"queue"`
-	Input             json.RawMessage    `json:"input"`
-	Output            json.RawMessage    `json:"output"`
-	Error             json.RawMessage    `json:"error"`
-	LastError         *string            `json:"last_error"`
-	ParentID          *string            `json:"parent_id"`
-	ParentSeq         *int32             `json:"parent_seq"`
-	ForkedFrom        *string            `json:"forked_from"`
-	ForkedAtSeq       *int32             `json:"forked_at_seq"`
-	Epoch             int64              `json:"epoch"`
-	Generation        int64              `json:"generation"`
-	Owner             *string            `json:"owner"`
-	Resumes           int32              `json:"resumes"`
-	WakeAt            pgtype.Timestamptz `json:"wake_at"`
-	WaitReason        *string            `json:"wait_reason"`
-	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
-	Deadline          pgtype.Timestamptz `json:"deadline"`
-	CreatedAt         pgtype.Timestamptz `json:"created_at"`
-	StartedAt         pgtype.Timestamptz `json:"started_at"`
-	UpdatedAt         pgtype.Timestamptz `json:"updated_at"`
-	FinishedAt        pgtype.Timestamptz `json:"finished_at"`
-}
-
-// FinishRun for many runs at once (none of which has a parent to wake or
-// children to cancel), in one statement that also completes the jobs that
-// executed them and, with notify, notifies channel: runs is a JSON array of
-// {"id", "epoch", "status", "output", "error", "job_id", "job_attempt"}.
-// Returns the runs it ended, as stored; a run the executor no longer holds
-// is left as it is. A job is completed while its attempt runs, whether or
-// not its run was ended here: an executor fenced out of its run has nothing
-// left to do, as its job's handler would return.
-func (q *Queries) FinishRuns(ctx context.Context, arg FinishRunsParams) ([]FinishRunsRow, error) {
-	rows, err := q.db.Query(ctx, finishRuns,
-		arg.Runs,
-		arg.Channel,
-		arg.Payload,
-		arg.Notify,
-	)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []FinishRunsRow
-	for rows.Next() {
-		var i FinishRunsRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.Workflow,
-			&i.Version,
-			&i.Status,
-			&i.Queue,
-			&i.Input,
-			&i.Output,
-			&i.Error,
-			&i.LastError,
-			&i.ParentID,
-			&i.ParentSeq,
-			&i.ForkedFrom,
-			&i.ForkedAtSeq,
-			&i.Epoch,
-			&i.Generation,
-			&i.Owner,
-			&i.Resumes,
-			&i.WakeAt,
-			&i.WaitReason,
-			&i.CancelRequestedAt,
-			&i.Deadline,
-			&i.CreatedAt,
-			&i.StartedAt,
-			&i.UpdatedAt,
-			&i.FinishedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
 }
 
 const finishedRuns = `-- name: FinishedRuns :many
@@ -818,65 +770,6 @@ func (q *Queries) InsertRun(ctx context.Context, arg InsertRunParams) (KeelSagaR
 	return i, err
 }
 
-const insertRuns = `-- name: InsertRuns :many
-INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
-SELECT e->>'id', e->>'workflow', (e->>'version')::int, e->>'queue', e->'input',
-    now() + (e->>'timeout_us')::bigint * interval '1 microsecond'
-FROM jsonb_array_elements($1::jsonb) AS e
-ON CONFLICT (id) DO NOTHING
-RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
-`
-
-// InsertRun for many runs at once, in one statement: runs is a JSON array
-// of {"id", "workflow", "version", "queue", "input", "timeout_us"}. A run
-// id already taken (or taken earlier in the array) inserts nothing and
-// returns no row.
-func (q *Queries) InsertRuns(ctx context.Context, runs json.RawMessage) ([]KeelSagaRun, error) {
-	rows, err := q.db.Query(ctx, insertRuns, runs)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []KeelSagaRun
-	for rows.Next() {
-		var i KeelSagaRun
-		if err := rows.Scan(
-			&i.ID,
-			&i.Workflow,
-			&i.Version,
-			&i.Status,
-			&i.Queue,
-			&i.Input,
-			&i.Output,
-			&i.Error,
-			&i.LastError,
-			&i.ParentID,
-			&i.ParentSeq,
-			&i.ForkedFrom,
-			&i.ForkedAtSeq,
-			&i.Epoch,
-			&i.Generation,
-			&i.Owner,
-			&i.Resumes,
-			&i.WakeAt,
-			&i.WaitReason,
-			&i.CancelRequestedAt,
-			&i.Deadline,
-			&i.CreatedAt,
-			&i.StartedAt,
-			&i.UpdatedAt,
-			&i.FinishedAt,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const listRuns = `-- name: ListRuns :many
 SELECT id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at FROM keel.saga_runs
 WHERE ($1::keel.saga_run_status IS NULL OR status = $1)
@@ -1048,7 +941,7 @@ SELECT r.id, r.workflow, r.version, r.queue, r.input, r.parent_id,
     clock_timestamp()::timestamptz AS db_now
 FROM jsonb_array_elements($1::jsonb) AS e
 JOIN keel.saga_runs r ON r.id = e->>'id'
-WHERE r.generation = (e->>'generation')::bigint AND (r.status = 'pending') IS TRUE
+WHERE e ? 'id' AND r.generation = (e->>'generation')::bigint AND (r.status = 'pending') IS TRUE
 `
 
 type ReadPendingRunsRow struct {
@@ -1074,6 +967,7 @@ type ReadPendingRunsRow struct {
 // as (… = 'pending') IS TRUE, which no index can search, so each run is
 // found by id: as a plain status = 'pending', a planner that believed few
 // runs were pending searched the status index and read every pending run.
+// e ? 'id' keeps the runs read by id in a small table too (see CommitMany).
 // db_now is as in ClaimRun.
 func (q *Queries) ReadPendingRuns(ctx context.Context, runs json.RawMessage) ([]ReadPendingRunsRow, error) {
 	rows, err := q.db.Query(ctx, readPendingRuns, runs)
@@ -1402,6 +1296,126 @@ func (q *Queries) StartRunWithJob(ctx context.Context, arg StartRunWithJobParams
 		&i.FinishedAt,
 	)
 	return i, err
+}
+
+const startRunsWithJobs = `-- name: StartRunsWithJobs :many
+WITH input AS (
+    SELECT e->>'id' AS id, e->>'workflow' AS workflow, (e->>'version')::int AS version, e->>'queue' AS queue,
+        e->'input' AS input, (e->>'timeout_us')::bigint AS timeout_us, e->'job_metadata' AS job_metadata,
+        row_number() OVER (PARTITION BY e->>'id' ORDER BY a.n) = 1 AS first
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, n)
+), run AS (
+    INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
+    SELECT input.id, input.workflow, input.version, input.queue, input.input,
+        now() + input.timeout_us * interval '1 microsecond'
+    FROM input WHERE input.first
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
+), job AS (
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts)
+    SELECT $2::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
+           input.job_metadata, $3::int
+    FROM run JOIN input ON input.id = run.id AND input.first
+), notified AS (
+    SELECT pg_notify($4::text, q.queue) FROM (SELECT DISTINCT run.queue FROM run) AS q WHERE $5::boolean
+)
+SELECT run.id, run.workflow, run.version, run.status, run.queue, run.input, run.output, run.error, run.last_error, run.parent_id, run.parent_seq, run.forked_from, run.forked_at_seq, run.epoch, run.generation, run.owner, run.resumes, run.wake_at, run.wait_reason, run.cancel_requested_at, run.deadline, run.created_at, run.started_at, run.updated_at, run.finished_at FROM run
+WHERE (SELECT count(*) FROM notified) >= 0
+`
+
+type StartRunsWithJobsParams struct {
+	Runs           json.RawMessage `json:"runs"`
+	JobKind        string          `json:"job_kind"`
+	JobMaxAttempts int32           `json:"job_max_attempts"`
+	Channel        string          `json:"channel"`
+	Notify         bool            `json:"notify"`
+}
+
+type StartRunsWithJobsRow struct {
+	ID                string             `json:"id"`
+	Workflow          string             `json:"workflow"`
+	Version           int32              `json:"version"`
+	Status            KeelSagaRunStatus  `json:"status"`
+	Queue             string             `json:"queue"`
+	Input             json.RawMessage    `json:"input"`
+	Output            json.RawMessage    `json:"output"`
+	Error             json.RawMessage    `json:"error"`
+	LastError         *string            `json:"last_error"`
+	ParentID          *string            `json:"parent_id"`
+	ParentSeq         *int32             `json:"parent_seq"`
+	ForkedFrom        *string            `json:"forked_from"`
+	ForkedAtSeq       *int32             `json:"forked_at_seq"`
+	Epoch             int64              `json:"epoch"`
+	Generation        int64              `json:"generation"`
+	Owner             *string            `json:"owner"`
+	Resumes           int32              `json:"resumes"`
+	WakeAt            pgtype.Timestamptz `json:"wake_at"`
+	WaitReason        *string            `json:"wait_reason"`
+	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
+	Deadline          pgtype.Timestamptz `json:"deadline"`
+	CreatedAt         pgtype.Timestamptz `json:"created_at"`
+	StartedAt         pgtype.Timestamptz `json:"started_at"`
+	UpdatedAt         pgtype.Timestamptz `json:"updated_at"`
+	FinishedAt        pgtype.Timestamptz `json:"finished_at"`
+}
+
+// StartRunWithJob for many runs at once, in one statement: runs is a JSON
+// array of {"id", "workflow", "version", "queue", "input", "timeout_us",
+// "job_metadata"}. Each new run gets its first job, written as
+// StartRunWithJob writes it with the item's job_metadata; with notify, the
+// jobs' insert notification goes out for each queue that got one. Of the
+// items of one id only the first is written; an id already taken inserts
+// nothing. Returns the runs it inserted.
+func (q *Queries) StartRunsWithJobs(ctx context.Context, arg StartRunsWithJobsParams) ([]StartRunsWithJobsRow, error) {
+	rows, err := q.db.Query(ctx, startRunsWithJobs,
+		arg.Runs,
+		arg.JobKind,
+		arg.JobMaxAttempts,
+		arg.Channel,
+		arg.Notify,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StartRunsWithJobsRow
+	for rows.Next() {
+		var i StartRunsWithJobsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Workflow,
+			&i.Version,
+			&i.Status,
+			&i.Queue,
+			&i.Input,
+			&i.Output,
+			&i.Error,
+			&i.LastError,
+			&i.ParentID,
+			&i.ParentSeq,
+			&i.ForkedFrom,
+			&i.ForkedAtSeq,
+			&i.Epoch,
+			&i.Generation,
+			&i.Owner,
+			&i.Resumes,
+			&i.WakeAt,
+			&i.WaitReason,
+			&i.CancelRequestedAt,
+			&i.Deadline,
+			&i.CreatedAt,
+			&i.StartedAt,
+			&i.UpdatedAt,
+			&i.FinishedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const takeSignal = `-- name: TakeSignal :one

@@ -57,11 +57,22 @@ func TestSagaPlans(t *testing.T) {
 				Output: json.RawMessage(`{}`), Attempts: 1, StartedAt: now(), Owner: &owner,
 			})
 		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps}},
-		{"CheckpointMany", func(ctx context.Context, q *db.Queries) {
-			_, _ = q.CheckpointMany(ctx, db.CheckpointManyParams{Owner: &owner, Steps: json.RawMessage(`[
-				{"i": 0, "run_id": "live-7", "epoch": 1, "seq": 2, "name": "step2", "kind": "step", "status": "completed", "output": {}, "attempts": 1},
-				{"i": 1, "run_id": "live-8", "epoch": 1, "seq": 2, "name": "step2", "kind": "step", "status": "completed", "output": {}, "attempts": 1, "publish": true}]`)})
-		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps, "saga_values": {Indexes: []string{"saga_values_pkey"}}}},
+		{"CommitMany", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.CommitMany(ctx, db.CommitManyParams{Owner: &owner, Steps: json.RawMessage(`[
+				{"run_id": "live-7", "epoch": 1, "seq": 2, "name": "step2", "kind": "step", "status": "completed", "output": {}, "attempts": 1},
+				{"run_id": "live-8", "epoch": 1, "seq": 2, "name": "step2", "kind": "step", "status": "completed", "output": {}, "attempts": 1, "publish": true}]`),
+				Ends: json.RawMessage(`[
+				{"id": "live-9", "epoch": 1, "status": "succeeded", "output": {}, "job_id": 1000009, "job_attempt": 1},
+				{"id": "live-10", "epoch": 1, "status": "failed", "error": {}, "job_id": 1000010, "job_attempt": 1}]`),
+				Channel: "keel_saga_done", Notify: true})
+		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps, "saga_values": {Indexes: []string{"saga_values_pkey"}}, "jobs": {Indexes: []string{"jobs_pkey"}}}},
+		// A group of starts: inserts, nothing read.
+		{"StartRunsWithJobs", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.StartRunsWithJobs(ctx, db.StartRunsWithJobsParams{Runs: json.RawMessage(`[
+				{"id": "new-1", "workflow": "order", "version": 1, "queue": "default", "input": {}, "job_metadata": {}},
+				{"id": "new-2", "workflow": "order", "version": 1, "queue": "default", "input": {}, "timeout_us": 1000, "job_metadata": {}}]`),
+				JobKind: "keel.saga.run", JobMaxAttempts: 1 << 20, Channel: "keel_jobs", Notify: true})
+		}, plantest.Expect{}},
 		{"LockRun", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.LockRun(ctx, db.LockRunParams{ID: "live-7", Epoch: 1})
 		}, plantest.Expect{"saga_runs": runs}},
@@ -87,11 +98,6 @@ func TestSagaPlans(t *testing.T) {
 		{"GetRuns", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.GetRuns(ctx, []string{"live-7", "done-9", "done-10"})
 		}, plantest.Expect{"saga_runs": runs}},
-		{"FinishRuns", func(ctx context.Context, q *db.Queries) {
-			_, _ = q.FinishRuns(ctx, db.FinishRunsParams{Channel: "keel_saga_done", Notify: true, Runs: json.RawMessage(`[
-				{"id": "live-7", "epoch": 1, "status": "succeeded", "output": {}, "job_id": 1000007, "job_attempt": 1},
-				{"id": "live-8", "epoch": 1, "status": "failed", "error": {}, "job_id": 1000008, "job_attempt": 1}]`)})
-		}, plantest.Expect{"saga_runs": runs, "jobs": {Indexes: []string{"jobs_pkey"}}}},
 		// A lone start: two inserts, nothing read.
 		{"StartRunWithJob", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.StartRunWithJob(ctx, db.StartRunWithJobParams{
