@@ -173,19 +173,30 @@ type readReq struct {
 	Generation int64  `json:"generation"`
 }
 
+// takenRun is a run an execution took, with when, on this process's
+// monotonic clock, the database most likely read its clock for it (db_now):
+// the middle of the statement's round trip.
+type takenRun struct {
+	row db.ClaimRunRow
+	at  time.Time
+}
+
 // readPending reads the pending runs of a group of first attempts, with
 // their histories, in one statement. A run not pending at that generation
-// gets pgx.ErrNoRows.
-func (e *Engine) readPending(ctx context.Context, batch []*call[readReq, db.ClaimRunRow]) {
+// gets pgx.ErrNoRows. Each run's time is the statement's own round trip,
+// not the wait of its call for the group's turn.
+func (e *Engine) readPending(ctx context.Context, batch []*call[readReq, takenRun]) {
 	reqs := make([]readReq, len(batch))
 	for i, c := range batch {
 		reqs[i] = c.req
 	}
 	encoded, err := json.Marshal(reqs)
 	var rows []db.ReadPendingRunsRow
+	sent := time.Now()
 	if err == nil {
 		rows, err = db.New(e.pool).ReadPendingRuns(ctx, encoded)
 	}
+	at := sent.Add(time.Since(sent) / 2)
 	if err != nil && len(batch) > 1 && blamesBatch(err) {
 		alone(ctx, batch, e.readPending)
 		return
@@ -201,7 +212,7 @@ func (e *Engine) readPending(ctx context.Context, batch []*call[readReq, db.Clai
 		case r == nil:
 			c.err = pgx.ErrNoRows
 		default:
-			c.res = db.ClaimRunRow(*r)
+			c.res = takenRun{row: db.ClaimRunRow(*r), at: at}
 		}
 	}
 }

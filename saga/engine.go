@@ -43,7 +43,7 @@ type Engine struct {
 	// commits and reads are the group commit of the executions here: see
 	// group.
 	commits group[commitReq, commitRes]
-	reads   group[readReq, db.ClaimRunRow]
+	reads   group[readReq, takenRun]
 	starts  group[startReq, *Run]
 	// runReads are Await's reads.
 	runReads group[string, *Run]

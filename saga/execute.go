@@ -23,11 +23,8 @@ import (
 // the run.
 func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	q := db.New(e.pool)
-	sent := time.Now()
-	run, err := e.takeRun(ctx, job)
-	// The claim read the database's clock somewhere in its round trip; its
-	// middle is the best guess of when, for the execution's clock.
-	clockAt := sent.Add(time.Since(sent) / 2)
+	taken, err := e.takeRun(ctx, job)
+	run, clockAt := taken.row, taken.at
 	if errors.Is(err, pgx.ErrNoRows) {
 		// A stale job: the run parked, woke or ended since it was queued.
 		return e.completeStale(ctx, job)
@@ -78,18 +75,21 @@ func (e *Engine) completeStale(ctx context.Context, job *jobs.Job[runJob]) error
 // takeRun takes the run of job's generation and reads its history, in one
 // round trip. The first attempt of a pending run's job only reads; any
 // other execution bumps the run's epoch, fencing out earlier executors.
-func (e *Engine) takeRun(ctx context.Context, job *jobs.Job[runJob]) (db.ClaimRunRow, error) {
-	q := db.New(e.pool)
+func (e *Engine) takeRun(ctx context.Context, job *jobs.Job[runJob]) (takenRun, error) {
 	if job.Attempt == 1 {
 		run, err := e.reads.do(ctx, readReq{RunID: job.Args.RunID, Generation: job.Args.Generation})
 		if err == nil {
 			return run, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return db.ClaimRunRow{}, err
+			return takenRun{}, err
 		}
 	}
-	return q.ClaimRun(ctx, db.ClaimRunParams{ID: job.Args.RunID, Generation: job.Args.Generation, Owner: ptr(e.jobs.ID())})
+	sent := time.Now()
+	row, err := db.New(e.pool).ClaimRun(ctx, db.ClaimRunParams{ID: job.Args.RunID, Generation: job.Args.Generation, Owner: ptr(e.jobs.ID())})
+	// The claim read the database's clock somewhere in its round trip; its
+	// middle is the best guess of when, for the execution's clock.
+	return takenRun{row: row, at: sent.Add(time.Since(sent) / 2)}, err
 }
 
 func (ex *execution) execute() error {
