@@ -153,6 +153,9 @@ func compare(results []result) []row {
 			if p.system == "keel" || p.history() != "" || p.family != k.family || p.unit != k.unit || !sameScenario(p.scenario, k.scenario) {
 				continue
 			}
+			if p.scenario != k.scenario && keelHas(results, p) {
+				continue // a case keel runs too (callers=1): compared there
+			}
 			matched = true
 			ratio := 0.0
 			switch {
@@ -168,6 +171,17 @@ func compare(results []result) []row {
 		}
 	}
 	return rows
+}
+
+// keelHas reports whether keel ran the peer's case itself, so that the
+// peer's number is compared with that case and no other.
+func keelHas(results []result, p result) bool {
+	for _, k := range results {
+		if k.system == "keel" && k.family == p.family && k.unit == p.unit && k.scenario == p.scenario {
+			return true
+		}
+	}
+	return false
 }
 
 // sameScenario matches a peer's case to keel's: equal, or the peer's adds
