@@ -35,6 +35,33 @@ var sagaFixture = fixture{
 	},
 }
 
+// A young keel database: the live runs alone, a few thousand rows, the way
+// a new service or a benchmark's fresh database holds them. The batch
+// statements that join a JSON array to a table must still read it by key:
+// counting on 100 items from jsonb_array_elements, a planner hash-joined
+// them to a sequential scan of every run and job, and a prepared statement
+// kept that plan as the tables grew.
+func TestSagaBatchPlansOnYoungTables(t *testing.T) {
+	t.Parallel()
+	owner := "w1"
+	runs := plantest.Access{Indexes: []string{"saga_runs_pkey"}}
+	steps := plantest.Access{Indexes: []string{"saga_steps_pkey"}}
+	young := fixture{tables: sagaFixture.tables, live: sagaFixture.live}
+	checkPlans(t, young, []statement{
+		{"ReadPendingRuns", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.ReadPendingRuns(ctx, json.RawMessage(`[{"id": "live-7", "generation": 1}, {"id": "live-8", "generation": 1}]`))
+		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps}},
+		{"CommitMany", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.CommitMany(ctx, db.CommitManyParams{Owner: &owner, Steps: json.RawMessage(`[
+				{"run_id": "live-7", "epoch": 1, "seq": 2, "name": "step2", "kind": "step", "status": "completed", "output": {}, "attempts": 1},
+				{"run_id": "live-8", "epoch": 1, "seq": 2, "name": "step2", "kind": "step", "status": "completed", "output": {}, "attempts": 1, "publish": true}]`),
+				Ends: json.RawMessage(`[
+				{"id": "live-9", "epoch": 1, "status": "succeeded", "output": {}, "job_id": 1000009, "job_attempt": 1}]`),
+				Channel: "keel_saga_done", Notify: true})
+		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps, "saga_values": {Indexes: []string{"saga_values_pkey"}}, "jobs": {Indexes: []string{"jobs_pkey"}}}},
+	})
+}
+
 func TestSagaPlans(t *testing.T) {
 	t.Parallel()
 	owner := "w1"
