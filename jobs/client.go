@@ -102,23 +102,6 @@ func NewClient(pool *pgxpool.Pool, cfg Config) (*Client, error) {
 // ID returns the client's id, as written in keel.jobs.owner.
 func (c *Client) ID() string { return c.id }
 
-// Wake makes the client look for available jobs of queue now, as the
-// insert notification of a committed job does: for a program that inserts
-// jobs and, once they are committed, wants this process to take them
-// without waiting for the notification's trip through the database. It
-// does nothing when the client is not running or does not work queue.
-func (c *Client) Wake(queue string) {
-	c.mu.Lock()
-	r := c.run
-	c.mu.Unlock()
-	if r == nil {
-		return
-	}
-	if q := r.queues[queue]; q != nil {
-		q.wakeUp()
-	}
-}
-
 func newClientID() string {
 	host, err := os.Hostname()
 	if err != nil {

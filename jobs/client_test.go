@@ -100,37 +100,6 @@ func countState(c *Client, state JobState) (int64, error) {
 	return c.JobCount(context.Background(), state)
 }
 
-// A job committed without a notification waits for the poll, unless the
-// program wakes the client: then it is taken at once.
-func TestWakeTakesJobsWithoutNotification(t *testing.T) {
-	t.Parallel()
-	pool, _ := newPool(t, 8)
-	handled := newCounter()
-	w := NewWorkers()
-	AddWorker(w, func(ctx context.Context, j *Job[testArgs]) error { handled.add(j.ID); return nil }, nil)
-	cfg := fastConfig(w)
-	cfg.FetchPollInterval = time.Hour
-	c := startClient(t, pool, cfg)
-	// A notified job: once it is done, and the looks a wake-up makes soon
-	// after it (notify.Rechecks, 0.7s in all) are over, the client sleeps
-	// until the next wake-up.
-	first := insert(t, c, testArgs{N: 1}, nil)
-	waitState(t, c, first.ID, StateCompleted)
-	time.Sleep(2 * time.Second)
-	var id int64
-	if err := pool.QueryRow(context.Background(), `INSERT INTO keel.jobs (kind, args) VALUES ('test', '{"n": 2}') RETURNING id`).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	c.Wake("other-queue")
-	c.Wake(DefaultQueue)
-	waitState(t, c, id, StateCompleted)
-	if n := handled.get(id); n != 1 {
-		t.Fatalf("the woken job ran %d times", n)
-	}
-	stopped := insertOnly(t, pool)
-	stopped.Wake(DefaultQueue) // not running: nothing to wake
-}
-
 func TestRetriesThenCompletes(t *testing.T) {
 	t.Parallel()
 	pool, _ := newPool(t, 8)

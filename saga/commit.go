@@ -269,8 +269,7 @@ func (e *Engine) firstJob(ctx context.Context, req startReq, count int) (opCtx c
 // (StartRunWithJob), the plainer statement for one. The job is written as
 // the jobs client writes it: its insert is reported to the jobs' hook,
 // whose trace context it stores when the start has none, and it sends the
-// jobs' insert notification, debounced. Once committed, it wakes this
-// process's client (a group of starts does the same).
+// jobs' insert notification, debounced.
 func (e *Engine) startAlone(ctx context.Context, req startReq) (*Run, error) {
 	opCtx, meta, end, err := e.firstJob(ctx, req, 1)
 	if err != nil {
@@ -290,7 +289,6 @@ func (e *Engine) startAlone(ctx context.Context, req startReq) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keel saga: start %s: %w", req.p.Workflow, err)
 	}
-	e.jobs.Wake(row.Queue)
 	run := db.KeelSagaRun(row)
 	return runFromDB(&run), nil
 }
@@ -340,9 +338,6 @@ func (e *Engine) tryStarts(ctx context.Context, batch []*call[startReq, *Run]) e
 	for i := range rows {
 		row := db.KeelSagaRun(rows[i])
 		inserted[row.ID] = &row
-		if i == 0 || row.Queue != rows[i-1].Queue {
-			e.jobs.Wake(row.Queue)
-		}
 	}
 	for i, c := range batch {
 		c.res, c.err = nil, nil

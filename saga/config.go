@@ -31,10 +31,8 @@ type Config struct {
 	// client would. Its zero values
 	// take jobs' defaults, except NotifyInterval and FetchCooldown, which
 	// default to 1ms: a run woken by a signal or a child is one job whose
-	// latency is the resume latency. A start made on the engine's pool
-	// wakes this process's client as it commits and tells other processes
-	// at most every 20ms (every NotifyInterval, when longer). Await listens
-	// through Jobs.Listener too, when it is set.
+	// latency is the resume latency. Await listens through Jobs.Listener
+	// too, when it is set.
 	Jobs jobs.Config
 	// StepMaxAttempts is how many attempts steps and compensations that set
 	// none get, counting the first. Default 3.

@@ -32,9 +32,8 @@ type Engine struct {
 	// done debounces the run-finished notifications: a notifying commit
 	// takes a database-wide lock, so one per run would serialise finishes.
 	done *notify.Debouncer
-	// inserted debounces the jobs' insert notifications the starts on the
-	// engine's pool send in their own statements (StartRunWithJob,
-	// StartRunsWithJobs), by at least startNotifyInterval.
+	// inserted debounces the jobs' insert notifications a lone start sends
+	// in its own statement (StartRunWithJob), as the jobs client does its.
 	inserted *notify.Debouncer
 	// jobsHook is the jobs client's hook: a lone start reports the insert
 	// of its run's first job there, as Client.Insert would.
@@ -84,7 +83,7 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	}
 	e.awaiter = newAwaiter(pool, cfg.Jobs.Listener, cfg.Logger, randomToken())
 	e.done = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
-	e.inserted = notify.NewDebouncer(pool, max(cfg.Jobs.NotifyInterval, startNotifyInterval), cfg.Logger)
+	e.inserted = notify.NewDebouncer(pool, cfg.Jobs.NotifyInterval, cfg.Logger)
 	e.jobsHook = cfg.Jobs.Hook
 	if e.jobsHook == nil {
 		e.jobsHook = keeltype.NoHook{}
@@ -268,14 +267,6 @@ func (e *Engine) existingRun(ctx context.Context, tx keeltype.DBTX, p db.InsertR
 	}
 	return runFromDB(&existing), nil, nil
 }
-
-// startNotifyInterval is the least time between two insert notifications
-// of the starts made on the engine's pool. A start wakes this process's
-// client itself (jobs.Client.Wake) as it commits; the notification only
-// tells other processes, which are not kept waiting by a few milliseconds,
-// and a notifying commit takes a database-wide lock: with 32 callers
-// starting runs, 20ms gave 3-8% more workflows/s than 1ms or 5ms.
-const startNotifyInterval = 20 * time.Millisecond
 
 // firstJobAttempts is the attempt limit of the jobs that execute runs: a
 // run's job retries for as long as the run needs it.
