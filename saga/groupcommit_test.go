@@ -1,7 +1,9 @@
 package saga_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -264,4 +266,87 @@ func TestLoneStarts(t *testing.T) {
 	if counter.ok != 4 || counter.refused != 4 {
 		t.Fatalf("job inserts reported: %d, refused: %d; want 4 and 4", counter.ok, counter.refused)
 	}
+}
+
+// TestAwaitedRunAsStored: a run that ends through the group commit is handed
+// to its Await as the database stored it — status, output, error, times —
+// for runs that succeed and runs that fail, started together.
+func TestAwaitedRunAsStored(t *testing.T) {
+	t.Parallel()
+	const runs = 24
+	pool := openPool(t, testdb.NewURL(t), 12)
+	reg := saga.NewRegistry()
+	release := make(chan struct{})
+	saga.Register(reg, "held", 1, func(ctx saga.Context, n int) (map[string]int, error) {
+		if _, err := saga.Step(ctx, "hold", func(context.Context) (int, error) { <-release; return n, nil }, nil); err != nil {
+			return nil, err
+		}
+		if n%2 == 1 {
+			return nil, fmt.Errorf("run %d fails", n)
+		}
+		return map[string]int{"n": n}, nil
+	})
+	e := newEngine(t, pool, reg, true)
+	ctx := context.Background()
+	awaited := make([]*saga.Run, runs)
+	errs := make([]error, runs)
+	var started, done sync.WaitGroup
+	for i := range runs {
+		started.Add(1)
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			run, err := e.StartRun(ctx, pool, "held", i, nil)
+			started.Done()
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			awaited[i], errs[i] = e.Await(ctx, run.ID)
+		}()
+	}
+	started.Wait()
+	close(release)
+	done.Wait()
+	for i, got := range awaited {
+		if errs[i] != nil {
+			t.Fatalf("run %d: %v", i, errs[i])
+		}
+		stored, err := e.Get(ctx, pool, got.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != stored.Status || !bytes.Equal(compactJSON(t, got.Output), compactJSON(t, stored.Output)) ||
+			(got.Error == nil) != (stored.Error == nil) || got.Resumes != stored.Resumes || got.Queue != stored.Queue ||
+			!got.CreatedAt.Equal(stored.CreatedAt) || !got.StartedAt.Equal(stored.StartedAt) ||
+			!got.FinishedAt.Equal(stored.FinishedAt) || !got.UpdatedAt.Equal(stored.UpdatedAt) || !got.Deadline.Equal(stored.Deadline) {
+			t.Fatalf("run %d awaited as %+v, stored as %+v", i, got, stored)
+		}
+		if got.Error != nil && (got.Error.Kind != stored.Error.Kind || got.Error.Message != stored.Error.Message) {
+			t.Fatalf("run %d: awaited error %+v, stored %+v", i, got.Error, stored.Error)
+		}
+		wantFailed := i%2 == 1
+		if wantFailed != (got.Status == saga.StatusFailed) || wantFailed == (got.Error == nil) {
+			t.Fatalf("run %d: status %s, error %v", i, got.Status, got.Error)
+		}
+		if !wantFailed {
+			out, err := saga.Result[map[string]int](got)
+			if err != nil || out["n"] != i {
+				t.Fatalf("run %d: result %v, %v", i, out, err)
+			}
+		}
+	}
+}
+
+// compactJSON returns raw without insignificant space, nil as nil.
+func compactJSON(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	if raw == nil {
+		return nil
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
