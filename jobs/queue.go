@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,13 +29,23 @@ type queue struct {
 	active     atomic.Int64
 	wake       chan struct{} // a notification: there may be work
 	freed      chan struct{} // a handler finished: a worker is free
+
+	// claimMu guards claiming, the workers a claim in flight holds (see
+	// fetch), and claims, the count of claims ended; claimDone is signalled
+	// as each claim ends.
+	claimMu   sync.Mutex
+	claimDone *sync.Cond
+	claiming  int
+	claims    int64
 }
 
 func newQueue(c *Client, r *run, name string, maxWorkers int) *queue {
-	return &queue{
+	q := &queue{
 		c: c, r: r, name: name, maxWorkers: maxWorkers,
 		wake: make(chan struct{}, 1), freed: make(chan struct{}, 1),
 	}
+	q.claimDone = sync.NewCond(&q.claimMu)
+	return q
 }
 
 func (q *queue) wakeUp() {
@@ -109,7 +120,23 @@ func (q *queue) loop(ctx context.Context) {
 }
 
 // fetch claims up to n jobs and starts them; it returns how many it claimed.
+// The workers are counted busy for the claim while it is in flight, so a
+// ReserveWorkers meanwhile cannot take them too.
 func (q *queue) fetch(ctx context.Context, n int) (int, error) {
+	q.claimMu.Lock()
+	n = q.reserve(n)
+	q.claiming = n
+	q.claimMu.Unlock()
+	if n == 0 {
+		return 0, nil
+	}
+	defer func() {
+		q.claimMu.Lock()
+		q.claiming = 0
+		q.claims++
+		q.claimDone.Broadcast()
+		q.claimMu.Unlock()
+	}()
 	owner := q.c.id
 	// A claim cut off half-way by Stop could commit with nobody to run what
 	// it claimed; it finishes on its own, with a bound.
@@ -118,6 +145,7 @@ func (q *queue) fetch(ctx context.Context, n int) (int, error) {
 	rows, err := db.New(q.c.pool).ClaimJobs(ctx, db.ClaimJobsParams{
 		Now: ts(q.c.now()), Owner: &owner, Queue: q.name, Max: int32(n),
 	})
+	q.active.Add(-int64(n - len(rows)))
 	if err != nil {
 		return 0, err
 	}
@@ -125,19 +153,8 @@ func (q *queue) fetch(ctx context.Context, n int) (int, error) {
 		q.c.cfg.Hook.Measure(ctx, keeltype.Measurement{Kind: keeltype.MeasureJobsClaimed, Name: q.name, Value: int64(len(rows))})
 	}
 	for i := range rows {
-		q.active.Add(1)
 		q.r.handlers.Add(1)
-		go func(row *db.KeelJob) {
-			defer func() {
-				q.active.Add(-1)
-				q.r.handlers.Done()
-				select {
-				case q.freed <- struct{}{}:
-				default:
-				}
-			}()
-			q.c.execute(q.r, row)
-		}(&rows[i])
+		go q.work(&rows[i])
 	}
 	return len(rows), nil
 }
