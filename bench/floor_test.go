@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -122,7 +123,7 @@ func benchSagaFloor(b *testing.B) {
 	pool := freshDB(b, true, benchMaxConn)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	f := &sagaFloor{pool: pool, starts: make(chan *floorRun, sagaCallers), started: make(chan struct{}, 1), waiting: map[string]*floorRun{}}
+	f := &sagaFloor{pool: pool, starts: make(chan *floorRun, sagaCallers), started: make(chan []startedRun, sagaCallers)}
 	go f.start(ctx)
 	go f.execute(ctx)
 	var n atomic.Int64
@@ -132,24 +133,28 @@ func benchSagaFloor(b *testing.B) {
 // sagaFloor is the statements a no-op three-step run costs keel, batched as
 // keel's group commit batches them, with no client, handler, hook or
 // notification around them. Callers hand their runs to a start loop, which
-// inserts every run handed to it since its last round with its first job in
-// one statement (StartRunsWithJobs, as concurrent StartRuns on the engine's
-// pool are written). An execute loop claims the available jobs
-// (ClaimJobs), reads their runs (ReadPendingRuns), checkpoints each of the
-// three steps of all of them and ends them with their jobs (CommitMany, one
+// inserts every run handed to it since its last round with its first job,
+// written claimed, in one statement (StartRunsWithJobs, as concurrent
+// StartRuns on the pool of a started engine are written), and hands them
+// to an execute loop. It checkpoints each of the three steps of all the
+// runs handed to it and ends them with their jobs (CommitMany, one
 // statement a round); then their callers return.
 type sagaFloor struct {
 	pool    *pgxpool.Pool
 	starts  chan *floorRun
-	started chan struct{}
-
-	mu      sync.Mutex
-	waiting map[string]*floorRun
+	started chan []startedRun
 }
 
 type floorRun struct {
 	id    string
 	ended chan error
+}
+
+// startedRun is a run the start loop inserted, with its claimed job.
+type startedRun struct {
+	r     *floorRun
+	epoch int64
+	job   db.KeelJob
 }
 
 func (f *sagaFloor) run(ctx context.Context, n int64) error {
@@ -159,7 +164,7 @@ func (f *sagaFloor) run(ctx context.Context, n int64) error {
 }
 
 // start inserts the runs handed to it, a round at a time, each with its
-// first job, in one statement.
+// first job claimed, in one statement.
 func (f *sagaFloor) start(ctx context.Context) {
 	for {
 		round := drain(ctx, f.starts)
@@ -168,54 +173,49 @@ func (f *sagaFloor) start(ctx context.Context) {
 		}
 		type item = map[string]any
 		runs := make([]item, len(round))
-		f.mu.Lock()
+		byID := make(map[string]*floorRun, len(round))
 		for i, r := range round {
-			f.waiting[r.id] = r
-			runs[i] = item{"id": r.id, "workflow": "steps", "version": 1, "queue": jobs.DefaultQueue, "input": 3, "job_metadata": item{}}
+			byID[r.id] = r
+			runs[i] = item{"id": r.id, "workflow": "steps", "version": 1, "queue": jobs.DefaultQueue, "input": 3, "job_metadata": item{}, "claim": true}
 		}
-		f.mu.Unlock()
-		_, err := db.New(f.pool).StartRunsWithJobs(ctx, db.StartRunsWithJobsParams{
-			Runs: mustJSON(runs), JobKind: "keel.saga.run", JobMaxAttempts: 1 << 20,
+		rows, err := db.New(f.pool).StartRunsWithJobs(ctx, db.StartRunsWithJobsParams{
+			Owner: ptr("floor"), Runs: mustJSON(runs), JobKind: "keel.saga.run", JobMaxAttempts: 1 << 20,
 		})
+		started := make([]startedRun, 0, len(rows))
+		for _, row := range rows {
+			var run db.KeelSagaRun
+			var job db.KeelJob
+			if err == nil {
+				err = errors.Join(json.Unmarshal(row.Run, &run), json.Unmarshal(row.ClaimedJob, &job))
+			}
+			started = append(started, startedRun{r: byID[run.ID], epoch: run.Epoch, job: job})
+		}
+		if err == nil && len(started) != len(round) {
+			err = fmt.Errorf("started %d of %d runs", len(started), len(round))
+		}
 		if err != nil {
 			f.end(round, err)
 			continue
 		}
-		select {
-		case f.started <- struct{}{}:
-		default:
-		}
+		f.started <- started
 	}
 }
 
-// execute runs the claimed runs, a round at a time.
+// execute runs the started runs, a round at a time.
 func (f *sagaFloor) execute(ctx context.Context) {
-	q := db.New(f.pool)
-	owner := "floor"
-	for ctx.Err() == nil {
-		claimed, err := q.ClaimJobs(ctx, db.ClaimJobsParams{Owner: &owner, Queue: jobs.DefaultQueue, Max: floorBatch})
-		if err == nil && len(claimed) == 0 {
-			select {
-			case <-ctx.Done():
-			case <-f.started:
-			}
-			continue
+	for {
+		rounds := drain(ctx, f.started)
+		if rounds == nil {
+			return
 		}
-		f.mu.Lock()
-		round := make([]*floorRun, len(claimed))
-		for i, j := range claimed {
-			var args struct {
-				RunID string `json:"run_id"`
-			}
-			_ = json.Unmarshal(j.Args, &args)
-			round[i] = f.waiting[args.RunID]
-			delete(f.waiting, args.RunID)
+		var started []startedRun
+		for _, r := range rounds {
+			started = append(started, r...)
 		}
-		f.mu.Unlock()
-		if err == nil {
-			err = f.round(ctx, claimed)
+		err := f.round(ctx, started)
+		for _, s := range started {
+			s.r.ended <- err
 		}
-		f.end(round, err)
 	}
 }
 
@@ -225,34 +225,14 @@ func (f *sagaFloor) end(round []*floorRun, err error) {
 	}
 }
 
-func (f *sagaFloor) round(ctx context.Context, claimed []db.KeelJob) error {
+func (f *sagaFloor) round(ctx context.Context, started []startedRun) error {
 	q := db.New(f.pool)
 	type item = map[string]any
-	reads := make([]item, len(claimed))
-	jobOf := make(map[string]db.KeelJob, len(claimed))
-	for i, j := range claimed {
-		var args struct {
-			RunID      string `json:"run_id"`
-			Generation int64  `json:"generation"`
-		}
-		if err := json.Unmarshal(j.Args, &args); err != nil {
-			return err
-		}
-		reads[i] = item{"id": args.RunID, "generation": args.Generation}
-		jobOf[args.RunID] = j
-	}
-	runs, err := q.ReadPendingRuns(ctx, mustJSON(reads))
-	if err != nil {
-		return err
-	}
-	if len(runs) != len(claimed) {
-		return fmt.Errorf("read %d of %d runs", len(runs), len(claimed))
-	}
 	for seq := 1; seq <= 3; seq++ {
-		steps := make([]item, len(runs))
-		for i, r := range runs {
+		steps := make([]item, len(started))
+		for i, s := range started {
 			steps[i] = item{
-				"run_id": r.ID, "epoch": r.Epoch, "seq": seq, "name": "s" + strconv.Itoa(seq-1), "kind": "step",
+				"run_id": s.r.id, "epoch": s.epoch, "seq": seq, "name": "s" + strconv.Itoa(seq-1), "kind": "step",
 				"status": "completed", "output": 1, "attempts": 1, "started_at": time.Now(),
 			}
 		}
@@ -260,16 +240,15 @@ func (f *sagaFloor) round(ctx context.Context, claimed []db.KeelJob) error {
 		if err != nil {
 			return err
 		}
-		if len(rows) != len(runs) {
-			return fmt.Errorf("checkpointed %d of %d steps", len(rows), len(runs))
+		if len(rows) != len(started) {
+			return fmt.Errorf("checkpointed %d of %d steps", len(rows), len(started))
 		}
 	}
-	ends := make([]item, len(runs))
-	for i, r := range runs {
-		j := jobOf[r.ID]
-		ends[i] = item{"id": r.ID, "epoch": r.Epoch, "status": "succeeded", "output": 3, "job_id": j.ID, "job_attempt": j.Attempt}
+	ends := make([]item, len(started))
+	for i, s := range started {
+		ends[i] = item{"id": s.r.id, "epoch": s.epoch, "status": "succeeded", "output": 3, "job_id": s.job.ID, "job_attempt": s.job.Attempt}
 	}
-	_, err = q.CommitMany(ctx, db.CommitManyParams{Steps: []byte("[]"), Ends: mustJSON(ends), Channel: "keel_saga_done", Payload: "floor"})
+	_, err := q.CommitMany(ctx, db.CommitManyParams{Steps: []byte("[]"), Ends: mustJSON(ends), Channel: "keel_saga_done", Payload: "floor"})
 	return err
 }
 

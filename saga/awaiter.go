@@ -36,6 +36,10 @@ type awaiter struct {
 	stop     context.CancelFunc
 	done     chan struct{}
 	watchers map[string]map[chan *Run]struct{}
+	// live holds the runs executing here since this engine started them
+	// (see Engine.handOff): their end is delivered here as it commits, or,
+	// when the execution stops short of it, their Awaits are told to read.
+	live map[string]struct{}
 }
 
 func newAwaiter(pool *pgxpool.Pool, l *listener.Listener, logger *slog.Logger, self string) *awaiter {
@@ -44,16 +48,19 @@ func newAwaiter(pool *pgxpool.Pool, l *listener.Listener, logger *slog.Logger, s
 	}
 	return &awaiter{
 		pool: pool, listener: l, logger: logger, self: self, outage: outage.NewTracker("saga await", logger, nil),
-		watchers: map[string]map[chan *Run]struct{}{},
+		watchers: map[string]map[chan *Run]struct{}{}, live: map[string]struct{}{},
 	}
 }
 
 // watch returns a channel that receives the run once it finished, or nil
-// when it may have (the run is to be read again).
-func (a *awaiter) watch(runID string) chan *Run {
-	c := make(chan *Run, 1)
+// when it may have (the run is to be read again). live reports that the run
+// is executing here since its start: it has not ended, and the channel
+// hears of it when it does or when its execution stops short of it.
+func (a *awaiter) watch(runID string) (c chan *Run, live bool) {
+	c = make(chan *Run, 1)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	_, live = a.live[runID]
 	if a.watchers[runID] == nil {
 		a.watchers[runID] = map[chan *Run]struct{}{}
 	}
@@ -76,7 +83,27 @@ func (a *awaiter) watch(runID string) chan *Run {
 			wg.Wait()
 		}()
 	}
-	return c
+	return c, live
+}
+
+// setLive records that a run this engine started executes here from its
+// start.
+func (a *awaiter) setLive(runID string) {
+	a.mu.Lock()
+	a.live[runID] = struct{}{}
+	a.mu.Unlock()
+}
+
+// endLive records that the execution of a live run stopped: the Awaits of a
+// run it did not end (it parked, was fenced out, failed or the process
+// stops) read it again.
+func (a *awaiter) endLive(runID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.live[runID]; ok {
+		delete(a.live, runID)
+		sendAll(a.watchers[runID], nil)
+	}
 }
 
 func (a *awaiter) unwatch(runID string, c chan *Run) {
@@ -140,6 +167,7 @@ func (a *awaiter) deliver(runs []*Run) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range runs {
+		delete(a.live, r.ID)
 		sendAll(a.watchers[r.ID], r)
 	}
 }

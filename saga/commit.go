@@ -227,6 +227,9 @@ type runItem struct {
 	Input       json.RawMessage `json:"input"`
 	TimeoutUs   *int64          `json:"timeout_us,omitempty"`
 	JobMetadata json.RawMessage `json:"job_metadata"`
+	// Claim writes the job claimed by the engine's jobs client, which
+	// reserved a worker for it.
+	Claim bool `json:"claim,omitempty"`
 }
 
 // writeStarts starts a group of runs StartRun was given the engine's pool
@@ -254,13 +257,21 @@ var errRunExists = errors.New("keel saga: run exists; its first job was not inse
 // returns the job's metadata: the start's trace context, else what the hook
 // put in the operation's carrier. end closes the report.
 func (e *Engine) firstJob(ctx context.Context, req startReq, count int) (opCtx context.Context, meta json.RawMessage, end func(keeltype.Outcome), err error) {
+	return e.runJobInsert(ctx, req.p.Queue, req.trace, count)
+}
+
+// runJobInsert reports the insert of count run jobs of queue, written by a
+// statement of the engine's own, to the jobs' hook, as Client.Insert
+// reports its inserts, and returns the jobs' metadata: trace, else what the
+// hook put in the operation's carrier. end closes the report.
+func (e *Engine) runJobInsert(ctx context.Context, queue string, trace *carrier.Entries, count int) (opCtx context.Context, meta json.RawMessage, end func(keeltype.Outcome), err error) {
 	meta = json.RawMessage(`{}`)
-	if m := req.trace.Map(); m != nil {
+	if m := trace.Map(); m != nil {
 		if meta, err = json.Marshal(map[string]any{keeltype.CarrierKey: m}); err != nil {
 			return nil, nil, nil, err
 		}
 	}
-	op := keeltype.Operation{Kind: keeltype.OpJobInsert, Name: runJobKind, Queue: req.p.Queue, Count: count, Carrier: map[string]string{}}
+	op := keeltype.Operation{Kind: keeltype.OpJobInsert, Name: runJobKind, Queue: queue, Count: count, Carrier: map[string]string{}}
 	opCtx, end = e.jobsHook.Start(ctx, op)
 	return opCtx, carrier.Clean(op.Carrier).Metadata(meta), end, nil
 }
@@ -268,18 +279,33 @@ func (e *Engine) firstJob(ctx context.Context, req startReq, count int) (opCtx c
 // startAlone starts one run and inserts its first job in one statement
 // (StartRunWithJob), the plainer statement for one. The job is written as
 // the jobs client writes it: its insert is reported to the jobs' hook,
-// whose trace context it stores when the start has none, and it sends the
-// jobs' insert notification, debounced.
+// whose trace context it stores when the start has none. With a worker of
+// the run's queue free here, the job is written claimed and runs here at
+// once (see handOff); else the statement sends the jobs' insert
+// notification, debounced.
 func (e *Engine) startAlone(ctx context.Context, req startReq) (*Run, error) {
 	opCtx, meta, end, err := e.firstJob(ctx, req, 1)
 	if err != nil {
 		return nil, err
 	}
+	reserved, runClaimed := e.jobs.ReserveWorkers(req.p.Queue, 1)
+	var owner *string
+	if reserved > 0 {
+		owner = ptr(e.jobs.ID())
+	}
+	sent := time.Now()
 	row, err := db.New(e.pool).StartRunWithJob(opCtx, db.StartRunWithJobParams{
 		ID: req.p.ID, Workflow: req.p.Workflow, Version: req.p.Version, Queue: req.p.Queue, Input: req.p.Input,
-		TimeoutUs: req.p.TimeoutUs, JobKind: runJobKind, JobMetadata: meta,
-		JobMaxAttempts: firstJobAttempts, Channel: notify.JobsChannel, Notify: e.inserted.Claim(notify.JobsChannel, req.p.Queue),
+		TimeoutUs: req.p.TimeoutUs, Owner: owner, JobKind: runJobKind, JobMetadata: meta, JobMaxAttempts: firstJobAttempts,
+		Channel: notify.JobsChannel, Notify: reserved == 0 && e.inserted.Claim(notify.JobsChannel, req.p.Queue),
 	})
+	at := sent.Add(time.Since(sent) / 2)
+	var started *db.KeelSagaRun
+	var claimed []db.KeelJob
+	if err == nil {
+		started, claimed, err = e.decodeStarted(db.StartRunsWithJobsRow(row), claimed, at)
+	}
+	runClaimed(ctx, claimed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		end(keeltype.Outcome{Err: errRunExists})
 		run, callErr, err := e.existingRun(ctx, e.pool, req.p)
@@ -289,8 +315,30 @@ func (e *Engine) startAlone(ctx context.Context, req startReq) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keel saga: start %s: %w", req.p.Workflow, err)
 	}
-	run := db.KeelSagaRun(row)
-	return runFromDB(&run), nil
+	return runFromDB(started), nil
+}
+
+// decodeStarted reads a run a start statement inserted and, when its first
+// job was written claimed by the engine's jobs client, appends the job to
+// claimed and hands the run to the job's execution, taken at at.
+func (e *Engine) decodeStarted(row db.StartRunsWithJobsRow, claimed []db.KeelJob, at time.Time) (*db.KeelSagaRun, []db.KeelJob, error) {
+	var run db.KeelSagaRun
+	if err := json.Unmarshal(row.Run, &run); err != nil {
+		return nil, claimed, fmt.Errorf("reading a started run: %w", err)
+	}
+	if row.ClaimedJob == nil {
+		return &run, claimed, nil
+	}
+	var job db.KeelJob
+	if err := json.Unmarshal(row.ClaimedJob, &job); err != nil {
+		return nil, claimed, fmt.Errorf("reading a started run's claimed job: %w", err)
+	}
+	e.handOff(job.ID, takenRun{row: db.ClaimRunRow{
+		ID: run.ID, Workflow: run.Workflow, Version: run.Version, Queue: run.Queue, Input: run.Input,
+		ParentID: run.ParentID, Epoch: run.Epoch, Deadline: run.Deadline, CancelRequestedAt: run.CancelRequestedAt,
+		History: json.RawMessage("[]"), DbNow: run.CreatedAt,
+	}, at: at})
+	return &run, append(claimed, job), nil
 }
 
 func (e *Engine) tryStarts(ctx context.Context, batch []*call[startReq, *Run]) error {
@@ -305,7 +353,6 @@ func (e *Engine) tryStarts(ctx context.Context, batch []*call[startReq, *Run]) e
 	}
 	items := make([]runItem, len(batch))
 	ends := make([]func(keeltype.Outcome), len(batch))
-	notifyQueues := false
 	for i, c := range batch {
 		p := c.req.p
 		_, meta, end, err := e.firstJob(ctx, c.req, 1)
@@ -317,27 +364,37 @@ func (e *Engine) tryStarts(ctx context.Context, batch []*call[startReq, *Run]) e
 		}
 		ends[i] = end
 		items[i] = runItem{ID: p.ID, Workflow: p.Workflow, Version: p.Version, Queue: p.Queue, Input: p.Input, TimeoutUs: p.TimeoutUs, JobMetadata: meta}
-		if i == 0 || p.Queue != batch[i-1].req.p.Queue {
-			notifyQueues = e.inserted.Claim(notify.JobsChannel, p.Queue) || notifyQueues
-		}
 	}
+	lanes, notifyQueues := e.reserveFirstJobs(items)
 	encoded, err := json.Marshal(items)
 	var rows []db.StartRunsWithJobsRow
+	sent := time.Now()
 	if err == nil {
 		rows, err = db.New(e.pool).StartRunsWithJobs(ctx, db.StartRunsWithJobsParams{
-			Runs: encoded, JobKind: runJobKind, JobMaxAttempts: firstJobAttempts, Channel: notify.JobsChannel, Notify: notifyQueues,
+			Owner: ptr(e.jobs.ID()), Runs: encoded, JobKind: runJobKind, JobMaxAttempts: firstJobAttempts,
+			Channel: notify.JobsChannel, Notify: notifyQueues,
 		})
+	}
+	at := sent.Add(time.Since(sent) / 2)
+	inserted := make(map[string]*db.KeelSagaRun, len(rows))
+	for i := 0; err == nil && i < len(rows); i++ {
+		var run *db.KeelSagaRun
+		var claimed []db.KeelJob
+		if run, claimed, err = e.decodeStarted(rows[i], nil, at); err == nil {
+			inserted[run.ID] = run
+			if len(claimed) > 0 {
+				lanes[run.Queue].claimed = append(lanes[run.Queue].claimed, claimed...)
+			}
+		}
+	}
+	for _, l := range lanes {
+		l.run(ctx, l.claimed)
 	}
 	if err != nil {
 		for _, end := range ends {
 			end(keeltype.Outcome{Err: err})
 		}
 		return fmt.Errorf("keel saga: starting %d runs: %w", len(batch), err)
-	}
-	inserted := make(map[string]*db.KeelSagaRun, len(rows))
-	for i := range rows {
-		row := db.KeelSagaRun(rows[i])
-		inserted[row.ID] = &row
 	}
 	for i, c := range batch {
 		c.res, c.err = nil, nil
@@ -352,4 +409,46 @@ func (e *Engine) tryStarts(ctx context.Context, batch []*call[startReq, *Run]) e
 		c.res, c.err = run, errors.Join(callErr, err)
 	}
 	return nil
+}
+
+// lane is what a group of starts reserved of one queue's workers here.
+type lane struct {
+	run     func(context.Context, []db.KeelJob)
+	claimed []db.KeelJob
+}
+
+// reserveFirstJobs reserves, queue by queue, a worker of the engine's jobs
+// client for as many of items' first jobs as it has free, and marks those
+// items to be written claimed. It returns the reservations by queue and
+// whether the statement is to notify: when a job is left for the fetchers
+// and the debouncer lets the notification through.
+func (e *Engine) reserveFirstJobs(items []runItem) (map[string]*lane, bool) {
+	wanted := map[string]int{}
+	seen := make(map[string]bool, len(items))
+	for _, it := range items {
+		if !seen[it.ID] {
+			seen[it.ID] = true
+			wanted[it.Queue]++
+		}
+	}
+	lanes := make(map[string]*lane, len(wanted))
+	left := make(map[string]int, len(wanted))
+	notifyQueues := false
+	for queue, n := range wanted {
+		reserved, run := e.jobs.ReserveWorkers(queue, n)
+		lanes[queue] = &lane{run: run}
+		left[queue] = reserved
+		if reserved < n {
+			notifyQueues = e.inserted.Claim(notify.JobsChannel, queue) || notifyQueues
+		}
+	}
+	clear(seen)
+	for i := range items {
+		if it := &items[i]; !seen[it.ID] && left[it.Queue] > 0 {
+			seen[it.ID] = true
+			left[it.Queue]--
+			it.Claim = true
+		}
+	}
+	return lanes, notifyQueues
 }

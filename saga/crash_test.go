@@ -85,6 +85,14 @@ func TestHelperSagaProcess(t *testing.T) {
 	switch os.Getenv(helperWorkflowEnv) {
 	case "five":
 		fiveSteps(reg, pool, true)
+	case "five-started-here":
+		// The run is started through the started engine's pool, so its
+		// first job is written claimed by this process.
+		fiveSteps(reg, pool, true)
+		e := newEngine(t, pool, reg, true)
+		start(t, e, pool, "five", ">", &saga.StartOpts{RunID: handoffCrashRunID})
+		time.Sleep(time.Minute) // killed long before
+		return
 	case "booking":
 		booking(reg, pool, true)
 	default:
@@ -120,6 +128,15 @@ func TestKilledExecutorRunFinishesElsewhere(t *testing.T) {
 
 	newEngine(t, pool, reg, true)
 	done := await(t, starter, run.ID)
+	checkRescuedFiveSteps(t, pool, done, count)
+}
+
+// checkRescuedFiveSteps checks a run of fiveSteps whose executor was killed
+// in step 4 and that another process finished: step 4 ran twice, every
+// other step once, the transactional step's effect once, and the run was
+// taken twice.
+func checkRescuedFiveSteps(t *testing.T, pool *pgxpool.Pool, done *saga.Run, count func(step string) int) {
+	t.Helper()
 	out, err := saga.Result[string](done)
 	if err != nil || out != ">s1s2s3s4s5" {
 		t.Fatalf("result %q, %v (run %+v)", out, err, done)
@@ -130,7 +147,7 @@ func TestKilledExecutorRunFinishesElsewhere(t *testing.T) {
 		}
 	}
 	var effects int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM test_effects").Scan(&effects); err != nil {
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM test_effects").Scan(&effects); err != nil {
 		t.Fatal(err)
 	}
 	if effects != 1 {

@@ -72,6 +72,17 @@
 // notification. Under load a run costs a share of a commit per step rather
 // than one.
 //
+// A run started on the engine's own pool by a started engine with a worker
+// of the run's queue free starts executing here at once: its first job is
+// written already claimed by the engine's jobs client, in the start's own
+// statement, so it needs no notification, no claim and no read, and an
+// Await of it in this engine reads nothing until its execution stops. A
+// [Engine.Signal] on the engine's pool that wakes a run of the engine's
+// queue writes its job the same way. With no worker free, the queue
+// paused, or the start made in a transaction of the caller's, the job is
+// written available, for any process to claim. A process that dies with a
+// run so taken loses nothing: the job is rescued like any claimed one.
+//
 // A step whose process dies before its checkpoint runs again: steps run at
 // least once. [TxStep] gives a step a pgx.Tx; its writes and its checkpoint
 // commit together, so its effect happens exactly once.

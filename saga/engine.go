@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,11 @@ type Engine struct {
 	starts  group[startReq, *Run]
 	// runReads are Await's reads.
 	runReads group[string, *Run]
+	// handed holds, by job id, the runs this engine started with their
+	// first job claimed by its own jobs client, until that job's execution
+	// takes them (see handOff).
+	handedMu sync.Mutex
+	handed   map[int64]takenRun
 	// closed is set by Stop: the engine writes nothing more.
 	closed atomic.Bool
 }
@@ -71,7 +77,7 @@ func NewEngine(pool *pgxpool.Pool, registry *Registry, cfg Config) (*Engine, err
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{pool: pool, registry: registry, cfg: cfg}
+	e := &Engine{pool: pool, registry: registry, cfg: cfg, handed: map[int64]takenRun{}}
 	err = jobs.AddWorkerSafely(cfg.Jobs.Workers, func(ctx context.Context, job *jobs.Job[runJob]) error {
 		return e.execute(ctx, job)
 	}, &jobs.WorkerOpts{Timeout: -1, CompletesJob: true})
@@ -322,35 +328,76 @@ func (e *Engine) Signal(ctx context.Context, tx keeltype.DBTX, runID, name strin
 	if err != nil {
 		return err
 	}
-	return atomically(ctx, tx, func(tx keeltype.DBTX) error { return e.signal(ctx, tx, runID, name, encoded, idempotencyKey) })
+	p, here := tx.(*pgxpool.Pool)
+	return e.signal(ctx, tx, here && p == e.pool, runID, name, encoded, idempotencyKey)
 }
 
-func (e *Engine) signal(ctx context.Context, tx keeltype.DBTX, runID, name string, encoded json.RawMessage, idempotencyKey string) error {
+// signalNotStored says why SignalRunWithJob stored nothing: the run is missing or
+// final, else the idempotency key was used and the signal is there.
+func (e *Engine) signalNotStored(ctx context.Context, tx keeltype.DBTX, runID string) error {
+	run, err := db.New(tx).GetRun(ctx, runID)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("%w: %s", ErrRunNotFound, runID)
+	case err != nil:
+		return fmt.Errorf("keel saga: signal %s: %w", runID, err)
+	case Status(run.Status).Final():
+		return fmt.Errorf("%w: run %s is %s", ErrRunFinished, runID, run.Status)
+	}
+	return nil
+}
+
+// errNotWoken ends the report of a signal's job insert when the run was
+// not waiting, so no job was inserted.
+var errNotWoken = errors.New("keel saga: run not waiting; no job inserted")
+
+// signal stores the signal and, when the run waits, wakes it and inserts
+// the job of its new generation, in one statement (SignalRunWithJob) on tx.
+// Sent on the engine's own pool (here), with a worker of the engine's queue
+// free in this process, the job is written claimed and runs here at once.
+func (e *Engine) signal(ctx context.Context, tx keeltype.DBTX, here bool, runID, name string, encoded json.RawMessage, idempotencyKey string) error {
 	var key *string
 	if idempotencyKey != "" {
 		key = &idempotencyKey
 	}
-	q := db.New(tx)
-	row, err := q.SignalRun(ctx, db.SignalRunParams{RunID: runID, Name: name, Value: encoded, IdempotencyKey: key})
-	if errors.Is(err, pgx.ErrNoRows) {
-		run, getErr := q.GetRun(ctx, runID)
-		switch {
-		case errors.Is(getErr, pgx.ErrNoRows):
-			return fmt.Errorf("%w: %s", ErrRunNotFound, runID)
-		case getErr != nil:
-			return fmt.Errorf("keel saga: signal %s: %w", runID, getErr)
-		case Status(run.Status).Final():
-			return fmt.Errorf("%w: run %s is %s", ErrRunFinished, runID, run.Status)
-		}
-		return nil // the idempotency key was used: the signal is there
-	}
+	opCtx, meta, end, err := e.runJobInsert(ctx, e.cfg.Queue, nil, 1)
 	if err != nil {
+		return err
+	}
+	reserved, runClaimed := 0, func(context.Context, []db.KeelJob) {}
+	if here {
+		reserved, runClaimed = e.jobs.ReserveWorkers(e.cfg.Queue, 1)
+	}
+	var owner *string
+	if reserved > 0 {
+		owner = ptr(e.jobs.ID())
+	}
+	row, err := db.New(tx).SignalRunWithJob(opCtx, db.SignalRunWithJobParams{
+		RunID: runID, Name: name, Value: encoded, IdempotencyKey: key, Owner: owner, ClaimQueue: e.cfg.Queue,
+		JobKind: runJobKind, JobMetadata: meta, JobMaxAttempts: firstJobAttempts,
+		Channel: notify.JobsChannel, Notify: reserved == 0 && e.inserted.Claim(notify.JobsChannel, e.cfg.Queue),
+	})
+	var claimed []db.KeelJob
+	if err == nil && row.ClaimedJob != nil {
+		var job db.KeelJob
+		if err = json.Unmarshal(row.ClaimedJob, &job); err == nil {
+			claimed = append(claimed, job)
+		}
+	}
+	runClaimed(ctx, claimed)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		end(keeltype.Outcome{Err: errNotWoken})
+		return e.signalNotStored(ctx, tx, runID)
+	case err != nil:
+		end(keeltype.Outcome{Err: err})
 		return fmt.Errorf("keel saga: signal %s: %w", runID, err)
+	case row.Generation == 0:
+		end(keeltype.Outcome{Err: errNotWoken})
+	default:
+		end(keeltype.Outcome{})
 	}
-	if row.Generation == 0 {
-		return nil // not waiting: it takes the signal when it waits
-	}
-	return e.enqueue(ctx, tx, runID, row.Generation, row.Queue, time.Time{})
+	return nil
 }
 
 // wake makes a waiting run run: it re-checks what it waits for.

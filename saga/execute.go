@@ -23,7 +23,10 @@ import (
 // the run.
 func (e *Engine) execute(ctx context.Context, job *jobs.Job[runJob]) error {
 	q := db.New(e.pool)
-	taken, err := e.takeRun(ctx, job)
+	taken, handed, err := e.takeRun(ctx, job)
+	if handed {
+		defer e.awaiter.endLive(job.Args.RunID)
+	}
 	run, clockAt := taken.row, taken.at
 	if errors.Is(err, pgx.ErrNoRows) {
 		// A stale job: the run parked, woke or ended since it was queued.
@@ -72,24 +75,44 @@ func (e *Engine) completeStale(ctx context.Context, job *jobs.Job[runJob]) error
 	return nil
 }
 
+// handOff gives the execution of the first job of a run this engine
+// started, written claimed by its jobs client, the run as the start
+// statement returned it, with no history yet: the execution takes it
+// without a read, as the first attempt of a pending run's job does.
+// The run is live for Await from then until that execution stops.
+func (e *Engine) handOff(jobID int64, run takenRun) {
+	e.awaiter.setLive(run.row.ID)
+	e.handedMu.Lock()
+	e.handed[jobID] = run
+	e.handedMu.Unlock()
+}
+
 // takeRun takes the run of job's generation and reads its history, in one
-// round trip. The first attempt of a pending run's job only reads; any
-// other execution bumps the run's epoch, fencing out earlier executors.
-func (e *Engine) takeRun(ctx context.Context, job *jobs.Job[runJob]) (takenRun, error) {
+// round trip. A run handed off by its start is taken as handed. The first
+// attempt of a pending run's job only reads; any other execution bumps the
+// run's epoch, fencing out earlier executors.
+func (e *Engine) takeRun(ctx context.Context, job *jobs.Job[runJob]) (run takenRun, handed bool, err error) {
+	e.handedMu.Lock()
+	run, handed = e.handed[job.ID]
+	delete(e.handed, job.ID)
+	e.handedMu.Unlock()
+	if handed {
+		return run, true, nil
+	}
 	if job.Attempt == 1 {
 		run, err := e.reads.do(ctx, readReq{RunID: job.Args.RunID, Generation: job.Args.Generation})
 		if err == nil {
-			return run, nil
+			return run, false, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return takenRun{}, err
+			return takenRun{}, false, err
 		}
 	}
 	sent := time.Now()
 	row, err := db.New(e.pool).ClaimRun(ctx, db.ClaimRunParams{ID: job.Args.RunID, Generation: job.Args.Generation, Owner: ptr(e.jobs.ID())})
 	// The claim read the database's clock somewhere in its round trip; its
 	// middle is the best guess of when, for the execution's clock.
-	return takenRun{row: row, at: sent.Add(time.Since(sent) / 2)}, err
+	return takenRun{row: row, at: sent.Add(time.Since(sent) / 2)}, false, err
 }
 
 func (ex *execution) execute() error {

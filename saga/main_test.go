@@ -53,7 +53,13 @@ func testConfig() saga.Config {
 // test ends.
 func newEngine(t testing.TB, pool *pgxpool.Pool, reg *saga.Registry, start bool) *saga.Engine {
 	t.Helper()
-	e, err := saga.NewEngine(pool, reg, testConfig())
+	return newEngineWith(t, pool, reg, testConfig(), start)
+}
+
+// newEngineWith is newEngine with cfg.
+func newEngineWith(t testing.TB, pool *pgxpool.Pool, reg *saga.Registry, cfg saga.Config, start bool) *saga.Engine {
+	t.Helper()
+	e, err := saga.NewEngine(pool, reg, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

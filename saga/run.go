@@ -293,17 +293,25 @@ func (e *Engine) readRuns(ctx context.Context, batch []*call[string, *Run]) {
 // Await waits until the run is final and returns it; use Result or Run.Err
 // for its outcome. A run that ends in this process is handed over as it
 // commits; one that ends elsewhere wakes Await by a notification, and Await
-// reads the run every Config.AwaitPollInterval besides. Through a database
+// reads the run every Config.AwaitPollInterval besides. A run this engine
+// started and is still executing from its start is not read until its
+// execution stops. Through a database
 // outage it keeps trying, with a capped backoff; it returns ctx's error when
 // ctx ends first, and any other error at once.
 func (e *Engine) Await(ctx context.Context, runID string) (*Run, error) {
-	w := e.awaiter.watch(runID)
+	w, live := e.awaiter.watch(runID)
 	defer e.awaiter.unwatch(runID, w)
 	var backoff outage.Backoff
 	for {
 		wait := e.cfg.AwaitPollInterval
-		run, err := e.awaitRead(ctx, runID)
+		var run *Run
+		var err error
+		if !live {
+			run, err = e.awaitRead(ctx, runID)
+		}
+		live = false
 		switch {
+		case run == nil && err == nil: // executing here: nothing to read yet
 		case err == nil:
 			e.awaiter.outage.Succeeded()
 			backoff.Reset()

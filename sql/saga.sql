@@ -12,38 +12,56 @@ RETURNING *;
 -- InsertRun and the insert of the run's first job in one statement, so a
 -- lone start is one round trip and one commit: the job is the one
 -- jobs.Client.Insert would write (kind, metadata and attempts as given, the
--- run's queue, args {"run_id", "generation"} of the new run). notify sends
--- the jobs' insert notification for the queue with it (the WHERE names
--- notified, without which it would not run). A run id already taken inserts
--- nothing and returns no row.
+-- run's queue, args {"run_id", "generation"} of the new run). With owner,
+-- a jobs client that reserved a worker for it, the job is written claimed
+-- by that client (running, attempt 1, as ClaimJobs would leave it) unless
+-- its queue is paused, and comes back as claimed_job, to run at once
+-- without a claim. notify sends the jobs' insert notification for the
+-- queue of a job left available (the WHERE names notified, without which
+-- it would not run). The run comes back as JSON (output and error, NULL at
+-- a start, left out). A run id already taken inserts nothing and returns
+-- no row.
 WITH run AS (
     INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
     VALUES (@id, @workflow, @version, @queue, @input,
         now() + sqlc.narg('timeout_us')::bigint * interval '1 microsecond')
     ON CONFLICT (id) DO NOTHING
     RETURNING *
+), claim AS MATERIALIZED (
+    SELECT sqlc.narg('owner')::text IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM keel.job_queues q WHERE q.name = @queue AND q.paused_at IS NOT NULL) AS claimed
 ), job AS (
-    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts)
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts, state, attempt, attempted_at, heartbeat_at, owner)
     SELECT @job_kind::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
-           @job_metadata::jsonb, @job_max_attempts::int
-    FROM run
+           @job_metadata::jsonb, @job_max_attempts::int,
+           (CASE WHEN claim.claimed THEN 'running' ELSE 'available' END)::keel.job_state,
+           CASE WHEN claim.claimed THEN 1 ELSE 0 END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN sqlc.narg('owner')::text END
+    FROM run CROSS JOIN claim
+    RETURNING *
 ), notified AS (
-    SELECT pg_notify(@channel::text, run.queue) FROM run WHERE @notify::boolean
+    SELECT pg_notify(@channel::text, job.queue) FROM job WHERE @notify::boolean AND job.state = 'available'
 )
-SELECT run.* FROM run
+SELECT (to_jsonb(run) - 'output' - 'error')::jsonb AS run,
+    (SELECT to_jsonb(job) - 'output' FROM job WHERE job.state = 'running')::jsonb AS claimed_job
+FROM run
 WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: StartRunsWithJobs :many
 -- StartRunWithJob for many runs at once, in one statement: runs is a JSON
 -- array of {"id", "workflow", "version", "queue", "input", "timeout_us",
--- "job_metadata"}. Each new run gets its first job, written as
--- StartRunWithJob writes it with the item's job_metadata; with notify, the
--- jobs' insert notification goes out for each queue that got one. Of the
--- items of one id only the first is written; an id already taken inserts
--- nothing. Returns the runs it inserted.
+-- "job_metadata", "claim"}. Each new run gets its first job, written as
+-- StartRunWithJob writes it with the item's job_metadata, claimed by owner
+-- when the item says claim; with notify, the jobs' insert notification
+-- goes out for each queue that got an available one. Of the items of one
+-- id only the first is written; an id already taken inserts nothing.
+-- Returns the runs it inserted, as StartRunWithJob does.
 WITH input AS (
     SELECT e->>'id' AS id, e->>'workflow' AS workflow, (e->>'version')::int AS version, e->>'queue' AS queue,
         e->'input' AS input, (e->>'timeout_us')::bigint AS timeout_us, e->'job_metadata' AS job_metadata,
+        (e->'claim' = 'true') IS TRUE AND sqlc.narg('owner')::text IS NOT NULL AS claim,
         row_number() OVER (PARTITION BY e->>'id' ORDER BY a.n) = 1 AS first
     FROM jsonb_array_elements(@runs::jsonb) WITH ORDINALITY AS a(e, n)
 ), run AS (
@@ -53,15 +71,28 @@ WITH input AS (
     FROM input WHERE input.first
     ON CONFLICT (id) DO NOTHING
     RETURNING *
-), job AS (
-    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts)
-    SELECT @job_kind::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
-           input.job_metadata, @job_max_attempts::int
+), claim AS MATERIALIZED (
+    SELECT run.id, run.queue, run.generation, input.job_metadata,
+        input.claim AND (SELECT q.paused_at FROM keel.job_queues q WHERE q.name = run.queue) IS NULL AS claimed
     FROM run JOIN input ON input.id = run.id AND input.first
+), job AS (
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts, state, attempt, attempted_at, heartbeat_at, owner)
+    SELECT @job_kind::text, claim.queue, jsonb_build_object('run_id', claim.id, 'generation', claim.generation),
+           claim.job_metadata, @job_max_attempts::int,
+           (CASE WHEN claim.claimed THEN 'running' ELSE 'available' END)::keel.job_state,
+           CASE WHEN claim.claimed THEN 1 ELSE 0 END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN sqlc.narg('owner')::text END
+    FROM claim
+    RETURNING *
 ), notified AS (
-    SELECT pg_notify(@channel::text, q.queue) FROM (SELECT DISTINCT run.queue FROM run) AS q WHERE @notify::boolean
+    SELECT pg_notify(@channel::text, q.queue)
+    FROM (SELECT DISTINCT job.queue FROM job WHERE job.state = 'available') AS q WHERE @notify::boolean
 )
-SELECT run.* FROM run
+SELECT (to_jsonb(run) - 'output' - 'error')::jsonb AS run,
+    (CASE WHEN job.state = 'running' THEN to_jsonb(job) - 'output' END)::jsonb AS claimed_job
+FROM run JOIN job ON job.args->>'run_id' = run.id
 WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: GetRun :one
@@ -366,14 +397,20 @@ FROM target
 WHERE r.id = target.id AND target.status = 'waiting'
 RETURNING r.generation, r.queue;
 
--- name: SignalRun :one
+-- name: SignalRunWithJob :one
 -- Stores a signal for a run that is not final and, in the same statement,
--- wakes the run when it waits (generation and queue are
--- then set; the caller inserts the job of the new generation). The run's
--- row is locked first, as a parking run's decision locks it, so the park
--- sees either the signal or the wake-up; generation is 0 when the run was
--- not waiting. No row: the run is missing or final, or the idempotency key
--- was used.
+-- wakes the run when it waits and inserts the job of its new generation,
+-- so a signal is one statement (and, on the engine's own pool, one round
+-- trip and one commit). The run's row is locked first, as a parking run's
+-- decision locks it, so the park sees either the signal or the wake-up.
+-- generation is 0 when the run was not waiting. No row: the run is missing
+-- or final, or the idempotency key was used. The job is the one
+-- jobs.Client.Insert would write (kind, metadata and attempts as given). With owner, a jobs client that
+-- reserved a worker of claim_queue, the job of a run woken in that queue
+-- is written claimed by that client unless the queue is paused, as
+-- StartRunWithJob writes it, and comes back as claimed_job. The jobs'
+-- insert notification goes out for a job left available: with notify, or
+-- always for a queue other than claim_queue.
 WITH target AS (
     SELECT r.id, r.status FROM keel.saga_runs r
     WHERE r.id = @run_id AND r.status NOT IN ('succeeded', 'failed', 'cancelled')
@@ -392,10 +429,30 @@ WITH target AS (
         updated_at = now()
     FROM target, sig
     WHERE r.id = target.id AND target.status = 'waiting'
-    RETURNING r.generation, r.queue
+    RETURNING r.id, r.generation, r.queue
+), claim AS MATERIALIZED (
+    SELECT sqlc.narg('owner')::text IS NOT NULL AND woken.queue = @claim_queue::text
+        AND (SELECT q.paused_at FROM keel.job_queues q WHERE q.name = woken.queue) IS NULL AS claimed
+    FROM woken
+), job AS (
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts, state, attempt, attempted_at, heartbeat_at, owner)
+    SELECT @job_kind::text, woken.queue, jsonb_build_object('run_id', woken.id, 'generation', woken.generation),
+           @job_metadata::jsonb, @job_max_attempts::int,
+           (CASE WHEN claim.claimed THEN 'running' ELSE 'available' END)::keel.job_state,
+           CASE WHEN claim.claimed THEN 1 ELSE 0 END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN sqlc.narg('owner')::text END
+    FROM woken CROSS JOIN claim
+    RETURNING *
+), notified AS (
+    SELECT pg_notify(@channel::text, job.queue) FROM job
+    WHERE job.state = 'available' AND (@notify::boolean OR job.queue <> @claim_queue::text)
 )
-SELECT sig.id, COALESCE(woken.generation, 0)::bigint AS generation, COALESCE(woken.queue, '')::text AS queue
-FROM sig LEFT JOIN woken ON true;
+SELECT sig.id, COALESCE(woken.generation, 0)::bigint AS generation,
+    (SELECT to_jsonb(job) - 'output' FROM job WHERE job.state = 'running')::jsonb AS claimed_job
+FROM sig LEFT JOIN woken ON true
+WHERE (SELECT count(*) FROM notified) >= 0;
 
 -- name: SetCompensating :execrows
 UPDATE keel.saga_runs SET status = 'compensating', updated_at = now()

@@ -1128,7 +1128,7 @@ func (q *Queries) SetCompensating(ctx context.Context, arg SetCompensatingParams
 	return result.RowsAffected(), nil
 }
 
-const signalRun = `-- name: SignalRun :one
+const signalRunWithJob = `-- name: SignalRunWithJob :one
 WITH target AS (
     SELECT r.id, r.status FROM keel.saga_runs r
     WHERE r.id = $1 AND r.status NOT IN ('succeeded', 'failed', 'cancelled')
@@ -1147,41 +1147,81 @@ WITH target AS (
         updated_at = now()
     FROM target, sig
     WHERE r.id = target.id AND target.status = 'waiting'
-    RETURNING r.generation, r.queue
+    RETURNING r.id, r.generation, r.queue
+), claim AS MATERIALIZED (
+    SELECT $5::text IS NOT NULL AND woken.queue = $6::text
+        AND (SELECT q.paused_at FROM keel.job_queues q WHERE q.name = woken.queue) IS NULL AS claimed
+    FROM woken
+), job AS (
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts, state, attempt, attempted_at, heartbeat_at, owner)
+    SELECT $7::text, woken.queue, jsonb_build_object('run_id', woken.id, 'generation', woken.generation),
+           $8::jsonb, $9::int,
+           (CASE WHEN claim.claimed THEN 'running' ELSE 'available' END)::keel.job_state,
+           CASE WHEN claim.claimed THEN 1 ELSE 0 END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN $5::text END
+    FROM woken CROSS JOIN claim
+    RETURNING id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, timeout_ms, run_at, created_at, attempted_at, finalized_at, heartbeat_at, owner, cancel_requested_at, errors, progress, output, unique_key, depends_on, run_when, workflow, task
+), notified AS (
+    SELECT pg_notify($10::text, job.queue) FROM job
+    WHERE job.state = 'available' AND ($11::boolean OR job.queue <> $6::text)
 )
-SELECT sig.id, COALESCE(woken.generation, 0)::bigint AS generation, COALESCE(woken.queue, '')::text AS queue
+SELECT sig.id, COALESCE(woken.generation, 0)::bigint AS generation,
+    (SELECT to_jsonb(job) - 'output' FROM job WHERE job.state = 'running')::jsonb AS claimed_job
 FROM sig LEFT JOIN woken ON true
+WHERE (SELECT count(*) FROM notified) >= 0
 `
 
-type SignalRunParams struct {
+type SignalRunWithJobParams struct {
 	RunID          string          `json:"run_id"`
 	Name           string          `json:"name"`
 	Value          json.RawMessage `json:"value"`
 	IdempotencyKey *string         `json:"idempotency_key"`
+	Owner          *string         `json:"owner"`
+	ClaimQueue     string          `json:"claim_queue"`
+	JobKind        string          `json:"job_kind"`
+	JobMetadata    json.RawMessage `json:"job_metadata"`
+	JobMaxAttempts int32           `json:"job_max_attempts"`
+	Channel        string          `json:"channel"`
+	Notify         bool            `json:"notify"`
 }
 
-type SignalRunRow struct {
-	ID         int64  `json:"id"`
-	Generation int64  `json:"generation"`
-	Queue      string `json:"queue"`
+type SignalRunWithJobRow struct {
+	ID         int64           `json:"id"`
+	Generation int64           `json:"generation"`
+	ClaimedJob json.RawMessage `json:"claimed_job"`
 }
 
 // Stores a signal for a run that is not final and, in the same statement,
-// wakes the run when it waits (generation and queue are
-// then set; the caller inserts the job of the new generation). The run's
-// row is locked first, as a parking run's decision locks it, so the park
-// sees either the signal or the wake-up; generation is 0 when the run was
-// not waiting. No row: the run is missing or final, or the idempotency key
-// was used.
-func (q *Queries) SignalRun(ctx context.Context, arg SignalRunParams) (SignalRunRow, error) {
-	row := q.db.QueryRow(ctx, signalRun,
+// wakes the run when it waits and inserts the job of its new generation,
+// so a signal is one statement (and, on the engine's own pool, one round
+// trip and one commit). The run's row is locked first, as a parking run's
+// decision locks it, so the park sees either the signal or the wake-up.
+// generation is 0 when the run was not waiting. No row: the run is missing
+// or final, or the idempotency key was used. The job is the one
+// jobs.Client.Insert would write (kind, metadata and attempts as given). With owner, a jobs client that
+// reserved a worker of claim_queue, the job of a run woken in that queue
+// is written claimed by that client unless the queue is paused, as
+// StartRunWithJob writes it, and comes back as claimed_job. The jobs'
+// insert notification goes out for a job left available: with notify, or
+// always for a queue other than claim_queue.
+func (q *Queries) SignalRunWithJob(ctx context.Context, arg SignalRunWithJobParams) (SignalRunWithJobRow, error) {
+	row := q.db.QueryRow(ctx, signalRunWithJob,
 		arg.RunID,
 		arg.Name,
 		arg.Value,
 		arg.IdempotencyKey,
+		arg.Owner,
+		arg.ClaimQueue,
+		arg.JobKind,
+		arg.JobMetadata,
+		arg.JobMaxAttempts,
+		arg.Channel,
+		arg.Notify,
 	)
-	var i SignalRunRow
-	err := row.Scan(&i.ID, &i.Generation, &i.Queue)
+	var i SignalRunWithJobRow
+	err := row.Scan(&i.ID, &i.Generation, &i.ClaimedJob)
 	return i, err
 }
 
@@ -1192,15 +1232,26 @@ WITH run AS (
         now() + $6::bigint * interval '1 microsecond')
     ON CONFLICT (id) DO NOTHING
     RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
+), claim AS MATERIALIZED (
+    SELECT $7::text IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM keel.job_queues q WHERE q.name = $4 AND q.paused_at IS NOT NULL) AS claimed
 ), job AS (
-    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts)
-    SELECT $7::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
-           $8::jsonb, $9::int
-    FROM run
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts, state, attempt, attempted_at, heartbeat_at, owner)
+    SELECT $8::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
+           $9::jsonb, $10::int,
+           (CASE WHEN claim.claimed THEN 'running' ELSE 'available' END)::keel.job_state,
+           CASE WHEN claim.claimed THEN 1 ELSE 0 END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN $7::text END
+    FROM run CROSS JOIN claim
+    RETURNING id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, timeout_ms, run_at, created_at, attempted_at, finalized_at, heartbeat_at, owner, cancel_requested_at, errors, progress, output, unique_key, depends_on, run_when, workflow, task
 ), notified AS (
-    SELECT pg_notify($10::text, run.queue) FROM run WHERE $11::boolean
+    SELECT pg_notify($11::text, job.queue) FROM job WHERE $12::boolean AND job.state = 'available'
 )
-SELECT run.id, run.workflow, run.version, run.status, run.queue, run.input, run.output, run.error, run.last_error, run.parent_id, run.parent_seq, run.forked_from, run.forked_at_seq, run.epoch, run.generation, run.owner, run.resumes, run.wake_at, run.wait_reason, run.cancel_requested_at, run.deadline, run.created_at, run.started_at, run.updated_at, run.finished_at FROM run
+SELECT (to_jsonb(run) - 'output' - 'error')::jsonb AS run,
+    (SELECT to_jsonb(job) - 'output' FROM job WHERE job.state = 'running')::jsonb AS claimed_job
+FROM run
 WHERE (SELECT count(*) FROM notified) >= 0
 `
 
@@ -1211,6 +1262,7 @@ type StartRunWithJobParams struct {
 	Queue          string          `json:"queue"`
 	Input          json.RawMessage `json:"input"`
 	TimeoutUs      *int64          `json:"timeout_us"`
+	Owner          *string         `json:"owner"`
 	JobKind        string          `json:"job_kind"`
 	JobMetadata    json.RawMessage `json:"job_metadata"`
 	JobMaxAttempts int32           `json:"job_max_attempts"`
@@ -1219,40 +1271,22 @@ type StartRunWithJobParams struct {
 }
 
 type StartRunWithJobRow struct {
-	ID                string             `json:"id"`
-	Workflow          string             `json:"workflow"`
-	Version           int32              `json:"version"`
-	Status            KeelSagaRunStatus  `json:"status"`
-	Queue             string             `json:"queue"`
-	Input             json.RawMessage    `json:"input"`
-	Output            json.RawMessage    `json:"output"`
-	Error             json.RawMessage    `json:"error"`
-	LastError         *string            `json:"last_error"`
-	ParentID          *string            `json:"parent_id"`
-	ParentSeq         *int32             `json:"parent_seq"`
-	ForkedFrom        *string            `json:"forked_from"`
-	ForkedAtSeq       *int32             `json:"forked_at_seq"`
-	Epoch             int64              `json:"epoch"`
-	Generation        int64              `json:"generation"`
-	Owner             *string            `json:"owner"`
-	Resumes           int32              `json:"resumes"`
-	WakeAt            pgtype.Timestamptz `json:"wake_at"`
-	WaitReason        *string            `json:"wait_reason"`
-	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
-	Deadline          pgtype.Timestamptz `json:"deadline"`
-	CreatedAt         pgtype.Timestamptz `json:"created_at"`
-	StartedAt         pgtype.Timestamptz `json:"started_at"`
-	UpdatedAt         pgtype.Timestamptz `json:"updated_at"`
-	FinishedAt        pgtype.Timestamptz `json:"finished_at"`
+	Run        json.RawMessage `json:"run"`
+	ClaimedJob json.RawMessage `json:"claimed_job"`
 }
 
 // InsertRun and the insert of the run's first job in one statement, so a
 // lone start is one round trip and one commit: the job is the one
 // jobs.Client.Insert would write (kind, metadata and attempts as given, the
-// run's queue, args {"run_id", "generation"} of the new run). notify sends
-// the jobs' insert notification for the queue with it (the WHERE names
-// notified, without which it would not run). A run id already taken inserts
-// nothing and returns no row.
+// run's queue, args {"run_id", "generation"} of the new run). With owner,
+// a jobs client that reserved a worker for it, the job is written claimed
+// by that client (running, attempt 1, as ClaimJobs would leave it) unless
+// its queue is paused, and comes back as claimed_job, to run at once
+// without a claim. notify sends the jobs' insert notification for the
+// queue of a job left available (the WHERE names notified, without which
+// it would not run). The run comes back as JSON (output and error, NULL at
+// a start, left out). A run id already taken inserts nothing and returns
+// no row.
 func (q *Queries) StartRunWithJob(ctx context.Context, arg StartRunWithJobParams) (StartRunWithJobRow, error) {
 	row := q.db.QueryRow(ctx, startRunWithJob,
 		arg.ID,
@@ -1261,6 +1295,7 @@ func (q *Queries) StartRunWithJob(ctx context.Context, arg StartRunWithJobParams
 		arg.Queue,
 		arg.Input,
 		arg.TimeoutUs,
+		arg.Owner,
 		arg.JobKind,
 		arg.JobMetadata,
 		arg.JobMaxAttempts,
@@ -1268,33 +1303,7 @@ func (q *Queries) StartRunWithJob(ctx context.Context, arg StartRunWithJobParams
 		arg.Notify,
 	)
 	var i StartRunWithJobRow
-	err := row.Scan(
-		&i.ID,
-		&i.Workflow,
-		&i.Version,
-		&i.Status,
-		&i.Queue,
-		&i.Input,
-		&i.Output,
-		&i.Error,
-		&i.LastError,
-		&i.ParentID,
-		&i.ParentSeq,
-		&i.ForkedFrom,
-		&i.ForkedAtSeq,
-		&i.Epoch,
-		&i.Generation,
-		&i.Owner,
-		&i.Resumes,
-		&i.WakeAt,
-		&i.WaitReason,
-		&i.CancelRequestedAt,
-		&i.Deadline,
-		&i.CreatedAt,
-		&i.StartedAt,
-		&i.UpdatedAt,
-		&i.FinishedAt,
-	)
+	err := row.Scan(&i.Run, &i.ClaimedJob)
 	return i, err
 }
 
@@ -1302,8 +1311,9 @@ const startRunsWithJobs = `-- name: StartRunsWithJobs :many
 WITH input AS (
     SELECT e->>'id' AS id, e->>'workflow' AS workflow, (e->>'version')::int AS version, e->>'queue' AS queue,
         e->'input' AS input, (e->>'timeout_us')::bigint AS timeout_us, e->'job_metadata' AS job_metadata,
+        (e->'claim' = 'true') IS TRUE AND $1::text IS NOT NULL AS claim,
         row_number() OVER (PARTITION BY e->>'id' ORDER BY a.n) = 1 AS first
-    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS a(e, n)
+    FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS a(e, n)
 ), run AS (
     INSERT INTO keel.saga_runs (id, workflow, version, queue, input, deadline)
     SELECT input.id, input.workflow, input.version, input.queue, input.input,
@@ -1311,19 +1321,33 @@ WITH input AS (
     FROM input WHERE input.first
     ON CONFLICT (id) DO NOTHING
     RETURNING id, workflow, version, status, queue, input, output, error, last_error, parent_id, parent_seq, forked_from, forked_at_seq, epoch, generation, owner, resumes, wake_at, wait_reason, cancel_requested_at, deadline, created_at, started_at, updated_at, finished_at
-), job AS (
-    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts)
-    SELECT $2::text, run.queue, jsonb_build_object('run_id', run.id, 'generation', run.generation),
-           input.job_metadata, $3::int
+), claim AS MATERIALIZED (
+    SELECT run.id, run.queue, run.generation, input.job_metadata,
+        input.claim AND (SELECT q.paused_at FROM keel.job_queues q WHERE q.name = run.queue) IS NULL AS claimed
     FROM run JOIN input ON input.id = run.id AND input.first
+), job AS (
+    INSERT INTO keel.jobs (kind, queue, args, metadata, max_attempts, state, attempt, attempted_at, heartbeat_at, owner)
+    SELECT $3::text, claim.queue, jsonb_build_object('run_id', claim.id, 'generation', claim.generation),
+           claim.job_metadata, $4::int,
+           (CASE WHEN claim.claimed THEN 'running' ELSE 'available' END)::keel.job_state,
+           CASE WHEN claim.claimed THEN 1 ELSE 0 END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN now() END,
+           CASE WHEN claim.claimed THEN $1::text END
+    FROM claim
+    RETURNING id, kind, queue, state, priority, args, metadata, tags, attempt, max_attempts, timeout_ms, run_at, created_at, attempted_at, finalized_at, heartbeat_at, owner, cancel_requested_at, errors, progress, output, unique_key, depends_on, run_when, workflow, task
 ), notified AS (
-    SELECT pg_notify($4::text, q.queue) FROM (SELECT DISTINCT run.queue FROM run) AS q WHERE $5::boolean
+    SELECT pg_notify($5::text, q.queue)
+    FROM (SELECT DISTINCT job.queue FROM job WHERE job.state = 'available') AS q WHERE $6::boolean
 )
-SELECT run.id, run.workflow, run.version, run.status, run.queue, run.input, run.output, run.error, run.last_error, run.parent_id, run.parent_seq, run.forked_from, run.forked_at_seq, run.epoch, run.generation, run.owner, run.resumes, run.wake_at, run.wait_reason, run.cancel_requested_at, run.deadline, run.created_at, run.started_at, run.updated_at, run.finished_at FROM run
+SELECT (to_jsonb(run) - 'output' - 'error')::jsonb AS run,
+    (CASE WHEN job.state = 'running' THEN to_jsonb(job) - 'output' END)::jsonb AS claimed_job
+FROM run JOIN job ON job.args->>'run_id' = run.id
 WHERE (SELECT count(*) FROM notified) >= 0
 `
 
 type StartRunsWithJobsParams struct {
+	Owner          *string         `json:"owner"`
 	Runs           json.RawMessage `json:"runs"`
 	JobKind        string          `json:"job_kind"`
 	JobMaxAttempts int32           `json:"job_max_attempts"`
@@ -1332,42 +1356,21 @@ type StartRunsWithJobsParams struct {
 }
 
 type StartRunsWithJobsRow struct {
-	ID                string             `json:"id"`
-	Workflow          string             `json:"workflow"`
-	Version           int32              `json:"version"`
-	Status            KeelSagaRunStatus  `json:"status"`
-	Queue             string             `json:"queue"`
-	Input             json.RawMessage    `json:"input"`
-	Output            json.RawMessage    `json:"output"`
-	Error             json.RawMessage    `json:"error"`
-	LastError         *string            `json:"last_error"`
-	ParentID          *string            `json:"parent_id"`
-	ParentSeq         *int32             `json:"parent_seq"`
-	ForkedFrom        *string            `json:"forked_from"`
-	ForkedAtSeq       *int32             `json:"forked_at_seq"`
-	Epoch             int64              `json:"epoch"`
-	Generation        int64              `json:"generation"`
-	Owner             *string            `json:"owner"`
-	Resumes           int32              `json:"resumes"`
-	WakeAt            pgtype.Timestamptz `json:"wake_at"`
-	WaitReason        *string            `json:"wait_reason"`
-	CancelRequestedAt pgtype.Timestamptz `json:"cancel_requested_at"`
-	Deadline          pgtype.Timestamptz `json:"deadline"`
-	CreatedAt         pgtype.Timestamptz `json:"created_at"`
-	StartedAt         pgtype.Timestamptz `json:"started_at"`
-	UpdatedAt         pgtype.Timestamptz `json:"updated_at"`
-	FinishedAt        pgtype.Timestamptz `json:"finished_at"`
+	Run        json.RawMessage `json:"run"`
+	ClaimedJob json.RawMessage `json:"claimed_job"`
 }
 
 // StartRunWithJob for many runs at once, in one statement: runs is a JSON
 // array of {"id", "workflow", "version", "queue", "input", "timeout_us",
-// "job_metadata"}. Each new run gets its first job, written as
-// StartRunWithJob writes it with the item's job_metadata; with notify, the
-// jobs' insert notification goes out for each queue that got one. Of the
-// items of one id only the first is written; an id already taken inserts
-// nothing. Returns the runs it inserted.
+// "job_metadata", "claim"}. Each new run gets its first job, written as
+// StartRunWithJob writes it with the item's job_metadata, claimed by owner
+// when the item says claim; with notify, the jobs' insert notification
+// goes out for each queue that got an available one. Of the items of one
+// id only the first is written; an id already taken inserts nothing.
+// Returns the runs it inserted, as StartRunWithJob does.
 func (q *Queries) StartRunsWithJobs(ctx context.Context, arg StartRunsWithJobsParams) ([]StartRunsWithJobsRow, error) {
 	rows, err := q.db.Query(ctx, startRunsWithJobs,
+		arg.Owner,
 		arg.Runs,
 		arg.JobKind,
 		arg.JobMaxAttempts,
@@ -1381,33 +1384,7 @@ func (q *Queries) StartRunsWithJobs(ctx context.Context, arg StartRunsWithJobsPa
 	var items []StartRunsWithJobsRow
 	for rows.Next() {
 		var i StartRunsWithJobsRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.Workflow,
-			&i.Version,
-			&i.Status,
-			&i.Queue,
-			&i.Input,
-			&i.Output,
-			&i.Error,
-			&i.LastError,
-			&i.ParentID,
-			&i.ParentSeq,
-			&i.ForkedFrom,
-			&i.ForkedAtSeq,
-			&i.Epoch,
-			&i.Generation,
-			&i.Owner,
-			&i.Resumes,
-			&i.WakeAt,
-			&i.WaitReason,
-			&i.CancelRequestedAt,
-			&i.Deadline,
-			&i.CreatedAt,
-			&i.StartedAt,
-			&i.UpdatedAt,
-			&i.FinishedAt,
-		); err != nil {
+		if err := rows.Scan(&i.Run, &i.ClaimedJob); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

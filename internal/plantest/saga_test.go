@@ -67,6 +67,7 @@ func TestSagaPlans(t *testing.T) {
 	owner := "w1"
 	runs := plantest.Access{Indexes: []string{"saga_runs_pkey"}}
 	steps := plantest.Access{Indexes: []string{"saga_steps_pkey"}}
+	queues := plantest.Access{Indexes: []string{"job_queues_pkey"}}
 	checkPlans(t, sagaFixture, []statement{
 		{"ClaimRun", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.ClaimRun(ctx, db.ClaimRunParams{Owner: &owner, ID: "live-7", Generation: 1})
@@ -93,13 +94,14 @@ func TestSagaPlans(t *testing.T) {
 				{"id": "live-10", "epoch": 1, "status": "failed", "error": {}, "job_id": 1000010, "job_attempt": 1}]`),
 				Channel: "keel_saga_done", Notify: true})
 		}, plantest.Expect{"saga_runs": runs, "saga_steps": steps, "saga_values": {Indexes: []string{"saga_values_pkey"}}, "jobs": {Indexes: []string{"jobs_pkey"}}}},
-		// A group of starts: inserts, nothing read.
+		// A group of starts: inserts, and the pause of the queue of a job
+		// written claimed.
 		{"StartRunsWithJobs", func(ctx context.Context, q *db.Queries) {
-			_, _ = q.StartRunsWithJobs(ctx, db.StartRunsWithJobsParams{Runs: json.RawMessage(`[
-				{"id": "new-1", "workflow": "order", "version": 1, "queue": "default", "input": {}, "job_metadata": {}},
+			_, _ = q.StartRunsWithJobs(ctx, db.StartRunsWithJobsParams{Owner: &owner, Runs: json.RawMessage(`[
+				{"id": "new-1", "workflow": "order", "version": 1, "queue": "default", "input": {}, "job_metadata": {}, "claim": true},
 				{"id": "new-2", "workflow": "order", "version": 1, "queue": "default", "input": {}, "timeout_us": 1000, "job_metadata": {}}]`),
 				JobKind: "keel.saga.run", JobMaxAttempts: 1 << 20, Channel: "keel_jobs", Notify: true})
-		}, plantest.Expect{}},
+		}, plantest.Expect{"job_queues": queues}},
 		{"LockRun", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.LockRun(ctx, db.LockRunParams{ID: "live-7", Epoch: 1})
 		}, plantest.Expect{"saga_runs": runs}},
@@ -116,22 +118,28 @@ func TestSagaPlans(t *testing.T) {
 			"saga_runs": runs, "saga_steps": steps,
 			"saga_signals": {Indexes: []string{"saga_signals_pending_idx", "saga_signals_pkey"}},
 		}},
-		{"SignalRun", func(ctx context.Context, q *db.Queries) {
-			_, _ = q.SignalRun(ctx, db.SignalRunParams{RunID: "live-7", Name: "paid", Value: json.RawMessage(`{}`)})
-		}, plantest.Expect{"saga_runs": runs, "saga_signals": {Indexes: []string{"saga_signals_run_id_idempotency_key_key"}}}},
+		// A signal: the run, the signal, the wake-up job (here written
+		// claimed) and the pause of its queue.
+		{"SignalRunWithJob", func(ctx context.Context, q *db.Queries) {
+			_, _ = q.SignalRunWithJob(ctx, db.SignalRunWithJobParams{
+				RunID: "live-7", Name: "paid", Value: json.RawMessage(`{}`), Owner: &owner, ClaimQueue: "default",
+				JobKind: "keel.saga.run", JobMetadata: json.RawMessage(`{}`), JobMaxAttempts: 1 << 20, Channel: "keel_jobs", Notify: true,
+			})
+		}, plantest.Expect{"saga_runs": runs, "saga_signals": {Indexes: []string{"saga_signals_run_id_idempotency_key_key"}}, "job_queues": queues}},
 		{"CancelsRequested", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.CancelsRequested(ctx, []string{"live-7", "live-8"})
 		}, plantest.Expect{"saga_runs": runs}},
 		{"GetRuns", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.GetRuns(ctx, []string{"live-7", "done-9", "done-10"})
 		}, plantest.Expect{"saga_runs": runs}},
-		// A lone start: two inserts, nothing read.
+		// A lone start: two inserts, and the pause of its queue when its job
+		// is written claimed.
 		{"StartRunWithJob", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.StartRunWithJob(ctx, db.StartRunWithJobParams{
-				ID: "new-1", Workflow: "order", Version: 1, Queue: "default", Input: json.RawMessage(`{}`),
+				ID: "new-1", Workflow: "order", Version: 1, Queue: "default", Input: json.RawMessage(`{}`), Owner: &owner,
 				JobKind: "keel.saga.run", JobMetadata: json.RawMessage(`{}`), JobMaxAttempts: 1 << 20, Channel: "keel_jobs", Notify: true,
 			})
-		}, plantest.Expect{}},
+		}, plantest.Expect{"job_queues": queues}},
 		{"FinishedRuns", func(ctx context.Context, q *db.Queries) {
 			_, _ = q.FinishedRuns(ctx, []string{"live-7", "done-9", "done-10"})
 		}, plantest.Expect{"saga_runs": runs}},
