@@ -336,7 +336,7 @@ func (e *Engine) decodeStarted(row db.StartRunsWithJobsRow, claimed []db.KeelJob
 	e.handOff(job.ID, takenRun{row: db.ClaimRunRow{
 		ID: run.ID, Workflow: run.Workflow, Version: run.Version, Queue: run.Queue, Input: run.Input,
 		ParentID: run.ParentID, Epoch: run.Epoch, Deadline: run.Deadline, CancelRequestedAt: run.CancelRequestedAt,
-		History: json.RawMessage("[]"), DbNow: run.CreatedAt,
+		History: json.RawMessage("[]"), DbNow: row.DbNow,
 	}, at: at})
 	return &run, append(claimed, job), nil
 }

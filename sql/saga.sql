@@ -16,9 +16,9 @@ RETURNING *;
 -- a jobs client that reserved a worker for it, the job is written claimed
 -- by that client (running, attempt 1, as ClaimJobs would leave it) unless
 -- its queue is paused, and comes back as claimed_job, to run at once
--- without a claim. notify sends the jobs' insert notification for the
--- queue of a job left available (the WHERE names notified, without which
--- it would not run). The run comes back as JSON (output and error, NULL at
+-- without a claim, with db_now, the database's clock as in ClaimRun.
+-- notify sends the jobs' insert notification for the queue of a job left
+-- available (the WHERE names notified, without which it would not run). The run comes back as JSON (output and error, NULL at
 -- a start, left out). A run id already taken inserts nothing and returns
 -- no row.
 WITH run AS (
@@ -45,7 +45,8 @@ WITH run AS (
     SELECT pg_notify(@channel::text, job.queue) FROM job WHERE @notify::boolean AND job.state = 'available'
 )
 SELECT (to_jsonb(run) - 'output' - 'error')::jsonb AS run,
-    (SELECT to_jsonb(job) - 'output' FROM job WHERE job.state = 'running')::jsonb AS claimed_job
+    (SELECT to_jsonb(job) - 'output' FROM job WHERE job.state = 'running')::jsonb AS claimed_job,
+    clock_timestamp()::timestamptz AS db_now
 FROM run
 WHERE (SELECT count(*) FROM notified) >= 0;
 
@@ -91,7 +92,8 @@ WITH input AS (
     FROM (SELECT DISTINCT job.queue FROM job WHERE job.state = 'available') AS q WHERE @notify::boolean
 )
 SELECT (to_jsonb(run) - 'output' - 'error')::jsonb AS run,
-    (CASE WHEN job.state = 'running' THEN to_jsonb(job) - 'output' END)::jsonb AS claimed_job
+    (CASE WHEN job.state = 'running' THEN to_jsonb(job) - 'output' END)::jsonb AS claimed_job,
+    clock_timestamp()::timestamptz AS db_now
 FROM run JOIN job ON job.args->>'run_id' = run.id
 WHERE (SELECT count(*) FROM notified) >= 0;
 

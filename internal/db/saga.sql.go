@@ -1250,7 +1250,8 @@ WITH run AS (
     SELECT pg_notify($11::text, job.queue) FROM job WHERE $12::boolean AND job.state = 'available'
 )
 SELECT (to_jsonb(run) - 'output' - 'error')::jsonb AS run,
-    (SELECT to_jsonb(job) - 'output' FROM job WHERE job.state = 'running')::jsonb AS claimed_job
+    (SELECT to_jsonb(job) - 'output' FROM job WHERE job.state = 'running')::jsonb AS claimed_job,
+    clock_timestamp()::timestamptz AS db_now
 FROM run
 WHERE (SELECT count(*) FROM notified) >= 0
 `
@@ -1271,8 +1272,9 @@ type StartRunWithJobParams struct {
 }
 
 type StartRunWithJobRow struct {
-	Run        json.RawMessage `json:"run"`
-	ClaimedJob json.RawMessage `json:"claimed_job"`
+	Run        json.RawMessage    `json:"run"`
+	ClaimedJob json.RawMessage    `json:"claimed_job"`
+	DbNow      pgtype.Timestamptz `json:"db_now"`
 }
 
 // InsertRun and the insert of the run's first job in one statement, so a
@@ -1282,9 +1284,9 @@ type StartRunWithJobRow struct {
 // a jobs client that reserved a worker for it, the job is written claimed
 // by that client (running, attempt 1, as ClaimJobs would leave it) unless
 // its queue is paused, and comes back as claimed_job, to run at once
-// without a claim. notify sends the jobs' insert notification for the
-// queue of a job left available (the WHERE names notified, without which
-// it would not run). The run comes back as JSON (output and error, NULL at
+// without a claim, with db_now, the database's clock as in ClaimRun.
+// notify sends the jobs' insert notification for the queue of a job left
+// available (the WHERE names notified, without which it would not run). The run comes back as JSON (output and error, NULL at
 // a start, left out). A run id already taken inserts nothing and returns
 // no row.
 func (q *Queries) StartRunWithJob(ctx context.Context, arg StartRunWithJobParams) (StartRunWithJobRow, error) {
@@ -1303,7 +1305,7 @@ func (q *Queries) StartRunWithJob(ctx context.Context, arg StartRunWithJobParams
 		arg.Notify,
 	)
 	var i StartRunWithJobRow
-	err := row.Scan(&i.Run, &i.ClaimedJob)
+	err := row.Scan(&i.Run, &i.ClaimedJob, &i.DbNow)
 	return i, err
 }
 
@@ -1341,7 +1343,8 @@ WITH input AS (
     FROM (SELECT DISTINCT job.queue FROM job WHERE job.state = 'available') AS q WHERE $6::boolean
 )
 SELECT (to_jsonb(run) - 'output' - 'error')::jsonb AS run,
-    (CASE WHEN job.state = 'running' THEN to_jsonb(job) - 'output' END)::jsonb AS claimed_job
+    (CASE WHEN job.state = 'running' THEN to_jsonb(job) - 'output' END)::jsonb AS claimed_job,
+    clock_timestamp()::timestamptz AS db_now
 FROM run JOIN job ON job.args->>'run_id' = run.id
 WHERE (SELECT count(*) FROM notified) >= 0
 `
@@ -1356,8 +1359,9 @@ type StartRunsWithJobsParams struct {
 }
 
 type StartRunsWithJobsRow struct {
-	Run        json.RawMessage `json:"run"`
-	ClaimedJob json.RawMessage `json:"claimed_job"`
+	Run        json.RawMessage    `json:"run"`
+	ClaimedJob json.RawMessage    `json:"claimed_job"`
+	DbNow      pgtype.Timestamptz `json:"db_now"`
 }
 
 // StartRunWithJob for many runs at once, in one statement: runs is a JSON
@@ -1384,7 +1388,7 @@ func (q *Queries) StartRunsWithJobs(ctx context.Context, arg StartRunsWithJobsPa
 	var items []StartRunsWithJobsRow
 	for rows.Next() {
 		var i StartRunsWithJobsRow
-		if err := rows.Scan(&i.Run, &i.ClaimedJob); err != nil {
+		if err := rows.Scan(&i.Run, &i.ClaimedJob, &i.DbNow); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
