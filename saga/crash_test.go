@@ -104,31 +104,39 @@ func TestHelperSagaProcess(t *testing.T) {
 
 func TestKilledExecutorRunFinishesElsewhere(t *testing.T) {
 	t.Parallel()
-	url := testdb.NewURL(t)
-	pool := openPool(t, url, 8)
-	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `CREATE TABLE test_executions (step text NOT NULL, pid int NOT NULL);
-		CREATE TABLE test_effects (run_id text)`); err != nil {
-		t.Fatal(err)
-	}
-	reg := saga.NewRegistry()
-	fiveSteps(reg, pool, false)
+	url, pool, reg, count := fiveStepsDB(t)
 	starter := newEngine(t, pool, reg, false)
 	run := start(t, starter, pool, "five", ">", &saga.StartOpts{RunID: "crash-1"})
 
 	kill := runHelper(t, "five", url)
-	count := func(step string) (n int) {
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM test_executions WHERE step = $1", step).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	waitFor(t, "the subprocess to reach step 4", func() bool { return count("s4") == 1 })
 	kill()
 
 	newEngine(t, pool, reg, true)
 	done := await(t, starter, run.ID)
 	checkRescuedFiveSteps(t, pool, done, count)
+}
+
+// fiveStepsDB makes a database for the crash tests of fiveSteps: its
+// tables, a registry with the workflow (not hanging), and count, how many
+// times a step of it ran in any process.
+func fiveStepsDB(t *testing.T) (url string, pool *pgxpool.Pool, reg *saga.Registry, count func(step string) int) {
+	t.Helper()
+	url = testdb.NewURL(t)
+	pool = openPool(t, url, 8)
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE test_executions (step text NOT NULL, pid int NOT NULL);
+		CREATE TABLE test_effects (run_id text)`); err != nil {
+		t.Fatal(err)
+	}
+	reg = saga.NewRegistry()
+	fiveSteps(reg, pool, false)
+	count = func(step string) (n int) {
+		if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM test_executions WHERE step = $1", step).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	return url, pool, reg, count
 }
 
 // checkRescuedFiveSteps checks a run of fiveSteps whose executor was killed

@@ -349,24 +349,8 @@ const handoffCrashRunID = "handoff-crash"
 // process, each step run once but the one in flight at the kill.
 func TestHandedOffRunSurvivesAKill(t *testing.T) {
 	t.Parallel()
-	url := testdb.NewURL(t)
-	pool := openPool(t, url, 8)
-	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `CREATE TABLE test_executions (step text NOT NULL, pid int NOT NULL);
-		CREATE TABLE test_effects (run_id text)`); err != nil {
-		t.Fatal(err)
-	}
-	reg := saga.NewRegistry()
-	fiveSteps(reg, pool, false)
-
+	url, pool, reg, count := fiveStepsDB(t)
 	kill := runHelper(t, "five-started-here", url)
-
-	count := func(step string) (n int) {
-		if err := pool.QueryRow(ctx, "SELECT count(*) FROM test_executions WHERE step = $1", step).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	waitFor(t, "the subprocess to reach step 4", func() bool { return count("s4") == 1 })
 	j := readFirstJob(t, pool, handoffCrashRunID)
 	if j.state != "running" || !j.claimedAtStart || j.attempt != 1 || j.owner == nil {
